@@ -1,0 +1,207 @@
+"""Wire everything into a running server: build missing artifacts, start Triton, serve gRPC.
+
+Start order matters for Kubernetes probes: the gRPC port (with health NOT_SERVING) comes up first,
+then the index loads and Triton starts; health flips to SERVING only when both are ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from rich.console import Console
+
+from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
+from server.config import Settings
+from server.metrics import Metrics
+from server.pipeline import ItemTable, RankingPipeline
+from server.service import RankerService
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranker"].full_name
+
+
+def ensure_artifacts(settings: Settings, *, progress: bool = True, console: Console | None = None) -> None:
+    """Build whatever is missing, in dependency order: catalog → index → reranker → Triton repository."""
+    from engines.export import build_reranker
+    from engines.model_repository import write_model_repository
+    from retrieval.catalog import build_catalog
+    from retrieval.index import META_FILE, build_item_index
+
+    console = console or Console(stderr=True)
+    catalog_dir, model_dir = Path(settings.catalog_dir), Path(settings.model_dir)
+    if not (catalog_dir / "catalog.json").exists():
+        console.print(f"[bold]Building catalog[/] from {settings.queries} → {catalog_dir}")
+        build_catalog(settings.queries, catalog_dir, seed=settings.seed, products=settings.products,
+                      progress=progress)
+    if not (catalog_dir / META_FILE).exists():
+        console.print(f"[bold]Building index[/] {settings.index_factory} → {catalog_dir}")
+        build_item_index(catalog_dir, factory=settings.index_factory, progress=progress)
+    if not (model_dir / "model.onnx").exists():
+        console.print(f"[bold]Training reranker[/] ({settings.train_minutes:g} min budget) → {model_dir}")
+        build_reranker(catalog_dir, model_dir, minutes=settings.train_minutes, seed=settings.seed,
+                       progress=progress)
+    if not (settings.triton_repo / "MODEL_INFO.json").exists():
+        write_model_repository(model_dir / "model.onnx", settings.triton_repo,
+                               instances=settings.triton_instances)
+
+
+@dataclass
+class Loaded:
+    pipeline: RankingPipeline
+    service_kwargs: dict
+
+
+def load_pipeline(settings: Settings, triton_url: str) -> Loaded:
+    """Load catalog, index and reranker client into a pipeline (blocking; run off the event loop)."""
+    from engines.model_repository import read_model_info
+    from engines.pair_tokenizer import PairTokenizer
+    from engines.rerank_stage import TritonRerankStage
+    from engines.triton_client import RerankerUnavailable, TritonRerankerClient
+    from retrieval.catalog import item_texts, load_catalog
+    from retrieval.embedder import WordLlamaEmbedder
+    from retrieval.index import load_item_index
+
+    catalog = load_catalog(Path(settings.catalog_dir))
+    loaded = load_item_index(Path(settings.catalog_dir), ef_search=settings.ef_search)
+    products = catalog.products
+    items = ItemTable(
+        titles=products["product_name"].to_numpy(dtype=object),
+        categories=products["product_class"].to_numpy(dtype=object),
+        prices=products["price"].to_numpy(dtype="float32"),
+        texts=item_texts(products),
+        vectors=loaded.vectors,
+    )
+    client = TritonRerankerClient(triton_url, timeout_s=settings.triton_timeout_s)
+    model_version = ""
+    with contextlib.suppress(Exception):
+        model_version = str(read_model_info(settings.triton_repo).get("version", ""))
+    pipeline = RankingPipeline(
+        WordLlamaEmbedder(), loaded.item_index, items, TritonRerankStage(client, PairTokenizer()),
+        reranker_timeout_s=settings.triton_timeout_s, reranker_retry_after_s=settings.reranker_retry_after_s,
+        model_version=model_version, index_version=loaded.version,
+        unavailable_errors=(RerankerUnavailable,),
+    )
+    columns = loaded.columns
+    return Loaded(pipeline, dict(
+        validate_filters=lambda f: columns.mask(f),
+        categories=sorted(catalog.categories()),
+        index_factory=str(loaded.meta.get("factory", "")),
+    ))
+
+
+class RankServer:
+    """One gRPC server with health and reflection beside the Ranker service; owns Triton if it started it."""
+
+    def __init__(self, settings: Settings, *, console: Console | None = None) -> None:
+        self.settings = settings
+        self.console = console or Console(stderr=True)
+        self.metrics = Metrics()
+        self.health = health.aio.HealthServicer()
+        self.service: RankerService | None = None
+        self.triton = None
+        self.port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._watch: asyncio.Task | None = None
+
+    async def start(self) -> int:
+        s = self.settings
+        self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        ranker = _LazyRanker(self)
+        ranking_pb2_grpc.add_RankerServicer_to_server(ranker, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                                            self._server)
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = self._server.add_insecure_port(f"{s.host}:{s.port}")
+        if not self.port:
+            raise RuntimeError(f"cannot bind {s.host}:{s.port}")
+        await self._server.start()
+        if s.metrics_port is not None:
+            self.metrics.serve_http(s.metrics_port, s.host)
+
+        t0 = time.perf_counter()
+        triton_url = s.triton_url
+        if triton_url is None:
+            from engines.triton_server import TritonServer
+
+            self.triton = TritonServer(s.triton_repo, host=s.triton_host, grpc_port=s.triton_grpc_port,
+                                       metrics_port=None, stop_grace_s=s.triton_stop_grace_s,
+                                       handle_signals=False)
+            await asyncio.to_thread(self.triton.start)
+            triton_url = self.triton.url
+            self._watch = asyncio.create_task(self._supervise_triton())
+        loaded = await asyncio.to_thread(load_pipeline, s, triton_url)
+        self.service = RankerService(loaded.pipeline, s, metrics=self.metrics, **loaded.service_kwargs)
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("ready in %.1fs (triton %s)", time.perf_counter() - t0, triton_url)
+        return self.port
+
+    async def _supervise_triton(self) -> None:
+        """Restart our Triton if it dies; requests are served degraded until it is back."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.triton is not None and not self.triton.is_running():
+                log.warning("tritonserver exited; restarting it")
+                try:
+                    await asyncio.to_thread(self.triton.start)
+                except Exception:
+                    log.exception("tritonserver restart failed; will retry")
+
+    async def stop(self) -> None:
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._server is not None:
+            await self._server.stop(self.settings.grace_s)
+        if self.triton is not None:
+            await asyncio.to_thread(self.triton.stop)
+
+
+class _LazyRanker(ranking_pb2_grpc.RankerServicer):
+    """Answers UNAVAILABLE until the pipeline is loaded, then delegates to the RankerService."""
+
+    def __init__(self, owner: RankServer) -> None:
+        self.owner = owner
+
+    async def Rank(self, request, context):  # type: ignore[override]
+        service = self.owner.service
+        if service is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "starting: index or reranker not ready")
+        async for response in service.Rank(request, context):
+            yield response
+
+    async def Info(self, request, context):  # type: ignore[override]
+        service = self.owner.service
+        if service is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is starting")
+        return await service.Info(request, context)
+
+
+async def serve(settings: Settings, *, console: Console | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then stop gracefully (Triton included)."""
+    console = console or Console(stderr=True)
+    server = RankServer(settings, console=console)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        port = await server.start()
+        console.print(f"[green]rankserve ready[/] on {settings.host}:{port} — try: "
+                      f"rankserve query \"turquoise pillows\" --k 10 --target {settings.host}:{port}")
+        await stop.wait()
+        console.print("shutting down…")
+    finally:
+        await server.stop()

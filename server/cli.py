@@ -1,0 +1,133 @@
+"""`rankserve` command line: build the catalog, index and model; serve; query."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from server.config import Settings
+
+app = typer.Typer(help="rankserve: gRPC ranking server for product search.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+catalog_app = typer.Typer(help="Generated WANDS-format catalogs.", no_args_is_help=True)
+index_app = typer.Typer(help="Item embeddings and FAISS index.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(index_app, name="index")
+console = Console(stderr=True)
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """CLI flags win over RANKSERVE_* env vars, which win over defaults; unset flags are left out."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@catalog_app.command("build")
+def catalog_build(
+    queries: Annotated[Path, typer.Option(help="WANDS-format query file (tab-separated).")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same catalog).")] = 0,
+    products: Annotated[int, typer.Option(help="Total products, judged + filler.")] = 40_000,
+) -> None:
+    """Generate a catalog (product.csv, query.csv, label.csv) from a query file."""
+    from retrieval.catalog import build_catalog, load_catalog
+
+    t = time.perf_counter()
+    build_catalog(queries, out, seed=seed, products=products, progress=True)
+    cat = load_catalog(out)
+    console.print(f"catalog: {len(cat.products):,} products, {len(cat.queries):,} queries, "
+                  f"{len(cat.labels):,} labels → {out} ({time.perf_counter() - t:.1f}s)")
+
+
+@index_app.command("build")
+def index_build(
+    catalog: Annotated[Path, typer.Option(help="Catalog directory from `catalog build`.")],
+    factory: Annotated[str, typer.Option(help="FAISS index factory string.")] = "HNSW32,Flat",
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: the catalog's).")] = None,
+) -> None:
+    """Embed the items and build the FAISS index."""
+    from retrieval.index import build_item_index
+
+    t = time.perf_counter()
+    path = build_item_index(catalog, factory=factory, out=out, progress=True)
+    console.print(f"index {factory} → {path} ({time.perf_counter() - t:.1f}s)")
+
+
+@app.command()
+def train(
+    catalog: Annotated[Path, typer.Option(help="Catalog directory.")],
+    out: Annotated[Path, typer.Option(help="Model output directory.")],
+    minutes: Annotated[float, typer.Option(help="Training time budget.")] = 6.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    instances: Annotated[int, typer.Option(help="Triton instance count.")] = 1,
+) -> None:
+    """Train the cross-encoder, export ONNX, quantize INT8, check parity, write the Triton repository."""
+    from engines.export import build_reranker
+    from engines.model_repository import write_model_repository
+
+    report = build_reranker(catalog, out, minutes=minutes, seed=seed, progress=True)
+    repo = write_model_repository(out / "model.onnx", out / "triton", instances=instances)
+    console.print(report)
+    console.print(f"Triton model repository → {repo}")
+
+
+@app.command()
+def serve(
+    demo: Annotated[bool, typer.Option(help="Serve the demo default, building what is missing.")] = False,
+    catalog: Annotated[Path | None, typer.Option(help="Catalog directory to serve.")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model directory (from `train`).")] = None,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    triton_url: Annotated[str | None, typer.Option(help="External Triton HOST:PORT.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port.")] = None,
+    queries: Annotated[Path | None, typer.Option(help="Query file for the demo catalog.")] = None,
+    products: Annotated[int | None, typer.Option(help="Demo catalog size.")] = None,
+    train_minutes: Annotated[float | None, typer.Option(help="Demo reranker training budget.")] = None,
+) -> None:
+    """Serve the Ranker gRPC service (with health and reflection)."""
+    from server.app import ensure_artifacts
+    from server.app import serve as run
+
+    if not demo and catalog is None:
+        raise typer.BadParameter("give --demo or --catalog DIR")
+    settings = settings_from(catalog_dir=catalog, model_dir=model, host=host, port=port,
+                             triton_url=triton_url, metrics_port=metrics_port, queries=queries,
+                             products=products, train_minutes=train_minutes)
+    if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
+        raise typer.BadParameter(f"no catalog in {settings.catalog_dir}: run `rankserve catalog build` first")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t = time.perf_counter()
+    ensure_artifacts(settings, console=console)
+    console.print(f"artifacts ready in {time.perf_counter() - t:.1f}s")
+    asyncio.run(run(settings, console=console))
+
+
+@app.command()
+def query(
+    text: Annotated[str, typer.Argument(help="The search query.")],
+    k: Annotated[int | None, typer.Option(help="Items to return.")] = None,
+    lam: Annotated[float | None, typer.Option("--lambda", help="MMR relevance weight in [0, 1].")] = None,
+    candidates: Annotated[int | None, typer.Option(help="Items sent to the reranker.")] = None,
+    category: Annotated[str | None, typer.Option(help="Product class filter.")] = None,
+    min_price: Annotated[float | None, typer.Option()] = None,
+    max_price: Annotated[float | None, typer.Option()] = None,
+    in_stock: Annotated[bool, typer.Option(help="Only items in stock.")] = False,
+    target: Annotated[str, typer.Option(help="Server HOST:PORT.")] = "127.0.0.1:50051",
+    timeout: Annotated[float, typer.Option(help="Deadline in seconds.")] = 10.0,
+) -> None:
+    """Send one Rank request and print the items as they stream in."""
+    from server.client import print_stream
+
+    code = asyncio.run(print_stream(target, text, k=k, lam=lam, candidates=candidates, category=category,
+                                    min_price=min_price, max_price=max_price, in_stock=in_stock,
+                                    timeout=timeout))
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    app()

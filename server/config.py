@@ -1,0 +1,68 @@
+"""The one typed configuration of rankserve: defaults here, then RANKSERVE_* env vars, then CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_QUERIES = PROJECT_ROOT.parent / "shared" / "data" / "wands" / "query.csv"
+DEFAULT_ARTIFACTS = PROJECT_ROOT / "artifacts"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RANKSERVE_", extra="ignore")
+
+    # Where the demo's inputs and built artifacts live.
+    queries: Path = DEFAULT_QUERIES
+    artifacts_dir: Path = DEFAULT_ARTIFACTS
+    catalog_dir: Path | None = None  # default: <artifacts_dir>/catalog
+    model_dir: Path | None = None  # default: <artifacts_dir>/model
+    seed: int = 0
+    products: int = Field(40_000, ge=100)
+    train_minutes: float = Field(6.0, gt=0)
+    index_factory: str = "HNSW32,Flat"
+    ef_search: int = Field(128, ge=1)
+
+    # gRPC server.
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    max_inflight: int = Field(8, ge=1)  # requests running the pipeline at once
+    max_queued: int = Field(64, ge=0)  # admitted requests waiting for a slot; beyond -> RESOURCE_EXHAUSTED
+    grace_s: float = Field(5.0, ge=0)
+    metrics_port: int | None = None  # Prometheus /metrics on host:port when set
+
+    # Request defaults and limits.
+    default_k: int = Field(10, ge=1)
+    max_k: int = Field(200, ge=1)
+    default_candidates: int = Field(100, ge=1)
+    max_candidates: int = Field(1000, ge=1)
+    default_mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
+    max_query_chars: int = Field(512, ge=1)
+
+    # Triton: an external one (triton_url) or one we start on loopback.
+    triton_url: str | None = None
+    triton_host: str = "127.0.0.1"
+    triton_grpc_port: int = Field(0, ge=0, le=65535)  # 0 = pick a free port
+    triton_instances: int = Field(1, ge=1)
+    triton_timeout_s: float = Field(2.0, gt=0)
+    triton_stop_grace_s: float = Field(15.0, ge=0)
+    # After a failed reranker call, serve degraded for this long before trying Triton again.
+    reranker_retry_after_s: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        if self.catalog_dir is None:
+            self.catalog_dir = self.artifacts_dir / "catalog"
+        if self.model_dir is None:
+            self.model_dir = self.artifacts_dir / "model"
+        if self.default_candidates > self.max_candidates:
+            raise ValueError("default_candidates must not exceed max_candidates")
+        return self
+
+    @property
+    def triton_repo(self) -> Path:
+        assert self.model_dir is not None
+        return self.model_dir / "triton"

@@ -1,0 +1,60 @@
+"""Maximal Marginal Relevance: balance relevance against redundancy with the items already chosen.
+
+score_i = λ · relevance_i − (1 − λ) · max_{j ∈ selected} cos(v_i, v_j)
+
+Greedy and vectorised: each of the k steps is one numpy pass over the n candidates (O(k·n)), keeping a
+running max-similarity vector, so there is no Python loop over candidates. The generator yields each
+pick as soon as it is made, so the server can stream it before the next one is computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class MmrPick:
+    index: int  # position in the candidate arrays
+    score: float  # the MMR objective when it was picked
+    relevance: float  # normalised relevance in [0, 1]
+    redundancy: float  # max cosine similarity to the items picked before it
+
+
+def normalise(scores: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] per request, so λ weighs relevance and cosine similarity on one scale."""
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.size == 0:
+        return scores
+    lo, hi = float(scores.min()), float(scores.max())
+    if hi - lo < 1e-12:
+        return np.ones_like(scores)
+    return (scores - lo) / (hi - lo)
+
+
+def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> Iterator[MmrPick]:
+    """Yield up to k picks of n candidates; `vectors`: L2-normalised (n, d), `relevance`: raw scores (n,)."""
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda must be in [0, 1], got {lam}")
+    rel = normalise(relevance)
+    n = rel.shape[0]
+    k = min(k, n)
+    if k <= 0:
+        return
+    vectors = np.asarray(vectors, dtype=np.float32)
+    max_sim = np.zeros(n, dtype=np.float32)  # no redundancy before the first pick
+    available = np.ones(n, dtype=bool)
+    for step in range(k):
+        objective = lam * rel - (1.0 - lam) * max_sim
+        objective = np.where(available, objective, -np.inf)
+        # argmax takes the first maximum: ties keep the incoming (relevance-sorted) order.
+        i = int(np.argmax(objective))
+        yield MmrPick(index=i, score=float(objective[i]), relevance=float(rel[i]),
+                      redundancy=float(max_sim[i]))
+        available[i] = False
+        if step + 1 < k:
+            sims = vectors @ vectors[i]
+            # The first pick sets the baseline, so a negative similarity counts as it is (no clamp at 0).
+            max_sim = sims if step == 0 else np.maximum(max_sim, sims, out=max_sim)

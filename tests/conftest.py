@@ -1,0 +1,88 @@
+"""Session fixtures: one small catalog, index and reranker built for the whole test run.
+
+Sizes are small on purpose (CI has 2 cores): 60 of the shared queries, 6,000 products, a reranker
+trained for well under a minute. Everything is built by the same functions the CLI runs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SHARED_QUERIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "wands" / "query.csv"
+TEST_QUERIES = 60
+TEST_PRODUCTS = 6_000
+TRAIN_MINUTES = 0.5
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    queries: Path
+    catalog: Path
+    model: Path
+
+    @property
+    def triton_repo(self) -> Path:
+        return self.model / "triton"
+
+
+@pytest.fixture(scope="session")
+def shared_queries() -> Path:
+    if not SHARED_QUERIES.exists():
+        pytest.fail(f"shared query file missing: {SHARED_QUERIES}")
+    return SHARED_QUERIES
+
+
+@pytest.fixture(scope="session")
+def small_queries(tmp_path_factory: pytest.TempPathFactory, shared_queries: Path) -> Path:
+    """A deterministic subset of the shared queries (every 6th), WANDS format."""
+    df = pd.read_csv(shared_queries, sep="\t", dtype=str, keep_default_na=False)
+    path = tmp_path_factory.mktemp("queries") / "query.csv"
+    df.iloc[:: max(1, len(df) // TEST_QUERIES)].head(TEST_QUERIES).to_csv(path, sep="\t", index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory, small_queries: Path) -> Artifacts:
+    from engines.export import build_reranker
+    from engines.model_repository import write_model_repository
+    from retrieval.catalog import build_catalog
+    from retrieval.index import build_item_index
+
+    root = tmp_path_factory.mktemp("artifacts")
+    catalog = build_catalog(small_queries, root / "catalog", seed=0, products=TEST_PRODUCTS, progress=False)
+    build_item_index(catalog, factory="HNSW32,Flat", progress=False)
+    model = root / "model"
+    build_reranker(catalog, model, minutes=TRAIN_MINUTES, seed=0, progress=False)
+    write_model_repository(model / "model.onnx", model / "triton")
+    return Artifacts(queries=small_queries, catalog=catalog, model=model)
+
+
+def tritonserver_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-x", "tritonserver"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_orphan_tritonserver():
+    """Every test that starts Triton must stop it: fail the session if one outlives the tests."""
+    before = tritonserver_pids()
+    yield
+    left = tritonserver_pids() - before
+    if left:
+        for pid in left:
+            subprocess.run(["kill", "-9", str(pid)], check=False)
+        pytest.fail(f"tritonserver left running after the tests: {sorted(left)}")
+
+
+def rankserve_bin() -> str:
+    """The console script installed beside this interpreter (the venv need not be on PATH)."""
+    path = Path(sys.executable).parent / "rankserve"
+    if not path.exists():
+        pytest.fail(f"rankserve console script not installed at {path}")
+    return str(path)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from server.mmr import mmr, normalise
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_lambda_one_is_pure_relevance_order() -> None:
+    rng = np.random.default_rng(0)
+    rel = rng.normal(size=50).astype(np.float32)
+    vecs = _unit(rng.normal(size=(50, 8)))
+    picks = [p.index for p in mmr(rel, vecs, 20, 1.0)]
+    assert picks == list(np.argsort(-rel, kind="stable")[:20])
+
+
+def test_low_lambda_skips_near_duplicates() -> None:
+    # Items 0 and 1 are the same vector; 2 is different but slightly less relevant.
+    vecs = _unit(np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float32))
+    rel = np.array([1.0, 0.95, 0.9], dtype=np.float32)
+    assert [p.index for p in mmr(rel, vecs, 3, 1.0)] == [0, 1, 2]
+    picks = list(mmr(rel, vecs, 3, 0.5))
+    assert [p.index for p in picks] == [0, 2, 1]
+    assert picks[0].redundancy == 0.0
+    assert picks[2].redundancy == pytest.approx(1.0, abs=1e-6)
+
+
+def test_objective_matches_formula() -> None:
+    rng = np.random.default_rng(1)
+    vecs = _unit(rng.normal(size=(30, 5)))
+    rel = rng.normal(size=30).astype(np.float32)
+    lam = 0.3
+    picks = list(mmr(rel, vecs, 10, lam))
+    norm = normalise(rel)
+    chosen: list[int] = []
+    for p in picks:
+        # Brute force the greedy objective in plain Python and compare.
+        best, best_i = -np.inf, -1
+        for i in range(30):
+            if i in chosen:
+                continue
+            red = max((float(vecs[i] @ vecs[j]) for j in chosen), default=0.0)
+            obj = lam * norm[i] - (1 - lam) * red
+            if obj > best + 1e-9:
+                best, best_i = obj, i
+        assert p.index == best_i
+        assert p.score == pytest.approx(best, abs=1e-5)
+        chosen.append(best_i)
+    assert len(set(chosen)) == 10
+
+
+def test_k_larger_than_n_and_empty() -> None:
+    vecs = _unit(np.eye(3, dtype=np.float32))
+    assert len(list(mmr(np.array([3.0, 2.0, 1.0]), vecs, 10, 0.7))) == 3
+    assert list(mmr(np.zeros(0, dtype=np.float32), np.zeros((0, 3), dtype=np.float32), 5, 0.7)) == []
+
+
+def test_constant_scores_normalise_without_nan() -> None:
+    out = normalise(np.full(4, 2.5, dtype=np.float32))
+    assert np.all(out == 1.0)
+
+
+def test_bad_lambda_rejected() -> None:
+    with pytest.raises(ValueError):
+        list(mmr(np.ones(2), np.eye(2, dtype=np.float32), 1, 1.5))

@@ -1,0 +1,268 @@
+"""The real server end to end: `rankserve serve` (its own Triton) on loopback, queried over gRPC."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
+from server.client import rank_request
+from tests.conftest import Artifacts, rankserve_bin, tritonserver_pids
+
+SERVICE = "ranking.v1.Ranker"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    port: int
+    metrics_port: int
+    log: Path
+    channel: grpc.Channel
+
+    @property
+    def stub(self) -> ranking_pb2_grpc.RankerStub:
+        return ranking_pb2_grpc.RankerStub(self.channel)
+
+    def metric(self, name: str, labels: str = "") -> float:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        key = f"{name}{{{labels}}}" if labels else name
+        for line in text.splitlines():
+            if line.startswith(key + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def start_server(artifacts: Artifacts, tmp: Path, **env: str) -> Running:
+    port, metrics_port = free_port(), free_port()
+    log = tmp / f"server-{port}.log"
+    proc = subprocess.Popen(
+        [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
+         "--port", str(port), "--metrics-port", str(metrics_port)],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
+        env={**os.environ, "RANKSERVE_RERANKER_RETRY_AFTER_S": "0.5", **env},
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    health = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + 240
+    while True:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-4000:]
+            raise AssertionError(f"server exited ({proc.returncode}):\n{tail}")
+        try:
+            r = health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=1)
+            if r.status == health_pb2.HealthCheckResponse.SERVING:
+                break
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"server not SERVING in time:\n{log.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.3)
+    return Running(proc, port, metrics_port, log, channel)
+
+
+def stop_server(running: Running, sig: int = signal.SIGINT) -> int:
+    running.channel.close()
+    running.proc.send_signal(sig)
+    try:
+        return running.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(running.proc.pid, signal.SIGKILL)
+        raise
+
+
+def triton_pid_of(running: Running) -> int:
+    """The tritonserver this server started (it runs in its own session, so find it by parent pid)."""
+    for pid in tritonserver_pids():
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        if ppid == running.proc.pid:
+            return pid
+    raise AssertionError(f"no tritonserver child of {running.proc.pid}:\n{running.log_tail()}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    running = start_server(artifacts, tmp_path_factory.mktemp("server"))
+    triton_pid = triton_pid_of(running)
+    yield running
+    code = stop_server(running)
+    assert code == 0, running.log_tail()
+    deadline = time.monotonic() + 30
+    while pid_alive(triton_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_alive(triton_pid), "tritonserver outlived a clean shutdown"
+
+
+def rank(stub: ranking_pb2_grpc.RankerStub, query: str, timeout: float = 30, **kw):
+    msgs = list(stub.Rank(rank_request(query, **kw), timeout=timeout))
+    items = [m.item for m in msgs if m.HasField("item")]
+    return msgs, items, msgs[-1].summary
+
+
+def test_stream_order_count_and_summary_last(server: Running) -> None:
+    msgs, items, summary = rank(server.stub, "turquoise pillows", k=10, request_id="abc")
+    assert [m.WhichOneof("kind") for m in msgs] == ["item"] * 10 + ["summary"]
+    assert [it.rank for it in items] == list(range(1, 11))
+    assert len({it.item_id for it in items}) == 10
+    assert summary.request_id == "abc"
+    assert summary.items_returned == 10
+    assert summary.candidates_retrieved == 100 and summary.candidates_reranked == 100
+    assert not summary.degraded, summary.degraded_reason
+    assert summary.model_version and summary.index_version
+    assert summary.timings.total_ms > 0 and summary.timings.rerank_ms > 0
+    assert all(it.title for it in items)
+    # MMR objective is non-increasing down the stream? Not in general, but rank 1 has no redundancy.
+    assert items[0].redundancy_penalty == 0.0
+
+
+def test_lambda_one_streams_pure_rerank_order(server: Running) -> None:
+    _, items, summary = rank(server.stub, "modern accent chair", k=20, lam=1.0)
+    assert summary.mmr_lambda == pytest.approx(1.0)
+    scores = [it.rerank_score for it in items]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_low_lambda_diversifies(server: Running) -> None:
+    _, top, _ = rank(server.stub, "area rug", k=10, lam=1.0)
+    _, div, _ = rank(server.stub, "area rug", k=10, lam=0.2)
+    assert sum(it.redundancy_penalty for it in div) < sum(it.redundancy_penalty for it in top)
+
+
+def test_filters_are_respected(server: Running) -> None:
+    info = server.stub.Info(ranking_pb2.InfoRequest(), timeout=10)
+    category = info.categories[0]
+    _, items, _ = rank(server.stub, "table", k=15, category=category.upper())
+    assert items and all(it.category == category for it in items)
+    _, items, _ = rank(server.stub, "sofa", k=15, min_price=100.0, max_price=400.0)
+    assert items and all(100.0 <= it.price <= 400.0 for it in items)
+
+
+def test_info(server: Running) -> None:
+    info = server.stub.Info(ranking_pb2.InfoRequest(), timeout=10)
+    assert info.items > 0 and info.default_k == 10 and info.default_candidates == 100
+    assert info.index_factory == "HNSW32,Flat" and info.model_version and info.categories
+
+
+def test_health_and_reflection(server: Running) -> None:
+    health = health_pb2_grpc.HealthStub(server.channel)
+    for service in ("", SERVICE):
+        assert health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status == \
+            health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(server.channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    responses = list(refl.ServerReflectionInfo(iter([request]), timeout=5))
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert {SERVICE, "grpc.health.v1.Health"} <= names
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        (dict(query=""), "query"),
+        (dict(query="   \t "), "query"),
+        (dict(query="x" * 513), "query"),
+        (dict(query="sofa", k=0), "k"),
+        (dict(query="sofa", k=201), "k"),
+        (dict(query="sofa", lam=-0.1), "mmr_lambda"),
+        (dict(query="sofa", lam=1.5), "mmr_lambda"),
+        (dict(query="sofa", lam=float("nan")), "mmr_lambda"),
+        (dict(query="sofa", candidates=0), "candidates"),
+        (dict(query="sofa", candidates=1001), "candidates"),
+        (dict(query="sofa", k=50, candidates=20), "candidates"),
+        (dict(query="sofa", min_price=500.0, max_price=100.0), "filters.min_price"),
+        (dict(query="sofa", min_price=-1.0), "filters.min_price"),
+        (dict(query="sofa", category="No Such Category"), "filters.category"),
+    ],
+)
+def test_invalid_arguments(server: Running, kwargs: dict, field: str) -> None:
+    query = kwargs.pop("query")
+    with pytest.raises(grpc.RpcError) as err:
+        list(server.stub.Rank(rank_request(query, **kwargs), timeout=10))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith(field), err.value.details()
+
+
+def test_query_at_limit_is_accepted(server: Running) -> None:
+    _, items, _ = rank(server.stub, "sofa " + "x" * 507, k=3)
+    assert len(items) == 3
+
+
+def test_deadline_exceeded_stops_work(server: Running) -> None:
+    before_ok = server.metric("rankserve_requests_total", 'code="OK"')
+    before = server.metric("rankserve_requests_total", 'code="DEADLINE_EXCEEDED"')
+    with pytest.raises(grpc.RpcError) as err:
+        list(server.stub.Rank(rank_request("velvet sofa", k=50, candidates=1000), timeout=0.05))
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The server saw the deadline pass and stopped: counted as DEADLINE_EXCEEDED, never finished OK.
+    deadline = time.monotonic() + 10
+    while server.metric("rankserve_requests_total", 'code="DEADLINE_EXCEEDED"') <= before:
+        assert time.monotonic() < deadline, server.log_tail()
+        time.sleep(0.1)
+    assert server.metric("rankserve_requests_total", 'code="OK"') == before_ok
+
+
+def test_degraded_when_triton_dies_then_recovers(server: Running) -> None:
+    _, baseline, summary = rank(server.stub, "coffee table", k=10, lam=1.0)
+    assert not summary.degraded
+    os.kill(triton_pid_of(server), signal.SIGKILL)
+    time.sleep(0.2)
+    _, items, summary = rank(server.stub, "coffee table", k=10, lam=1.0)
+    assert summary.degraded and summary.degraded_reason == "reranker_unavailable"
+    assert summary.candidates_reranked == 0 and len(items) == 10
+    # Without the reranker, relevance is the retrieval score: λ=1 streams pure retrieval order.
+    retrieval = [it.retrieval_score for it in items]
+    assert retrieval == sorted(retrieval, reverse=True)
+    # The server restarts its Triton; reranking resumes by itself.
+    deadline = time.monotonic() + 120
+    while True:
+        _, items, summary = rank(server.stub, "coffee table", k=10, lam=1.0)
+        if not summary.degraded:
+            break
+        assert time.monotonic() < deadline, server.log_tail()
+        time.sleep(0.5)
+    assert [it.item_id for it in items] == [it.item_id for it in baseline]
+    assert server.metric("rankserve_degraded_total", 'reason="reranker_unavailable"') >= 1
+
+
+def test_sigkill_of_server_leaves_no_tritonserver(artifacts: Artifacts, tmp_path: Path) -> None:
+    running = start_server(artifacts, tmp_path)
+    triton_pid = triton_pid_of(running)
+    running.channel.close()
+    os.kill(running.proc.pid, signal.SIGKILL)
+    running.proc.wait(10)
+    deadline = time.monotonic() + 20
+    while pid_alive(triton_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_alive(triton_pid), "tritonserver orphaned after SIGKILL of the server"
