@@ -92,7 +92,7 @@ def load_pipeline(settings: Settings, triton_url: str) -> Loaded:
     )
     columns = loaded.columns
     return Loaded(pipeline, dict(
-        validate_filters=lambda f: columns.mask(f),
+        validate_filters=columns.validate,
         categories=sorted(catalog.categories()),
         index_factory=str(loaded.meta.get("factory", "")),
     ))

@@ -1,0 +1,113 @@
+"""Reading and writing WANDS-format catalog files (tab-separated, CSV quoting for fields with quotes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+PRODUCT_COLUMNS = ["product_id", "product_name", "product_class", "category_hierarchy", "product_description",
+                   "product_features", "rating_count", "average_rating", "review_count", "price", "in_stock"]
+QUERY_COLUMNS = ["query_id", "query", "query_class"]
+LABEL_COLUMNS = ["id", "query_id", "product_id", "label"]
+LABELS = ("Exact", "Partial", "Irrelevant")
+LABEL_GAIN = {"Exact": 2, "Partial": 1, "Irrelevant": 0}
+
+_PRODUCT_DTYPES = {"product_id": "int64", "product_name": str, "product_class": str,
+                   "category_hierarchy": str, "product_description": str, "product_features": str,
+                   "rating_count": "int64", "average_rating": "float64", "review_count": "int64",
+                   "price": "float64", "in_stock": "int64"}
+
+
+def _read_tsv(path: Path, dtype: dict[str, object]) -> pd.DataFrame:
+    # QUOTE_MINIMAL reads WANDS's `"writing desk 48"""` as `writing desk 48"`; keep_default_na=False keeps a
+    # query such as "NA" or an empty class as text.
+    return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_MINIMAL, dtype=dtype, keep_default_na=False,
+                       na_values={k: [""] for k, v in dtype.items() if v is not str})
+
+
+def write_tsv(df: pd.DataFrame, path: Path) -> None:
+    """Tab-separated, quoting only fields that need it (those with a quote character), LF line ends."""
+    df.to_csv(path, sep="\t", index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+
+
+def read_queries(path: Path) -> pd.DataFrame:
+    """A WANDS query file: query_id (int), query, query_class (may be empty)."""
+    df = _read_tsv(Path(path), {"query_id": str, "query": str, "query_class": str})
+    missing = [c for c in QUERY_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected {QUERY_COLUMNS}")
+    ids = pd.to_numeric(df["query_id"].str.strip(), errors="coerce")
+    if ids.isna().any():
+        bad = df.loc[ids.isna(), "query_id"].tolist()[:5]
+        raise ValueError(f"{path}: query_id must be an integer, got {bad}")
+    df["query_id"] = ids.astype("int64")
+    return df[QUERY_COLUMNS].reset_index(drop=True)
+
+
+def format_features(pairs: Iterable[tuple[str, str]]) -> str:
+    """`key:value|key:value`; values never contain the separators (they come from normalised words)."""
+    out = []
+    for k, v in pairs:
+        v = v.replace("|", " ").replace(":", " ").replace("\t", " ")
+        out.append(f"{k}:{v}")
+    return "|".join(out)
+
+
+def parse_features(text: str) -> list[tuple[str, str]]:
+    """Inverse of `format_features` (keys keep their `_2` suffixes)."""
+    if not text:
+        return []
+    return [tuple(item.split(":", 1)) for item in text.split("|")]  # type: ignore[misc]
+
+
+def feature_attrs(text: str) -> set[tuple[str, str]]:
+    """(family, value) pairs of a features string: `color_2:peach` is family color."""
+    out = set()
+    for key, value in parse_features(text):
+        family, _, suffix = key.rpartition("_")
+        out.add((family, value) if family and suffix.isdigit() else (key, value))
+    return out
+
+
+@dataclass(frozen=True)
+class Catalog:
+    root: Path
+    products: pd.DataFrame  # indexed 0..N-1 by product_id (column kept); in_stock as bool
+    queries: pd.DataFrame
+    labels: pd.DataFrame
+    meta: dict
+
+    def categories(self) -> list[str]:
+        """Distinct product classes, sorted."""
+        return sorted(self.products["product_class"].unique().tolist())
+
+
+def load_catalog(root: Path) -> Catalog:
+    root = Path(root)
+    products = _read_tsv(root / "product.csv", _PRODUCT_DTYPES)
+    products = products.sort_values("product_id").reset_index(drop=True)
+    if not (products["product_id"].to_numpy() == range(len(products))).all():
+        raise ValueError(f"{root}/product.csv: product_id must be contiguous 0..N-1")
+    products["in_stock"] = products["in_stock"].astype(bool)
+    queries = read_queries(root / "query.csv")
+    labels = _read_tsv(root / "label.csv", {"id": "int64", "query_id": "int64", "product_id": "int64",
+                                            "label": str})
+    meta = json.loads((root / "catalog.json").read_text())
+    return Catalog(root, products, queries, labels, meta)
+
+
+def item_texts(products: pd.DataFrame) -> list[str]:
+    """Text embedded for retrieval and given to the reranker: `title | class | feature values`."""
+    out: list[str] = []
+    names: Sequence[str] = products["product_name"].tolist()
+    classes: Sequence[str] = products["product_class"].tolist()
+    for name, cls, feats in zip(names, classes, products["product_features"].tolist(), strict=True):
+        # Brand and collection are already in the title (collection) or pure noise (generated brand).
+        values = " ".join(v for k, v in parse_features(feats) if not k.startswith(("brand", "collection")))
+        out.append(f"{name} | {cls} | {values}")
+    return out
