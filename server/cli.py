@@ -129,5 +129,24 @@ def query(
     raise typer.Exit(code)
 
 
+@app.command("eval")
+def eval_command(
+    catalog: Annotated[Path, typer.Option(help="Catalog directory (its index is built if missing).")],
+    queries: Annotated[Path, typer.Option(help="WANDS-format query file whose queries are in the catalog.")],
+    model: Annotated[Path | None, typer.Option(help="Model directory (default: the demo model).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the λ sweep plot (PNG) here.")] = None,
+    split: Annotated[str, typer.Option(help="Queries to score: all, train, val or dev.")] = "all",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Ranking quality of bm25, retrieval, rerank and rerank_mmr (NDCG@10, MRR@10, recall@100, diversity)."""
+    from server.evaluation import SPLITS, run_eval
+
+    if split not in SPLITS:
+        raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}")
+    run_eval(catalog, queries, model, split=split, json_out=json_out, plot_out=plot, progress=progress,
+             console=console)
+
+
 if __name__ == "__main__":
     app()

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from engines.rerank_stage import RerankStage
 from retrieval.filters import Filters
 from server.mmr import mmr
 
@@ -26,17 +27,6 @@ class IndexStage(Protocol):
     def search(
         self, query_vectors: np.ndarray, k: int, filters: Filters | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class RerankResultLike(Protocol):
-    scores: np.ndarray
-    timings: dict[str, float]
-
-
-class RerankStage(Protocol):
-    async def rerank(
-        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
-    ) -> RerankResultLike: ...
 
 
 class DeadlineExceeded(Exception):
@@ -233,5 +223,5 @@ class RankingPipeline:
         self.gate.succeeded()
         summary.candidates_reranked = int(cand_ids.size)
         summary.timings_ms["tokenize"] = float(result.timings.get("tokenize_ms", 0.0))
-        summary.timings_ms["rerank"] = float(result.timings.get("triton_ms", (time.perf_counter() - t) * 1e3))
+        summary.timings_ms["rerank"] = float(result.timings.get("infer_ms", (time.perf_counter() - t) * 1e3))
         return np.asarray(result.scores, dtype=np.float32).reshape(-1)

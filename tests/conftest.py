@@ -63,17 +63,30 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, small_queries: Path) -> 
     return Artifacts(queries=small_queries, catalog=catalog, model=model)
 
 
-def tritonserver_pids() -> set[int]:
+def tritonserver_pids(marker: str = "") -> set[int]:
+    """Running tritonserver pids; with `marker`, only those whose command line contains it."""
     out = subprocess.run(["pgrep", "-x", "tritonserver"], capture_output=True, text=True).stdout
-    return {int(p) for p in out.split()}
+    pids = set()
+    for pid in map(int, out.split()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.add(pid)
+    return pids
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_orphan_tritonserver():
-    """Every test that starts Triton must stop it: fail the session if one outlives the tests."""
-    before = tritonserver_pids()
+def no_orphan_tritonserver(tmp_path_factory: pytest.TempPathFactory):
+    """Every test that starts Triton must stop it: fail the session if one outlives the tests.
+
+    Only servers of this session count (their repositories live under its temp dir), so a Triton
+    run by anyone else on the machine is left alone.
+    """
+    marker = str(tmp_path_factory.getbasetemp())
     yield
-    left = tritonserver_pids() - before
+    left = tritonserver_pids(marker)
     if left:
         for pid in left:
             subprocess.run(["kill", "-9", str(pid)], check=False)

@@ -1,0 +1,174 @@
+"""Small BERT cross-encoder scoring (query, product text) pairs.
+
+`CrossEncoder` wraps `transformers.BertForSequenceClassification` (num_labels=1) so its interface is
+exactly what Triton serves: ``forward(input_ids, attention_mask) -> score (B,)``. BERT's segment
+ids are derived inside the graph from the ``<s> q </s> d </s>`` layout (everything after the first
+``</s>`` is segment 1), so clients never send ``token_type_ids``.
+
+On disk a model is a Hugging Face folder (config.json + model.safetensors + tokenizer.json +
+tokenizer_config.json) that `sentence_transformers.CrossEncoder` / `AutoModelForSequenceClassification`
+can load; the tokenizer's pair template yields the same segment ids, plus ``rankserve.json`` with
+our `CrossEncoderConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import BertConfig, BertForSequenceClassification
+
+from retrieval.wordllama import EMBEDDING_DIM, EOS_ID, PAD_ID, load_token_embeddings, tokenizer_path
+
+CONFIG_FILE = "rankserve.json"
+
+
+@dataclass(frozen=True)
+class CrossEncoderConfig:
+    vocab_size: int = 32000
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position: int = 64
+    dropout: float = 0.1
+    # Tokenisation limits used with this model (see engines.pair_tokenizer).
+    max_length: int = 48
+    max_query_tokens: int = 16
+
+    def bert_config(self) -> BertConfig:
+        return BertConfig(
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads,
+            intermediate_size=self.intermediate_size,
+            max_position_embeddings=self.max_position,
+            type_vocab_size=2,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
+            num_labels=1,
+            pad_token_id=PAD_ID,
+            # Eager attention exports to plain ONNX ops that ORT's BERT fusions recognise.
+            attn_implementation="eager",
+        )
+
+
+def segment_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """0 for ``<s> q </s>``, 1 for ``d </s>``; PAD_ID == EOS_ID, so padding is masked out first."""
+    sep = (input_ids == EOS_ID).long() * attention_mask.long()
+    return ((torch.cumsum(sep, dim=1) - sep) > 0).long() * attention_mask.long()
+
+
+class CrossEncoder(nn.Module):
+    def __init__(self, bert: BertForSequenceClassification, cfg: CrossEncoderConfig) -> None:
+        super().__init__()
+        self.bert = bert
+        self.cfg = cfg
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.bert(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=segment_ids(input_ids, attention_mask),
+        ).logits
+        return logits[:, 0]
+
+    @torch.inference_mode()
+    def score(self, input_ids: np.ndarray, attention_mask: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Eval-mode float32 scores for numpy inputs (restores the previous train/eval mode)."""
+        was_training = self.training
+        self.eval()
+        out = [
+            self(
+                torch.from_numpy(input_ids[i : i + batch_size]),
+                torch.from_numpy(attention_mask[i : i + batch_size]),
+            )
+            for i in range(0, len(input_ids), batch_size)
+        ]
+        self.train(was_training)
+        return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
+
+
+def build_model(cfg: CrossEncoderConfig | None = None, *, pretrained_embeddings: bool = True) -> CrossEncoder:
+    """A fresh model; word embeddings start from the WordLlama table when the sizes match."""
+    cfg = cfg or CrossEncoderConfig()
+    bert = BertForSequenceClassification(cfg.bert_config())
+    if pretrained_embeddings and cfg.hidden_size == EMBEDDING_DIM:
+        table = torch.from_numpy(np.array(load_token_embeddings()[: cfg.vocab_size]))
+        emb = bert.bert.embeddings
+        with torch.no_grad():
+            emb.word_embeddings.weight.copy_(table)
+            # The table's scale (std ~0.9) dwarfs BERT's 0.02 init; scale position/segment embeddings
+            # up so the embedding LayerNorm doesn't wash out order and query/doc information.
+            std = 0.25 * float(table.std())
+            emb.position_embeddings.weight.normal_(0.0, std)
+            emb.token_type_embeddings.weight.normal_(0.0, std)
+    return CrossEncoder(bert, cfg)
+
+
+def _tokenizer_json(cfg: CrossEncoderConfig) -> dict:
+    """WordLlama tokenizer.json with the pair template/segments/truncation this model expects."""
+    tok = json.loads(Path(tokenizer_path()).read_text())
+    specials = {
+        "<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]},
+        "</s>": {"id": "</s>", "ids": [EOS_ID], "tokens": ["</s>"]},
+    }
+    tok["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [
+            {"SpecialToken": {"id": "<s>", "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": "</s>", "type_id": 0}},
+        ],
+        "pair": [
+            {"SpecialToken": {"id": "<s>", "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": "</s>", "type_id": 0}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+            {"SpecialToken": {"id": "</s>", "type_id": 1}},
+        ],
+        "special_tokens": specials,
+    }
+    tok["truncation"] = None
+    tok["padding"] = None
+    return tok
+
+
+def save_model(model: CrossEncoder, path: Path) -> Path:
+    """Write a Hugging Face folder (+ rankserve.json) loadable by `load_model` and sentence-transformers."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.bert.save_pretrained(path, safe_serialization=True)
+    (path / CONFIG_FILE).write_text(json.dumps(asdict(model.cfg), indent=2))
+    (path / "tokenizer.json").write_text(json.dumps(_tokenizer_json(model.cfg)))
+    tok_cfg = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "pad_token": "</s>",
+        "sep_token": "</s>",
+        "cls_token": "<s>",
+        "model_max_length": model.cfg.max_length,
+        "truncation_side": "right",
+        "padding_side": "right",
+        # Without this the fast tokenizer drops the template's segment ids and BERT sees all zeros.
+        "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
+    }
+    (path / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2))
+    return path
+
+
+def load_model(path: Path) -> CrossEncoder:
+    """Load a folder written by `save_model` (eval mode, CPU)."""
+    path = Path(path)
+    cfg = CrossEncoderConfig(**json.loads((path / CONFIG_FILE).read_text()))
+    bert = BertForSequenceClassification.from_pretrained(path, attn_implementation="eager")
+    model = CrossEncoder(bert, cfg)
+    model.eval()
+    return model

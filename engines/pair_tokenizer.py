@@ -1,0 +1,109 @@
+"""(query, document) pair tokenisation for the cross-encoder.
+
+Layout of every row: ``<s> query </s> doc </s>`` followed by ``PAD_ID`` padding up to the batch's
+longest pair. The query is capped first (``max_query_tokens``) so a long query can't starve the doc;
+the doc is then truncated to what is left of ``max_length``. Sub-word tokenisation is done by the
+Rust fast tokenizer (``encode_batch``); rows are assembled with numpy index arithmetic, never
+Python loops over tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain
+
+import numpy as np
+
+from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
+
+# <s>, </s>, </s>
+NUM_SPECIAL = 3
+
+
+def _ragged(encodings: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flattened ids, row starts and row lengths of a batch of `tokenizers.Encoding`s."""
+    lens = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+    flat = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=int(lens.sum()))
+    starts = np.zeros_like(lens)
+    np.cumsum(lens[:-1], out=starts[1:])
+    return flat, starts, lens
+
+
+def assemble_pairs(
+    q_flat: np.ndarray,
+    q_starts: np.ndarray,
+    q_lens: np.ndarray,
+    d_flat: np.ndarray,
+    d_starts: np.ndarray,
+    d_lens: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lay out rows ``<s> q </s> d </s>`` from ragged (already truncated) query/doc token ids.
+
+    ``q_starts`` may repeat (one query shared by all rows). Returns int64 ``(ids, mask)`` of shape
+    ``(n, L)`` with L the longest row.
+    """
+    n = len(d_lens)
+    if n == 0:
+        return np.zeros((0, NUM_SPECIAL), np.int64), np.zeros((0, NUM_SPECIAL), np.int64)
+    total = q_lens + d_lens + NUM_SPECIAL
+    width = int(total.max())
+    col = np.arange(width, dtype=np.int64)[None, :]
+    ql = q_lens[:, None]
+    dl = d_lens[:, None]
+    ids = np.full((n, width), PAD_ID, dtype=np.int64)
+
+    in_q = (col >= 1) & (col <= ql)
+    d_off = col - ql - 2
+    in_d = (d_off >= 0) & (d_off < dl)
+    # Clip the gather indices so out-of-region cells read a valid (ignored) element.
+    q_idx = np.clip(q_starts[:, None] + col - 1, 0, max(len(q_flat) - 1, 0))
+    d_idx = np.clip(d_starts[:, None] + d_off, 0, max(len(d_flat) - 1, 0))
+    if len(q_flat):
+        ids = np.where(in_q, q_flat[q_idx], ids)
+    if len(d_flat):
+        ids = np.where(in_d, d_flat[d_idx], ids)
+    ids[:, 0] = BOS_ID
+    rows = np.arange(n)
+    ids[rows, q_lens + 1] = EOS_ID
+    ids[rows, total - 1] = EOS_ID
+    mask = (col < total[:, None]).astype(np.int64)
+    return ids, mask
+
+
+class PairTokenizer:
+    """Batched pair encoder over the WordLlama (Llama-2) fast tokenizer."""
+
+    def __init__(self, max_length: int = 48, max_query_tokens: int = 16) -> None:
+        if max_length < max_query_tokens + NUM_SPECIAL + 1:
+            raise ValueError("max_length must leave room for the query, a doc token and 3 specials")
+        self.max_length = max_length
+        self.max_query_tokens = max_query_tokens
+        self._tok = load_tokenizer()
+        # Rust-side cap so very long docs are never fully materialised; the exact per-row cap
+        # (which depends on the query length) is applied in numpy.
+        self._tok.enable_truncation(max_length - NUM_SPECIAL - 1)
+
+    def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _ragged(self._tok.encode_batch(list(texts), add_special_tokens=False))
+
+    def _finish(
+        self, q: tuple[np.ndarray, np.ndarray, np.ndarray], d: tuple[np.ndarray, np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        q_flat, q_starts, q_lens = q
+        d_flat, d_starts, d_lens = d
+        q_lens = np.minimum(q_lens, self.max_query_tokens)
+        d_lens = np.minimum(d_lens, self.max_length - NUM_SPECIAL - q_lens)
+        return assemble_pairs(q_flat, q_starts, q_lens, d_flat, d_starts, d_lens)
+
+    def encode(self, query: str, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids, attention_mask)``, int64, shape ``(len(docs), L)``, L = longest pair."""
+        q_flat, _, q_len = self._encode([query])
+        n = len(docs)
+        q = (q_flat, np.zeros(n, np.int64), np.repeat(q_len, n))
+        return self._finish(q, self._encode(docs))
+
+    def encode_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Like `encode` but one query per doc (training / evaluation batches)."""
+        if len(queries) != len(docs):
+            raise ValueError(f"{len(queries)} queries for {len(docs)} docs")
+        return self._finish(self._encode(queries), self._encode(docs))

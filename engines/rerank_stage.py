@@ -1,0 +1,90 @@
+"""The rerank step the pipeline calls: tokenize (query, doc) pairs, score them.
+
+`TritonRerankStage` (Triton over gRPC) and `OrtRerankStage` (in-process onnxruntime) share the
+`RerankStage` protocol, so the pipeline can swap Triton/in-process or CPU/GPU without changes.
+Both raise `RerankerUnavailable` when scoring fails or times out, so the caller can degrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from engines.triton_client import RerankerUnavailable, TritonRerankerClient
+
+
+class PairEncoder(Protocol):
+    """What engines.pair_tokenizer.PairTokenizer provides."""
+
+    def encode(self, query: str, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    scores: np.ndarray  # float32 (B,), aligned with the docs passed in
+    # "tokenize_ms", "infer_ms" always; TritonRerankStage also "triton_ms" (same value: the round trip).
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class RerankStage(Protocol):
+    async def rerank(
+        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+    ) -> RerankResult: ...
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1e3
+
+
+class TritonRerankStage:
+    def __init__(self, client: TritonRerankerClient, tokenizer: PairEncoder) -> None:
+        self.client = client
+        self.tokenizer = tokenizer
+
+    async def rerank(
+        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+    ) -> RerankResult:
+        t0 = time.perf_counter()
+        # Tokenizing ~100 short docs takes well under a millisecond: not worth a thread hop.
+        ids, mask = self.tokenizer.encode(query, docs)
+        tokenize_ms = _ms(t0)
+        t1 = time.perf_counter()
+        scores = await self.client.score(ids, mask, timeout_s=timeout_s)
+        infer_ms = _ms(t1)
+        return RerankResult(scores, {"tokenize_ms": tokenize_ms, "infer_ms": infer_ms, "triton_ms": infer_ms})
+
+
+class OrtRerankStage:
+    """In-process scoring; the ORT call runs in a worker thread so the event loop keeps serving."""
+
+    def __init__(self, session: ort.InferenceSession, tokenizer: PairEncoder, timeout_s: float = 2.0) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.timeout_s = timeout_s
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = self.session.run(["score"], {"input_ids": ids, "attention_mask": mask})[0]
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    async def rerank(
+        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+    ) -> RerankResult:
+        t0 = time.perf_counter()
+        ids, mask = self.tokenizer.encode(query, docs)
+        tokenize_ms = _ms(t0)
+        t1 = time.perf_counter()
+        if len(ids) == 0:
+            scores = np.zeros(0, np.float32)
+        else:
+            timeout = self.timeout_s if timeout_s is None else timeout_s
+            try:
+                scores = await asyncio.wait_for(asyncio.to_thread(self._run, ids, mask), timeout)
+            except TimeoutError as exc:
+                raise RerankerUnavailable(f"in-process reranker: timed out after {timeout}s") from exc
+        return RerankResult(scores, {"tokenize_ms": tokenize_ms, "infer_ms": _ms(t1)})

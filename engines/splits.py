@@ -1,0 +1,64 @@
+"""Fixed query split for reranker training and evaluation.
+
+Rule (applied to any WANDS-style query file; each query's fate depends only on its own class and
+text, so adding or reordering rows never moves another query):
+
+1. ``dev`` (~20% of queries; never read by training):
+   - every query of a *held-out product class*: ``u("class", query_class) < DEV_CLASS_FRACTION``
+     (~10% of classes, so dev measures generalisation to unseen classes), plus
+   - any other query with ``u("dev", query) < DEV_QUERY_FRACTION`` (~12%).
+2. ``val`` (~15% of the rest; early stopping and reporting): ``u("val", query) < VAL_FRACTION``.
+3. ``train``: everything else.
+
+``u(salt, text)`` maps ``sha1(salt + ":" + normalised text)`` to [0, 1). Normalisation (strip,
+lower-case, collapse spaces) keeps duplicate query strings together, so a query can't leak from
+train into dev through a spelling variant of its case or spacing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+DEV_CLASS_FRACTION = 0.10
+DEV_QUERY_FRACTION = 0.12
+VAL_FRACTION = 0.15
+SPLITS = ("train", "val", "dev")
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).lower().split())
+
+
+def unit_hash(salt: str, text: str) -> float:
+    """Stable (process- and platform-independent) hash of ``text`` into [0, 1)."""
+    digest = hashlib.sha1(f"{salt}:{_norm(text)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def assign_split(query: str, query_class: str) -> str:
+    """The split of one query (``train`` / ``val`` / ``dev``)."""
+    query_class = "" if pd.isna(query_class) else query_class
+    if unit_hash("class", query_class) < DEV_CLASS_FRACTION or unit_hash("dev", query) < DEV_QUERY_FRACTION:
+        return "dev"
+    return "val" if unit_hash("val", query) < VAL_FRACTION else "train"
+
+
+def split_labels(queries: pd.DataFrame) -> np.ndarray:
+    """Per-row split name for a frame with ``query`` and ``query_class`` columns."""
+    return np.array(
+        [assign_split(q, c) for q, c in zip(queries["query"], queries["query_class"], strict=True)],
+        dtype=object,
+    )
+
+
+def split_queries(queries: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``{"train", "val", "dev"}`` -> the rows of ``queries`` in that split, sorted by query_id."""
+    names = split_labels(queries)
+    out = {}
+    for name in SPLITS:
+        part = queries[names == name]
+        out[name] = part.sort_values("query_id", kind="stable") if "query_id" in part else part
+    return out

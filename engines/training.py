@@ -1,0 +1,455 @@
+"""Time-budgeted listwise training of the cross-encoder on the catalog's graded judgments.
+
+Only ``train``-split queries (engines.splits) are ever read for gradient steps: `training_judgments`
+is the single source of the trainer's data, and hard negatives are mined from it too, so neither
+dev nor val queries leak in. Each step samples one short list per query (1-2 Exact, 2 Partial, the
+rest Irrelevant plus optionally one mined hard negative) and minimises ListNet softmax
+cross-entropy against the graded gains ``2**rel - 1``, which teaches Exact > Partial > Irrelevant
+rather than a pointwise threshold. The best checkpoint by validation NDCG@10 is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from engines.cross_encoder import CrossEncoder, CrossEncoderConfig, build_model, save_model
+from engines.pair_tokenizer import PairTokenizer
+from engines.splits import split_queries
+
+# Graded relevance of WANDS labels (same as retrieval.catalog.LABEL_GAIN).
+LABEL_REL = {"Exact": 2, "Partial": 1, "Irrelevant": 0}
+
+
+@dataclass
+class RerankData:
+    """What the reranker needs from a catalog: queries, judgments and the text of every product."""
+
+    queries: pd.DataFrame  # query_id, query, query_class
+    labels: pd.DataFrame  # query_id, product_id, label (Exact/Partial/Irrelevant)
+    texts: np.ndarray  # object array, texts[product_id] = text the reranker sees
+    product_class: np.ndarray | None = None  # product_class by product_id (for hard-negative mining)
+
+    def splits(self) -> dict[str, pd.DataFrame]:
+        return split_queries(self.queries)
+
+
+def load_rerank_data(catalog_dir: Path) -> RerankData:
+    from retrieval.catalog import item_texts, load_catalog
+
+    cat = load_catalog(Path(catalog_dir))
+    products = cat.products.sort_index()
+    if not np.array_equal(products.index.to_numpy(), np.arange(len(products))):
+        raise ValueError("catalog products must be indexed 0..N-1 by product_id")
+    return RerankData(
+        queries=cat.queries,
+        labels=cat.labels,
+        texts=np.asarray(item_texts(products), dtype=object),
+        product_class=products["product_class"].to_numpy(dtype=object),
+    )
+
+
+def judgments(data: RerankData, split: str) -> pd.DataFrame:
+    """query_id, query, query_class, product_id, rel for the queries of one split."""
+    qs = data.splits()[split][["query_id", "query", "query_class"]]
+    df = data.labels.merge(qs, on="query_id", how="inner")
+    df = df.assign(rel=df["label"].map(LABEL_REL).astype(np.int64))
+    return df[["query_id", "query", "query_class", "product_id", "rel"]].sort_values(
+        ["query_id", "product_id"], kind="stable", ignore_index=True
+    )
+
+
+def training_judgments(data: RerankData) -> pd.DataFrame:
+    """Everything the trainer reads for gradient steps (train split only).
+
+    Negatives whose product class is never relevant to any train query are dropped: such classes
+    (e.g. the dev split's held-out ones) would only ever be seen as negatives, and the model learns
+    "this class is always irrelevant" instead of query-item matching (measured: dev NDCG@10 on
+    held-out classes fell below random).
+    """
+    train = judgments(data, "train")
+    if data.product_class is None:
+        return train
+    cls = data.product_class[train["product_id"].to_numpy()]
+    positive = set(cls[train["rel"].to_numpy() > 0])
+    keep = (train["rel"].to_numpy() > 0) | np.isin(cls, list(positive))
+    return train[keep].reset_index(drop=True)
+
+
+def training_query_ids(data: RerankData) -> set[int]:
+    return set(training_judgments(data)["query_id"].tolist())
+
+
+# ----------------------------------------------------------------------------------------- metrics
+
+
+def ndcg_at_k(scores: np.ndarray, rels: np.ndarray, k: int = 10) -> float:
+    """NDCG@k with exponential gains 2**rel - 1 over one query's judged list; nan if no gain."""
+    gains = np.exp2(np.asarray(rels, dtype=np.float64)) - 1.0
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.sort(gains)[::-1][:k]
+    idcg = float((ideal * discounts[: len(ideal)]).sum())
+    if idcg <= 0:
+        return float("nan")
+    # Stable sort on -score: ties resolve by list order, deterministically.
+    top = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:k]
+    return float((gains[top] * discounts[: len(top)]).sum()) / idcg
+
+
+def mean_ndcg(judged: pd.DataFrame, scores: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k over the queries of ``judged`` (rows aligned with ``scores``)."""
+    vals = [
+        ndcg_at_k(scores[idx], judged["rel"].to_numpy()[idx], k)
+        for idx in judged.groupby("query_id", sort=True).indices.values()
+    ]
+    return float(np.nanmean(vals)) if vals else float("nan")
+
+
+def score_judged(
+    model: CrossEncoder, tok: PairTokenizer, data: RerankData, judged: pd.DataFrame, batch: int = 256
+) -> np.ndarray:
+    ids, mask = tok.encode_pairs(
+        judged["query"].tolist(), data.texts[judged["product_id"].to_numpy()].tolist()
+    )
+    return model.score(ids, mask, batch_size=batch)
+
+
+# ----------------------------------------------------------------------------------------- sampling
+
+
+@dataclass
+class ListSampler:
+    """Samples one fixed-size graded list per train query."""
+
+    lists: dict[int, tuple[str, dict[int, np.ndarray]]]  # qid -> (query, rel -> product ids)
+    mined: dict[int, np.ndarray]  # qid -> hard-negative candidates
+    list_size: int = 8
+
+    @classmethod
+    def from_judgments(
+        cls, judged: pd.DataFrame, product_class: np.ndarray | None, *, list_size: int = 8, mine: bool = True
+    ) -> ListSampler:
+        if list_size < 6:
+            raise ValueError("list_size must be >= 6 (up to 2 Exact + 2 Partial + 1 mined + 1 Irrelevant)")
+        lists: dict[int, tuple[str, dict[int, np.ndarray]]] = {}
+        for qid, g in judged.groupby("query_id", sort=True):
+            by_rel = {r: g.loc[g["rel"] == r, "product_id"].to_numpy() for r in (0, 1, 2)}
+            if len(by_rel[1]) + len(by_rel[2]) > 0:
+                lists[int(qid)] = (str(g["query"].iloc[0]), by_rel)
+        mined = mine_hard_negatives(judged, product_class) if mine else {}
+        return cls(lists, mined, list_size)
+
+    def sample(self, qid: int, rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarray]:
+        query, by_rel = self.lists[qid]
+        k = self.list_size
+        n_exact = min(len(by_rel[2]), int(rng.integers(1, 3)))
+        n_partial = min(len(by_rel[1]), 2)
+        n_mined = 1 if len(self.mined.get(qid, ())) else 0
+        picks = [
+            rng.choice(by_rel[2], n_exact, replace=False),
+            rng.choice(by_rel[1], n_partial, replace=False),
+        ]
+        rels = [2] * n_exact + [1] * n_partial
+        n_irr = k - n_exact - n_partial - n_mined
+        pool = by_rel[0] if len(by_rel[0]) else by_rel[1]
+        picks.append(rng.choice(pool, n_irr, replace=len(pool) < n_irr))
+        rels += [0 if len(by_rel[0]) else 1] * n_irr
+        if n_mined:
+            picks.append(rng.choice(self.mined[qid], 1))
+            rels.append(0)
+        return query, np.concatenate(picks).astype(np.int64), np.asarray(rels, dtype=np.int64)
+
+    def batches(self, batch_queries: int, rng: np.random.Generator) -> Iterator[list[int]]:
+        """One epoch of shuffled query-id batches."""
+        qids = np.array(sorted(self.lists), dtype=np.int64)
+        rng.shuffle(qids)
+        for i in range(0, len(qids), batch_queries):
+            yield qids[i : i + batch_queries].tolist()
+
+
+def swap_negatives(
+    lists: list[tuple[str, np.ndarray, np.ndarray]],
+    product_class: np.ndarray | None,
+    rng: np.random.Generator,
+    n_swap: int = 2,
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Replace up to ``n_swap`` Irrelevant slots per list by other lists' Exact items of another class.
+
+    Without these, items of classes that are often relevant score high for *any* query and items of
+    never-trained classes score low: on held-out classes the model then ranks below random.
+    Relevant-for-someone items as negatives force it to match the query instead of a class prior.
+    """
+    if product_class is None or len(lists) < 2:
+        return lists
+    exact = [(pids[rels == 2], product_class[pids[rels == 2]]) for _, pids, rels in lists]
+    out = []
+    for i, (query, pids, rels) in enumerate(lists):
+        own = set(product_class[pids[rels > 0]])
+        pool = np.concatenate([p[~np.isin(c, list(own))] for j, (p, c) in enumerate(exact) if j != i])
+        slots = np.flatnonzero(rels == 0)[-n_swap:]
+        if len(pool) and len(slots):
+            pids = pids.copy()
+            pids[slots] = rng.choice(pool, len(slots), replace=len(pool) < len(slots))
+        out.append((query, pids, rels))
+    return out
+
+
+def mine_hard_negatives(judged: pd.DataFrame, product_class: np.ndarray | None) -> dict[int, np.ndarray]:
+    """Products judged for *other* train queries that share a query word but not the query's class.
+
+    Different class makes a false negative unlikely (another query's Exact item may fit this one
+    too when the class is the same), while the shared word makes the negative hard.
+    """
+    if product_class is None:
+        return {}
+    qs = judged.drop_duplicates("query_id")[["query_id", "query", "query_class"]]
+    words = {
+        int(q): set(re.findall(r"[a-z0-9]{3,}", str(t).lower()))
+        for q, t in zip(qs.query_id, qs["query"], strict=True)
+    }
+    by_word: dict[str, set[int]] = {}
+    for qid, ws in words.items():
+        for w in ws:
+            by_word.setdefault(w, set()).add(qid)
+    pids_of = judged.groupby("query_id")["product_id"].apply(lambda s: s.to_numpy()).to_dict()
+    positive = set(product_class[judged.loc[judged["rel"] > 0, "product_id"].to_numpy()])
+    out: dict[int, np.ndarray] = {}
+    for qid, qclass in zip(qs.query_id, qs.query_class, strict=True):
+        others = {o for w in words[int(qid)] for o in by_word[w]} - {int(qid)}
+        if not others:
+            continue
+        cand = np.unique(np.concatenate([pids_of[o] for o in sorted(others)]))
+        cand = cand[product_class[cand] != qclass]
+        # Only classes that are also positives somewhere (see training_judgments).
+        cand = cand[np.isin(product_class[cand], list(positive))]
+        if len(cand):
+            out[int(qid)] = cand
+    return out
+
+
+# ----------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainConfig:
+    batch_queries: int = 16
+    list_size: int = 8
+    lr: float = 1e-3  # ~from-scratch encoder (only embeddings pretrained): 3e-4 idled for ~20 steps
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.06
+    max_epochs: int = 200
+    evals: int = 5  # validation passes spread over the budget (plus one at the start and the end)
+    min_eval_interval_s: float = 45.0  # short budgets skip mid-run evals: they'd eat the training time
+    mine_negatives: bool = True
+    threads: int | None = None
+    model: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
+
+
+@dataclass
+class TrainReport:
+    val_ndcg10: float
+    initial_val_ndcg10: float
+    best_step: int
+    steps: int
+    epochs: int
+    seconds: float
+    train_queries: int
+    val_queries: int
+    dev_queries: int
+    train_judgments: int
+    val_pairs: int
+    final_loss: float
+    config: dict
+    history: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%  step {task.fields[step]}  loss {task.fields[loss]:.4f}"),
+        TextColumn("val ndcg@10 {task.fields[ndcg]:.4f}"),
+        TimeElapsedColumn(),
+        disable=not enabled,
+    )
+
+
+def listnet_loss(scores: torch.Tensor, rels: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy between the list's scores and gains 2**rel - 1 (B, K)."""
+    gains = torch.exp2(rels.float()) - 1.0
+    target = gains / gains.sum(dim=1, keepdim=True).clamp_min(1e-9)
+    return -(target * torch.log_softmax(scores, dim=1)).sum(dim=1).mean()
+
+
+def fit(
+    data: RerankData,
+    *,
+    minutes: float = 6.0,
+    seed: int = 0,
+    cfg: TrainConfig | None = None,
+    progress: bool = True,
+) -> tuple[CrossEncoder, TrainReport]:
+    """Train a fresh model within ``minutes`` of wall time; returns the best model by val NDCG@10."""
+    cfg = cfg or TrainConfig()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    budget = minutes * 60.0
+    t0 = time.perf_counter()
+
+    train = training_judgments(data)
+    val = judgments(data, "val")
+    splits = data.splits()
+    sampler = ListSampler.from_judgments(
+        train, data.product_class, list_size=cfg.list_size, mine=cfg.mine_negatives
+    )
+    if not sampler.lists:
+        raise ValueError("no train query has a relevant judged product")
+    tok = PairTokenizer(cfg.model.max_length, cfg.model.max_query_tokens)
+    model = build_model(cfg.model)
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "LayerNorm" in n]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+    )
+    steps_per_epoch = math.ceil(len(sampler.lists) / cfg.batch_queries)
+    max_steps = cfg.max_epochs * steps_per_epoch
+
+    def lr_at(frac: float) -> float:
+        # Warmup then linear decay over whichever runs out first: time or the epoch cap.
+        if frac < cfg.warmup_frac:
+            return cfg.lr * max(frac / cfg.warmup_frac, 0.02)
+        return cfg.lr * max(0.0, 1.0 - (frac - cfg.warmup_frac) / (1.0 - cfg.warmup_frac))
+
+    def evaluate() -> float:
+        return mean_ndcg(val, score_judged(model, tok, data, val)) if len(val) else float("nan")
+
+    initial = evaluate()
+    best, best_step = initial, 0
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    history: list[dict] = [{"step": 0, "seconds": time.perf_counter() - t0, "val_ndcg10": initial}]
+    eval_every = max(1.0 / max(cfg.evals, 1), cfg.min_eval_interval_s / budget)
+    next_eval = eval_every
+    step, epoch, loss_ema = 0, 0, float("nan")
+    model.train()
+    with _progress(progress) as bar:
+        task = bar.add_task("train", total=1.0, step=0, loss=float("nan"), ndcg=initial)
+        done = False
+        while not done and epoch < cfg.max_epochs:
+            for qids in sampler.batches(cfg.batch_queries, rng):
+                frac = max((time.perf_counter() - t0) / budget, step / max_steps)
+                if frac >= 1.0:
+                    done = True
+                    break
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(frac)
+                lists = swap_negatives([sampler.sample(q, rng) for q in qids], data.product_class, rng)
+                queries = [q for q, pids, _ in lists for _ in pids]
+                pids = np.concatenate([p for _, p, _ in lists])
+                rels = torch.from_numpy(np.stack([r for _, _, r in lists]))
+                ids, mask = tok.encode_pairs(queries, data.texts[pids].tolist())
+                scores = model(torch.from_numpy(ids), torch.from_numpy(mask)).view(len(lists), -1)
+                loss = listnet_loss(scores, rels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                step += 1
+                value = float(loss.detach())
+                loss_ema = value if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * value
+                if frac >= next_eval:
+                    next_eval += eval_every
+                    score = evaluate()
+                    history.append(
+                        {
+                            "step": step,
+                            "seconds": time.perf_counter() - t0,
+                            "loss": loss_ema,
+                            "val_ndcg10": score,
+                        }
+                    )
+                    if score > best:
+                        best, best_step = score, step
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    bar.update(task, ndcg=score)
+                bar.update(task, completed=min(frac, 1.0), step=step, loss=loss_ema)
+            else:
+                epoch += 1
+        # Final evaluation at the end of the schedule (lr has decayed to ~0 here).
+        score = evaluate()
+        history.append(
+            {"step": step, "seconds": time.perf_counter() - t0, "loss": loss_ema, "val_ndcg10": score}
+        )
+        if score >= best:
+            best, best_step = score, step
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        bar.update(task, completed=1.0, ndcg=best)
+
+    model.load_state_dict(best_state)
+    model.eval()
+    config = asdict(cfg)
+    report = TrainReport(
+        val_ndcg10=best,
+        initial_val_ndcg10=initial,
+        best_step=best_step,
+        steps=step,
+        epochs=epoch,
+        seconds=time.perf_counter() - t0,
+        train_queries=len(splits["train"]),
+        val_queries=len(splits["val"]),
+        dev_queries=len(splits["dev"]),
+        train_judgments=len(train),
+        val_pairs=len(val),
+        final_loss=loss_ema,
+        config=config,
+        history=history,
+    )
+    return model, report
+
+
+def train_reranker(
+    catalog_dir: Path,
+    out_dir: Path,
+    *,
+    minutes: float = 6.0,
+    seed: int = 0,
+    cfg: TrainConfig | None = None,
+    progress: bool = True,
+) -> TrainReport:
+    """Train on ``catalog_dir``; writes ``out_dir/hf`` (best model) and ``out_dir/train_report.json``."""
+    return train_to_dir(
+        load_rerank_data(catalog_dir), out_dir, minutes=minutes, seed=seed, cfg=cfg, progress=progress
+    )
+
+
+def train_to_dir(
+    data: RerankData,
+    out_dir: Path,
+    *,
+    minutes: float = 6.0,
+    seed: int = 0,
+    cfg: TrainConfig | None = None,
+    progress: bool = True,
+) -> TrainReport:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, report = fit(data, minutes=minutes, seed=seed, cfg=cfg, progress=progress)
+    save_model(model, out_dir / "hf")
+    (out_dir / "train_report.json").write_text(report.to_json())
+    return report

@@ -1,0 +1,123 @@
+"""Async gRPC client for the `reranker` model on Triton.
+
+Every transport/server failure (connection refused, deadline, model not ready/unloaded, server-side
+errors) surfaces as `RerankerUnavailable`, so the ranking pipeline can degrade instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import InferenceServerException
+
+from engines.model_repository import MODEL_NAME
+
+
+class RerankerUnavailable(RuntimeError):
+    """The reranker could not score this request (down, slow, not ready or failing)."""
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _unavailable(exc: BaseException, what: str) -> RerankerUnavailable:
+    if isinstance(exc, InferenceServerException):
+        return RerankerUnavailable(f"{what}: {exc.message()}", exc.status())
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return RerankerUnavailable(f"{what}: timed out", "StatusCode.DEADLINE_EXCEEDED")
+    return RerankerUnavailable(f"{what}: {exc!r}")
+
+
+class TritonRerankerClient:
+    """One `score` call = one Triton request for the whole candidate batch (split only past
+    `max_batch_size` pairs, the model's limit). The gRPC channel is opened lazily, inside the
+    event loop that uses it."""
+
+    def __init__(
+        self, url: str, model: str = MODEL_NAME, timeout_s: float = 2.0, max_batch_size: int = 1024
+    ) -> None:
+        self.url = url
+        self.model = model
+        self.timeout_s = timeout_s
+        self.max_batch_size = max_batch_size
+        self._client: aioclient.InferenceServerClient | None = None
+
+    def _conn(self) -> aioclient.InferenceServerClient:
+        if self._client is None:
+            # Fail fast on a dead server instead of waiting for gRPC's reconnect backoff.
+            args = [("grpc.enable_retries", 0), ("grpc.initial_reconnect_backoff_ms", 100)]
+            self._client = aioclient.InferenceServerClient(self.url, channel_args=args)
+        return self._client
+
+    async def score(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, *, timeout_s: float | None = None
+    ) -> np.ndarray:
+        """Scores of (B, L) int64 pairs as float32 (B,). Raises RerankerUnavailable on any failure."""
+        ids = np.ascontiguousarray(input_ids, dtype=np.int64)
+        mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
+        if ids.ndim != 2 or ids.shape != mask.shape:
+            raise ValueError(f"input_ids {ids.shape} / attention_mask {mask.shape}: need equal (B, L)")
+        if len(ids) == 0:
+            return np.zeros(0, np.float32)
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        step = self.max_batch_size
+        starts = range(0, len(ids), step)
+        try:
+            # asyncio.timeout backs up the gRPC deadline (e.g. while the channel is still connecting).
+            async with asyncio.timeout(timeout + 0.5):
+                calls = [self._infer(ids[i : i + step], mask[i : i + step], timeout) for i in starts]
+                results = await asyncio.gather(*calls)
+        except (InferenceServerException, grpc.RpcError, TimeoutError, OSError) as exc:
+            raise _unavailable(exc, f"{self.model}@{self.url}") from exc
+        return np.concatenate(results)
+
+    async def _infer(self, ids: np.ndarray, mask: np.ndarray, timeout: float) -> np.ndarray:
+        inputs = [
+            grpcclient.InferInput("input_ids", list(ids.shape), "INT64"),
+            grpcclient.InferInput("attention_mask", list(mask.shape), "INT64"),
+        ]
+        inputs[0].set_data_from_numpy(ids)
+        inputs[1].set_data_from_numpy(mask)
+        result = await self._conn().infer(
+            self.model, inputs, outputs=[grpcclient.InferRequestedOutput("score")], client_timeout=timeout
+        )
+        out = result.as_numpy("score")
+        if out is None or out.size != len(ids):
+            shape = None if out is None else out.shape
+            raise RerankerUnavailable(f"{self.model}: bad output shape {shape} for {len(ids)} pairs")
+        return out.reshape(-1).astype(np.float32, copy=False)
+
+    async def ready(self) -> bool:
+        """Server live and model loaded; never raises."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                conn = self._conn()
+                return bool(
+                    await conn.is_server_ready(client_timeout=self.timeout_s)
+                    and await conn.is_model_ready(self.model, client_timeout=self.timeout_s)
+                )
+        except Exception:
+            return False
+
+    async def model_version(self) -> str:
+        """The ONNX content hash written by write_model_repository (falls back to Triton's version)."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                conn = self._conn()
+                cfg = (await conn.get_model_config(self.model, client_timeout=self.timeout_s)).config
+                if "model_version" in cfg.parameters:
+                    return cfg.parameters["model_version"].string_value
+                meta = await conn.get_model_metadata(self.model, client_timeout=self.timeout_s)
+                return ",".join(meta.versions)
+        except (InferenceServerException, grpc.RpcError, TimeoutError, OSError) as exc:
+            raise _unavailable(exc, f"{self.model}@{self.url}") from exc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()

@@ -1,0 +1,87 @@
+"""Triton Python-backend model: the INT8 cross-encoder run by onnxruntime on CPU.
+
+Copied into `<repo>/reranker/1/model.py` by `engines.model_repository`. Runs inside the
+backend stub's embedded interpreter, which ignores PYTHONPATH, so the launcher passes the
+venv's site-packages in RANKSERVE_PYTHONPATH and we prepend it before importing numpy/ORT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path[:0] = [
+    p for p in os.environ.get("RANKSERVE_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path
+]
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+
+def _params(config: dict) -> dict[str, str]:
+    return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+
+
+def pad_and_concat(arrays: list[np.ndarray], pad_value: int) -> np.ndarray:
+    """Right-pad every (b_i, L_i) array to the longest L, then stack along the batch axis."""
+    width = max(a.shape[1] for a in arrays)
+    out = np.full((sum(a.shape[0] for a in arrays), width), pad_value, dtype=np.int64)
+    row = 0
+    for a in arrays:
+        out[row : row + a.shape[0], : a.shape[1]] = a
+        row += a.shape[0]
+    return out
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        params = _params(config)
+        instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+        # 0 = share the machine's cores between instances (decided here, on the serving host).
+        threads = int(params.get("ort_threads", "0") or 0) or max(1, (os.cpu_count() or 1) // instances)
+        self.pad_id = int(params.get("pad_token_id", "0") or 0)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        onnx_file = params.get("onnx_file", "model.onnx")
+        path = os.path.join(args["model_repository"], args["model_version"], onnx_file)
+        self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+    def execute(self, requests: list) -> list:
+        # Dynamic batching hands over several requests, each with its own sequence length:
+        # pad to the longest, run ORT once, split the scores back per request.
+        responses: list = [None] * len(requests)
+        ids, masks, owners = [], [], []
+        for i, request in enumerate(requests):
+            a = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy()
+            m = pb_utils.get_input_tensor_by_name(request, "attention_mask").as_numpy()
+            if a.shape != m.shape or a.ndim != 2:
+                msg = f"input_ids {a.shape} and attention_mask {m.shape} must be equal (batch, seq)"
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(msg))
+                continue
+            ids.append(a)
+            masks.append(m)
+            owners.append(i)
+        if not owners:
+            return responses
+        try:
+            feed = {"input_ids": pad_and_concat(ids, self.pad_id), "attention_mask": pad_and_concat(masks, 0)}
+            scores = np.asarray(self.session.run(["score"], feed)[0], dtype=np.float32).reshape(-1, 1)
+        except Exception as exc:  # one bad batch must fail its requests, not the model instance
+            err = pb_utils.TritonError(f"onnxruntime failed: {exc}")
+            for i in owners:
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=err)
+            return responses
+        row = 0
+        for i, a in zip(owners, ids, strict=True):
+            chunk = scores[row : row + a.shape[0]]
+            row += a.shape[0]
+            responses[i] = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("score", chunk)])
+        return responses
+
+    def finalize(self) -> None:
+        self.session = None
