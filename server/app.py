@@ -80,7 +80,8 @@ def load_pipeline(settings: Settings, triton_url: str) -> Loaded:
         texts=item_texts(products),
         vectors=loaded.vectors,
     )
-    client = TritonRerankerClient(triton_url, timeout_s=settings.triton_timeout_s)
+    client = TritonRerankerClient(triton_url, model=settings.triton_model,
+                                  timeout_s=settings.triton_timeout_s)
     model_version = ""
     with contextlib.suppress(Exception):
         model_version = str(read_model_info(settings.triton_repo).get("version", ""))
@@ -141,11 +142,24 @@ class RankServer:
             triton_url = self.triton.url
             self._watch = asyncio.create_task(self._supervise_triton())
         loaded = await asyncio.to_thread(load_pipeline, s, triton_url)
+        await self._wait_reranker_ready(loaded.pipeline)
         self.service = RankerService(loaded.pipeline, s, metrics=self.metrics, **loaded.service_kwargs)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("ready in %.1fs (triton %s)", time.perf_counter() - t0, triton_url)
         return self.port
+
+    async def _wait_reranker_ready(self, pipeline: RankingPipeline) -> None:
+        """An external Triton may still be loading: stay NOT_SERVING until its model is ready."""
+        client = getattr(pipeline.reranker, "client", None)
+        if client is None:
+            return
+        t0 = time.monotonic()
+        while not await client.ready():
+            if time.monotonic() - t0 > self.settings.triton_ready_timeout_s:
+                raise RuntimeError(f"reranker model not ready on Triton after "
+                                   f"{self.settings.triton_ready_timeout_s:.0f}s")
+            await asyncio.sleep(0.5)
 
     async def _supervise_triton(self) -> None:
         """Restart our Triton if it dies; requests are served degraded until it is back."""

@@ -47,7 +47,10 @@ class Settings(BaseSettings):
     triton_host: str = "127.0.0.1"
     triton_grpc_port: int = Field(0, ge=0, le=65535)  # 0 = pick a free port
     triton_instances: int = Field(1, ge=1)
+    # "reranker" (Python backend, our CPU Triton) or "reranker_onnx" (the stock Triton image, ORT backend).
+    triton_model: str = "reranker"
     triton_timeout_s: float = Field(2.0, gt=0)
+    triton_ready_timeout_s: float = Field(300.0, gt=0)
     triton_stop_grace_s: float = Field(15.0, ge=0)
     # After a failed reranker call, serve degraded for this long before trying Triton again.
     reranker_retry_after_s: float = Field(1.0, ge=0)
