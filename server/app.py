@@ -85,8 +85,17 @@ def load_pipeline(settings: Settings, triton_url: str) -> Loaded:
     model_version = ""
     with contextlib.suppress(Exception):
         model_version = str(read_model_info(settings.triton_repo).get("version", ""))
+    index_stage = loaded.item_index
+    # Hybrid (BM25 + dense, RRF) unless a `retrieval = "dense"` setting asks for dense only. BM25 is
+    # built from the catalog at load (~2.5 s for 40k products): no extra artifact to keep in sync.
+    if getattr(settings, "retrieval", "hybrid") == "hybrid":
+        from retrieval.bm25 import BM25Index
+        from retrieval.hybrid import HybridRetriever
+
+        index_stage = HybridRetriever(loaded.item_index, BM25Index.from_products(products, progress=False),
+                                      loaded.columns)
     pipeline = RankingPipeline(
-        WordLlamaEmbedder(), loaded.item_index, items, TritonRerankStage(client, PairTokenizer()),
+        WordLlamaEmbedder(), index_stage, items, TritonRerankStage(client, PairTokenizer()),
         reranker_timeout_s=settings.triton_timeout_s, reranker_retry_after_s=settings.reranker_retry_after_s,
         model_version=model_version, index_version=loaded.version,
         unavailable_errors=(RerankerUnavailable,),
@@ -142,24 +151,28 @@ class RankServer:
             triton_url = self.triton.url
             self._watch = asyncio.create_task(self._supervise_triton())
         loaded = await asyncio.to_thread(load_pipeline, s, triton_url)
-        await self._wait_reranker_ready(loaded.pipeline)
+        await self._wait_reranker_ready(triton_url)
         self.service = RankerService(loaded.pipeline, s, metrics=self.metrics, **loaded.service_kwargs)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("ready in %.1fs (triton %s)", time.perf_counter() - t0, triton_url)
         return self.port
 
-    async def _wait_reranker_ready(self, pipeline: RankingPipeline) -> None:
+    async def _wait_reranker_ready(self, triton_url: str) -> None:
         """An external Triton may still be loading: stay NOT_SERVING until its model is ready."""
-        client = getattr(pipeline.reranker, "client", None)
-        if client is None:
-            return
+        from engines.triton_client import TritonRerankerClient
+
+        # A probe of its own: the request timeout (triton_timeout_s) may be far tighter than a probe needs.
+        probe = TritonRerankerClient(triton_url, model=self.settings.triton_model, timeout_s=2.0)
         t0 = time.monotonic()
-        while not await client.ready():
-            if time.monotonic() - t0 > self.settings.triton_ready_timeout_s:
-                raise RuntimeError(f"reranker model not ready on Triton after "
-                                   f"{self.settings.triton_ready_timeout_s:.0f}s")
-            await asyncio.sleep(0.5)
+        try:
+            while not await probe.ready():
+                if time.monotonic() - t0 > self.settings.triton_ready_timeout_s:
+                    raise RuntimeError(f"reranker model not ready on Triton after "
+                                       f"{self.settings.triton_ready_timeout_s:.0f}s")
+                await asyncio.sleep(0.5)
+        finally:
+            await probe.close()
 
     async def _supervise_triton(self) -> None:
         """Restart our Triton if it dies; requests are served degraded until it is back."""

@@ -94,14 +94,24 @@ def stop_server(running: Running, sig: int = signal.SIGINT) -> int:
         raise
 
 
-def triton_pid_of(running: Running) -> int:
-    """The tritonserver this server started (it runs in its own session, so find it by parent pid)."""
+def triton_children(running: Running) -> list[int]:
+    """tritonservers this server started (they run in their own session: match by parent pid)."""
+    children = []
     for pid in tritonserver_pids():
-        with open(f"/proc/{pid}/stat") as f:
-            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except FileNotFoundError:
+            continue
         if ppid == running.proc.pid:
-            return pid
-    raise AssertionError(f"no tritonserver child of {running.proc.pid}:\n{running.log_tail()}")
+            children.append(pid)
+    return children
+
+
+def triton_pid_of(running: Running) -> int:
+    children = triton_children(running)
+    assert len(children) == 1, f"Triton children of {running.proc.pid}: {children}\n{running.log_tail()}"
+    return children[0]
 
 
 def pid_alive(pid: int) -> bool:
@@ -266,3 +276,22 @@ def test_sigkill_of_server_leaves_no_tritonserver(artifacts: Artifacts, tmp_path
     while pid_alive(triton_pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not pid_alive(triton_pid), "tritonserver orphaned after SIGKILL of the server"
+
+
+def test_external_triton_that_times_out_serves_degraded(artifacts: Artifacts, tmp_path: Path) -> None:
+    from engines.triton_server import TritonServer
+
+    with TritonServer(artifacts.triton_repo, runtime_dir=tmp_path / "triton") as triton:
+        # A reranker deadline no Triton can meet: every call times out, results still stream.
+        running = start_server(artifacts, tmp_path, RANKSERVE_TRITON_URL=triton.url,
+                               RANKSERVE_TRITON_TIMEOUT_S="0.0001")
+        try:
+            assert not triton_children(running), "server started its own Triton"
+            _, items, summary = rank(running.stub, "velvet sofa", k=10, lam=1.0)
+            assert summary.degraded and summary.degraded_reason == "reranker_unavailable"
+            assert len(items) == 10
+            retrieval = [it.retrieval_score for it in items]
+            assert retrieval == sorted(retrieval, reverse=True)
+        finally:
+            assert stop_server(running) == 0
+        assert triton.is_running(), "stopping the server must not stop an external Triton"
