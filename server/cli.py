@@ -148,5 +148,32 @@ def eval_command(
              console=console)
 
 
+@app.command("bench")
+def bench_command(
+    catalog: Annotated[Path | None, typer.Option(help="Catalog directory (default: the demo's).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model directory (default: the demo's).")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds per end-to-end load level.")] = None,
+    quick: Annotated[bool, typer.Option(help="CI smoke run: small sizes, short windows.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the plots (PNG) here.")] = None,
+    large_items: Annotated[int | None, typer.Option(help="Items of the large synthetic index.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+) -> None:
+    """Measure reranker engines, retrieval and the server end to end (starts and stops what it measures)."""
+    import dataclasses
+
+    from benchmarks.bench import BenchConfig, print_summary, run_bench
+    from server.app import ensure_artifacts
+
+    settings = settings_from(catalog_dir=catalog, model_dir=model)
+    ensure_artifacts(settings, progress=progress, console=console)
+    cfg = BenchConfig.quick() if quick else BenchConfig()
+    overrides = {"duration_s": duration, "large_items": large_items}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    report = run_bench(Path(settings.catalog_dir), Path(settings.model_dir), config=cfg, json_out=json_out,
+                       plot_out=plot, progress=progress, console=console)
+    print_summary(report, console)
+
+
 if __name__ == "__main__":
     app()

@@ -29,8 +29,10 @@ class Settings(BaseSettings):
     # gRPC server.
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535)
-    max_inflight: int = Field(8, ge=1)  # requests running the pipeline at once
-    max_queued: int = Field(64, ge=0)  # admitted requests waiting for a slot; beyond -> RESOURCE_EXHAUSTED
+    # Reranking is CPU-bound: more requests in flight than cores only stretches each one past the
+    # reranker timeout. Waiting in the queue is bounded too; beyond it -> RESOURCE_EXHAUSTED.
+    max_inflight: int = Field(2, ge=1)
+    max_queued: int = Field(16, ge=0)
     grace_s: float = Field(5.0, ge=0)
     metrics_port: int | None = None  # Prometheus /metrics on host:port when set
 

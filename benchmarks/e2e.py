@@ -1,0 +1,253 @@
+"""End to end over gRPC: the real server (a `rankserve serve` subprocess with Triton as its child) under a
+closed-loop and then an open-loop async client running in this process.
+
+Client and server are separate processes so the client's Python never shares a GIL with the server; on
+2 cores they still share the CPU, so the client is kept lean (one channel, no per-message work beyond
+reading the stream) and its cost is part of every figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from benchmarks.latency import LatencyRecorder, Outcome, closed_loop, open_loop, poisson_schedule
+from engines.triton_server import free_ports
+from protos.ranking.v1 import ranking_pb2_grpc
+from server.client import rank_request
+
+CONCURRENCY = (1, 2, 4, 8, 16, 32)
+OPEN_LOOP = (0.5, 0.8, 1.0, 1.2)
+# Summary timing fields -> stage names of the breakdown.
+STAGES = {"embed_ms": "embed", "retrieve_ms": "ann", "tokenize_ms": "tokenize", "rerank_ms": "triton",
+          "mmr_ms": "mmr", "queue_ms": "queue", "total_ms": "total"}
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of `pid` (Triton and its Python backend stubs for the server)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(proc.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    target: str
+
+    def rss(self) -> dict[str, int]:
+        kids = descendants(self.proc.pid)
+        return {"server": rss_bytes(self.proc.pid), "triton": sum(rss_bytes(p) for p in kids)}
+
+
+@contextlib.contextmanager
+def running_server(catalog: Path, model: Path, *, env: dict[str, str] | None = None, log: Path | None = None,
+                   startup_timeout_s: float = 240.0) -> Iterator[ServerProcess]:
+    """`rankserve serve` on a free loopback port; SIGTERM (it stops its Triton) then SIGKILL on exit."""
+    port = free_ports(1)[0]
+    cmd = [sys.executable, "-m", "server.cli", "serve", "--catalog", str(catalog), "--model", str(model),
+           "--host", "127.0.0.1", "--port", str(port)]
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    kids: list[int] = []
+    try:
+        target = f"127.0.0.1:{port}"
+        _wait_serving(target, proc, startup_timeout_s)
+        server = ServerProcess(proc, target)
+        kids = descendants(proc.pid)
+        yield server
+    finally:
+        kids = kids or descendants(proc.pid)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        # Triton leads its own process group; it dies with the server, but never leave one behind.
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        if log:
+            out.close()
+
+
+def _wait_serving(target: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    async def poll() -> None:
+        deadline = time.monotonic() + timeout_s
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"rankserve exited with code {proc.returncode} before serving")
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"rankserve not serving on {target} after {timeout_s:.0f}s")
+                await asyncio.sleep(0.25)
+
+    asyncio.run(poll())
+
+
+def make_call(stub: ranking_pb2_grpc.RankerStub, queries: Sequence[str], *, k: int, candidates: int,
+              timeout_s: float) -> Callable[[int], asyncio.Future]:
+    """One Rank stream per call: time to first item, status, and the Summary's stage timings."""
+
+    async def call(i: int) -> Outcome:
+        t0 = time.perf_counter()
+        first = last_item = None
+        timings = None
+        try:
+            async for msg in stub.Rank(rank_request(queries[i % len(queries)], k=k, candidates=candidates),
+                                       timeout=timeout_s):
+                now = time.perf_counter()
+                if msg.HasField("item"):
+                    if first is None:
+                        first = now - t0
+                    last_item = now
+                else:
+                    if msg.summary.degraded:  # served without the reranker: not the work we measure
+                        return Outcome(code="DEGRADED")
+                    t = msg.summary.timings
+                    timings = {name: getattr(t, field) for field, name in STAGES.items()}
+                    # `send` is not in the Summary: the client sees it as first item -> summary.
+                    timings["send"] = (now - (t0 + first)) * 1e3 if first is not None else 0.0
+        except grpc.aio.AioRpcError as e:
+            return Outcome(code=e.code().name)
+        del last_item
+        return Outcome(first_item_s=first, timings=timings)
+
+    return call
+
+
+class RssSampler:
+    """Peak RSS of server and Triton while a block runs (sampled every `period_s`)."""
+
+    def __init__(self, server: ServerProcess, period_s: float = 0.25) -> None:
+        self.server, self.period_s = server, period_s
+        self.peak = {"server": 0, "triton": 0}
+
+    async def run(self) -> None:
+        while True:
+            for name, value in (await asyncio.to_thread(self.server.rss)).items():
+                self.peak[name] = max(self.peak[name], value)
+            await asyncio.sleep(self.period_s)
+
+
+async def _load(target: str, queries: Sequence[str], server: ServerProcess, *, duration_s: float,
+                concurrency: Sequence[int], open_loop_x: Sequence[float], k: int, candidates: int,
+                note: Callable[[str], None]) -> dict:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ranking_pb2_grpc.RankerStub(channel)
+        call = make_call(stub, queries, k=k, candidates=candidates, timeout_s=30.0)
+        warm = LatencyRecorder()
+        await closed_loop(call, 4, min(duration_s, 2.0), warm)  # warm caches, channel, Triton batching
+        idle = server.rss()
+        sampler = RssSampler(server)
+        sampling = asyncio.create_task(sampler.run())
+        closed, recorders = [], {}
+        try:
+            for c in concurrency:
+                note(f"e2e: closed loop, concurrency {c}")
+                rec = LatencyRecorder()
+                wall = await closed_loop(call, c, duration_s, rec)
+                closed.append({"concurrency": c, "wall_s": wall, **rec.summary(wall)})
+                recorders[c] = rec
+            best = max(closed, key=lambda r: r["qps"])
+            saturation = best["qps"]
+            opened = []
+            for x in open_loop_x:
+                rate = max(saturation * x, 0.5)
+                note(f"e2e: open loop, {x:g}x saturation = {rate:.1f} req/s")
+                rec = LatencyRecorder()
+                schedule = poisson_schedule(rate, duration_s, seed=int(x * 100))
+                wall = await open_loop(call, schedule, rec)
+                summary = rec.summary(wall)
+                summary["qps"] = rec.ok / duration_s  # offered window, not the drain after it
+                shed = rec.codes.get("RESOURCE_EXHAUSTED", 0)
+                opened.append({"x_saturation": x, "offered_rps": rate, "sent": len(schedule),
+                               "shed": shed, "shed_share": shed / max(rec.total, 1), **summary})
+        finally:
+            sampling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampling
+    return {"closed": closed, "open": opened, "saturation_qps": saturation,
+            "saturation_concurrency": best["concurrency"],
+            "stages_p50_ms": recorders[best["concurrency"]].stage_p50_ms(),
+            "rss_bytes": {"idle": idle, "load_peak": sampler.peak}}
+
+
+def run_e2e_bench(
+    catalog: Path,
+    model: Path,
+    *,
+    duration_s: float = 10.0,
+    concurrency: Sequence[int] = CONCURRENCY,
+    open_loop_x: Sequence[float] = OPEN_LOOP,
+    k: int = 10,
+    candidates: int = 100,
+    server_env: dict[str, str] | None = None,
+    log: Path | None = None,
+    note: Callable[[str], None] = lambda _: None,
+) -> dict:
+    from retrieval.catalog import load_catalog
+
+    queries = load_catalog(catalog).queries["query"].astype(str).tolist()
+    note("e2e: starting rankserve + Triton")
+    t = time.perf_counter()
+    with running_server(catalog, model, env=server_env, log=log) as server:
+        startup = time.perf_counter() - t
+        out = asyncio.run(_load(server.target, queries, server, duration_s=duration_s,
+                                concurrency=concurrency, open_loop_x=open_loop_x, k=k, candidates=candidates,
+                                note=note))
+        pids = [server.proc.pid, *descendants(server.proc.pid)]
+    out["startup_s"] = startup
+    out["candidates"] = candidates
+    out["k"] = k
+    out["left_running"] = [p for p in pids if Path(f"/proc/{p}").exists() and _alive(p)]
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

@@ -1,0 +1,370 @@
+"""Reranker throughput per engine on the same model, the same real (query, item text) batches and threads.
+
+Engines: PyTorch eager FP32, sentence-transformers `CrossEncoder.predict` (same weights, HF folder), ONNX
+Runtime FP32 and INT8 in process, and INT8 through Triton from a concurrent async client. The physical
+bound is measured in the same run: FP32 GEMM via torch and INT8 GEMM via ORT `MatMulInteger`.
+
+Pairs are what the server reranks: each catalog query with its top-`batch` candidates from the served
+index. Torch/ORT/Triton time inference on pre-tokenised batches (tokenising 100 pairs costs well under a
+millisecond, reported apart as `tokenize_pairs_s`); `CrossEncoder.predict` tokenises itself, as its
+users would run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engines.pair_tokenizer import PairTokenizer
+
+
+@dataclass(frozen=True)
+class PairBatches:
+    """`batch`-sized real (query, doc) batches, tokenised the way the server tokenises them."""
+
+    queries: list[str]
+    docs: list[list[str]]
+    ids: list[np.ndarray]
+    masks: list[np.ndarray]
+
+    @property
+    def pairs(self) -> int:
+        return sum(len(d) for d in self.docs)
+
+    def mean_length(self) -> float:
+        """Mean real (unpadded) tokens per pair: the work a pair needs."""
+        return float(sum(int(m.sum()) for m in self.masks) / self.pairs)
+
+    def mean_padded_length(self) -> float:
+        return float(sum(m.size for m in self.masks) / self.pairs)
+
+
+def real_pair_batches(
+    catalog_dir: Path, tokenizer: PairTokenizer, *, batch: int = 100, max_batches: int = 64
+) -> PairBatches:
+    """Each catalog query with its top-`batch` candidates from the served index."""
+    from retrieval.catalog import item_texts, load_catalog
+    from retrieval.embedder import WordLlamaEmbedder
+    from retrieval.index import load_item_index
+
+    catalog = load_catalog(catalog_dir)
+    texts = item_texts(catalog.products)
+    index = load_item_index(catalog_dir)
+    queries = catalog.queries["query"].astype(str).tolist()[:max_batches]
+    cand, _ = index.search(WordLlamaEmbedder().embed(queries), batch)
+    docs = [[texts[int(i)] for i in row if i >= 0] for row in cand]
+    encoded = [tokenizer.encode(q, d) for q, d in zip(queries, docs, strict=True)]
+    return PairBatches(queries, docs, [e[0] for e in encoded], [e[1] for e in encoded])
+
+
+def ops_per_pair(cfg, length: float) -> float:
+    """Multiply-adds x 2 of one BERT forward at sequence length `length` (embeddings gathers excluded)."""
+    h, i, n = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
+    per_layer = 8 * length * h * h + 4 * length * h * i + 4 * length * length * h  # QKVO, FFN, attention
+    return n * per_layer + 2 * h * h + 2 * h  # + pooler and classifier
+
+
+def time_loop(run: Callable[[int], int], seconds: float, *, warmup: int = 2, min_calls: int = 3) -> float:
+    """Items/s of `run(i)` (returns items done) called for at least `seconds`, after `warmup` calls."""
+    for i in range(warmup):
+        run(i)
+    done, calls = 0, 0
+    start = time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        done += run(calls)
+        calls += 1
+    return done / (time.perf_counter() - start)
+
+
+def gemm_fp32_gflops(n: int, seconds: float, threads: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+
+    def run(_: int) -> int:
+        torch.matmul(a, b, out=out)
+        return 1
+
+    return time_loop(run, seconds) * 2 * n**3 / 1e9
+
+
+def _matmul_integer_model(n: int, weight: np.ndarray) -> bytes:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])],
+        "gemm_int8",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])],
+        initializer=[numpy_helper.from_array(weight, "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return onnx._serialize(model) if hasattr(onnx, "_serialize") else model.SerializeToString()
+
+
+def gemm_int8_gops(n: int, seconds: float, threads: int) -> float:
+    """u8 x s8 -> s32 matmul in ORT (the kernel dynamic-INT8 MatMuls use), B constant like a weight."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-128, 128, size=(n, n), dtype=np.int8)
+    a = rng.integers(0, 256, size=(n, n), dtype=np.uint8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(_matmul_integer_model(n, weight), opts, providers=["CPUExecutionProvider"])
+
+    def run(_: int) -> int:
+        sess.run(None, {"A": a})
+        return 1
+
+    return time_loop(run, seconds) * 2 * n**3 / 1e9
+
+
+def _cycle(batches: PairBatches) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    k = len(batches.ids)
+    return lambda i: (batches.ids[i % k], batches.masks[i % k])
+
+
+def torch_eager_pairs_s(model_dir: Path, batches: PairBatches, seconds: float, threads: int) -> float:
+    import torch
+
+    from engines.cross_encoder import load_model
+
+    torch.set_num_threads(threads)
+    model = load_model(model_dir / "hf")
+    get = _cycle(batches)
+
+    @torch.inference_mode()
+    def run(i: int) -> int:
+        ids, mask = get(i)
+        model(torch.from_numpy(ids), torch.from_numpy(mask))
+        return len(ids)
+
+    return time_loop(run, seconds)
+
+
+def st_crossencoder_pairs_s(model_dir: Path, batches: PairBatches, seconds: float, threads: int) -> float:
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from engines.cross_encoder import load_model
+
+    torch.set_num_threads(threads)
+    max_length = load_model(model_dir / "hf").cfg.max_length
+    model = CrossEncoder(str(model_dir / "hf"), device="cpu", max_length=max_length)
+    k = len(batches.docs)
+    pairs = [[(q, d) for d in docs] for q, docs in zip(batches.queries, batches.docs, strict=True)]
+
+    def run(i: int) -> int:
+        batch = pairs[i % k]
+        model.predict(batch, batch_size=len(batch), show_progress_bar=False)
+        return len(batch)
+
+    return time_loop(run, seconds)
+
+
+def ort_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, threads: int) -> float:
+    from engines.export import ort_scores, ort_session
+
+    sess = ort_session(onnx_path, threads=threads)
+    get = _cycle(batches)
+
+    def run(i: int) -> int:
+        ids, mask = get(i)
+        ort_scores(sess, ids, mask)
+        return len(ids)
+
+    return time_loop(run, seconds)
+
+
+def ort_tuned_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, threads: int,
+                      bucket_rows: int) -> float:
+    """In-process ORT with exactly what the Triton model runs: its session options and length buckets."""
+    import onnxruntime as ort
+
+    from engines.triton_model.model import score_bucketed, session_options
+
+    sess = ort.InferenceSession(str(onnx_path), session_options(threads), providers=["CPUExecutionProvider"])
+    get = _cycle(batches)
+
+    def run(i: int) -> int:
+        ids, mask = get(i)
+        score_bucketed(sess, ids, mask, bucket_rows)
+        return len(ids)
+
+    return time_loop(run, seconds)
+
+
+def write_bench_repo(onnx_int8: Path, repo: Path, **kwargs) -> Path:
+    """A Triton repository written by the current code (levers as keyword arguments), beside the bench."""
+    from engines.model_repository import write_model_repository
+
+    return write_model_repository(onnx_int8, repo, onnx_model_name=None, **kwargs)
+
+
+def tokenize_pairs_s(tokenizer: PairTokenizer, batches: PairBatches, seconds: float) -> float:
+    k = len(batches.docs)
+
+    def run(i: int) -> int:
+        tokenizer.encode(batches.queries[i % k], batches.docs[i % k])
+        return len(batches.docs[i % k])
+
+    return time_loop(run, seconds)
+
+
+async def _triton_load(url: str, batches: PairBatches, seconds: float, concurrency: int) -> float:
+    from engines.triton_client import TritonRerankerClient
+
+    client = TritonRerankerClient(url, timeout_s=30.0)
+    get = _cycle(batches)
+    try:
+        for i in range(2 * concurrency):  # warm-up: channel, model instance, allocator
+            await client.score(*get(i))
+        done = 0
+        start = time.perf_counter()
+        stop_at = start + seconds
+
+        async def worker(w: int) -> None:
+            nonlocal done
+            i = w
+            while time.perf_counter() < stop_at:
+                ids, mask = get(i)
+                await client.score(ids, mask)
+                done += len(ids)
+                i += concurrency
+
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        return done / (time.perf_counter() - start)
+    finally:
+        await client.close()
+
+
+def _triton_stats(url: str, model: str) -> dict:
+    """Triton's own view (statistics API): mean queue and compute time per execution, pairs/execution."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        s = client.get_inference_statistics(model).model_stats[0]
+    finally:
+        client.close()
+    execs = max(int(s.execution_count), 1)
+    st = s.inference_stats
+    compute_ns = st.compute_input.ns + st.compute_infer.ns + st.compute_output.ns
+    return {
+        "executions": int(s.execution_count),
+        "inferences": int(s.inference_count),
+        "pairs_per_execution": int(s.inference_count) / execs,
+        "queue_ms_per_request": st.queue.ns / max(st.queue.count, 1) / 1e6,
+        "compute_ms_per_execution": compute_ns / execs / 1e6,
+        "compute_pairs_s": int(s.inference_count) / (compute_ns / 1e9) if compute_ns else None,
+    }
+
+
+def triton_pairs_s(
+    repo: Path, batches: PairBatches, seconds: float, *, concurrency: int = 4, runtime_dir: Path | None = None
+) -> tuple[float, dict]:
+    """INT8 pairs/s through a Triton we start on loopback (stopped before returning) + its statistics."""
+    from engines.model_repository import MODEL_NAME
+    from engines.triton_server import TritonServer
+
+    with contextlib.ExitStack() as stack:
+        if runtime_dir is None:
+            runtime_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-triton-")))
+        srv = stack.enter_context(TritonServer(repo, runtime_dir=runtime_dir, metrics_port=None,
+                                               handle_signals=False))
+        rate = asyncio.run(_triton_load(srv.url, batches, seconds, concurrency))
+        stats = _triton_stats(srv.url, MODEL_NAME)
+    return rate, stats
+
+
+def perf_analyzer_status() -> tuple[float | None, str]:
+    """perf_analyzer needs the C++ binary; the PyPI `perf-analyzer` is a placeholder without it."""
+    import shutil
+
+    path = shutil.which("perf_analyzer")
+    if path is None:
+        return None, ("perf_analyzer binary not available: PyPI 'perf-analyzer' 0.1.0 is an empty "
+                      "placeholder and the tritonclient wheel ships no binary; Triton's statistics API is "
+                      "reported instead (triton_stats)")
+    return None, f"perf_analyzer found at {path} but not run by this harness"
+
+
+def run_reranker_bench(
+    catalog_dir: Path,
+    model_dir: Path,
+    workdir: Path,
+    *,
+    seconds: float = 5.0,
+    threads: int | None = None,
+    batch: int = 100,
+    gemm_n: int = 1024,
+    triton_concurrency: int = 4,
+    bucket_rows: int = 32,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """All reranker figures of one run (see module doc); `seconds` is the timing window per engine."""
+    from engines.cross_encoder import load_model
+
+    threads = threads or os.cpu_count() or 1
+    note = progress or (lambda _: None)
+    cfg = load_model(model_dir / "hf").cfg
+    tokenizer = PairTokenizer(cfg.max_length, cfg.max_query_tokens)
+    batches = real_pair_batches(catalog_dir, tokenizer, batch=batch)
+    out: dict = {"batch": batch, "threads": threads, "batches": len(batches.ids),
+                 "seconds_per_engine": seconds, "mean_length": batches.mean_length(),
+                 "mean_padded_length": batches.mean_padded_length()}
+    note("reranker: GEMM bounds")
+    out["gemm_n"] = gemm_n
+    out["gemm_fp32_gflops"] = gemm_fp32_gflops(gemm_n, min(seconds, 2.0), threads)
+    out["gemm_int8_gops"] = gemm_int8_gops(gemm_n, min(seconds, 2.0), threads)
+    note("reranker: PyTorch eager")
+    out["torch_eager_pairs_s"] = torch_eager_pairs_s(model_dir, batches, seconds, threads)
+    note("reranker: sentence-transformers CrossEncoder")
+    out["st_crossencoder_pairs_s"] = st_crossencoder_pairs_s(model_dir, batches, seconds, threads)
+    note("reranker: ONNX Runtime FP32 / INT8")
+    out["ort_fp32_pairs_s"] = ort_pairs_s(model_dir / "model_fp32.onnx", batches, seconds, threads)
+    out["ort_int8_pairs_s"] = ort_pairs_s(model_dir / "model.onnx", batches, seconds, threads)
+    out["ort_int8_tuned_pairs_s"] = ort_tuned_pairs_s(model_dir / "model.onnx", batches, seconds, threads,
+                                                      bucket_rows)
+    out["tokenize_pairs_s"] = tokenize_pairs_s(tokenizer, batches, min(seconds, 1.0))
+    # Before/after of the serving levers in this same run: the repository as first written (one padded
+    # batch, spinning ORT threads) and the one served now (length buckets, no spinning).
+    note("reranker: Triton INT8 (baseline config)")
+    base = write_bench_repo(model_dir / "model.onnx", workdir / "repo_baseline", bucket_rows=0,
+                            ort_spinning=True)
+    out["triton_int8_baseline_pairs_s"], out["triton_baseline_stats"] = triton_pairs_s(
+        base, batches, seconds, concurrency=triton_concurrency, runtime_dir=workdir / "rt_baseline")
+    note("reranker: Triton INT8")
+    repo = model_dir / "triton"
+    out["triton_int8_pairs_s"], out["triton_stats"] = triton_pairs_s(
+        repo, batches, seconds, concurrency=triton_concurrency, runtime_dir=workdir / "rt_served")
+    out["bucket_rows"] = bucket_rows
+    out["triton_concurrency"] = triton_concurrency
+    out["perf_analyzer_pairs_s"], out["perf_analyzer_note"] = perf_analyzer_status()
+    out["ops_per_pair"] = ops_per_pair(cfg, out["mean_length"])
+    out["reranker_gops"] = out["triton_int8_pairs_s"] * out["ops_per_pair"] / 1e9
+    out["ort_int8_gops"] = out["ort_int8_pairs_s"] * out["ops_per_pair"] / 1e9
+    out["ratios"] = {
+        "triton_vs_torch_eager": out["triton_int8_pairs_s"] / out["torch_eager_pairs_s"],
+        "triton_vs_st_crossencoder": out["triton_int8_pairs_s"] / out["st_crossencoder_pairs_s"],
+        # Same session options and buckets on both sides: what Triton itself costs.
+        "triton_overhead_vs_ort_int8": 1.0 - out["triton_int8_pairs_s"] / out["ort_int8_tuned_pairs_s"],
+        "triton_vs_plain_ort_int8": out["triton_int8_pairs_s"] / out["ort_int8_pairs_s"],
+        "triton_tuned_vs_baseline": out["triton_int8_pairs_s"] / out["triton_int8_baseline_pairs_s"],
+        "reranker_gops_vs_gemm_int8": out["reranker_gops"] / out["gemm_int8_gops"],
+        "ort_int8_vs_fp32": out["ort_int8_pairs_s"] / out["ort_fp32_pairs_s"],
+    }
+    return out

@@ -1,0 +1,164 @@
+"""`rankserve bench --quick` end to end, and the latency recorder's open-loop accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.latency import LatencyRecorder, Outcome, closed_loop, open_loop, uniform_schedule
+from tests.conftest import Artifacts, rankserve_bin, tritonserver_pids
+
+RERANKER_KEYS = ("torch_eager_pairs_s", "st_crossencoder_pairs_s", "ort_fp32_pairs_s", "ort_int8_pairs_s",
+                 "triton_int8_pairs_s", "gemm_fp32_gflops", "gemm_int8_gops", "reranker_gops")
+E2E_KEYS = ("qps", "p50_ms", "p95_ms", "p99_ms", "first_item_p50_ms")
+BENCH_MARKER = "rankserve-bench-"  # the bench's work dir prefix: in every Triton command line it starts
+
+
+def test_recorder_percentiles_of_known_values() -> None:
+    rec = LatencyRecorder()
+    for ms in range(1, 1001):  # 1..1000 ms: p50 = 500, p99 = 990
+        rec.record(ms / 1e3, Outcome(first_item_s=ms / 2e3))
+    rec.record(5.0, Outcome(code="RESOURCE_EXHAUSTED"))  # shed: counted, never a latency
+    s = rec.summary(wall_s=10.0)
+    assert s["requests"] == 1001 and s["ok"] == 1000 and s["errors"] == 1
+    assert s["codes"] == {"OK": 1000, "RESOURCE_EXHAUSTED": 1}
+    assert s["p50_ms"] == pytest.approx(500, rel=0.002)
+    assert s["p99_ms"] == pytest.approx(990, rel=0.002)
+    assert s["first_item_p50_ms"] == pytest.approx(250, rel=0.002)
+    assert s["qps"] == pytest.approx(100.0)
+
+
+def test_open_loop_charges_queueing_from_the_scheduled_time() -> None:
+    """A server that serves one request at a time, 20 ms each, stalls for 400 ms after the 10th request.
+
+    Requests go out every 40 ms whatever is in flight, so those scheduled during the stall queue behind
+    it. The recorder must report completion minus *scheduled* time (the server's own completion stamps
+    give the truth, so timer jitter on a busy box cannot fake a pass or a failure), and that differs from
+    completion minus the actual send, which is what a coordinated-omission client would report.
+    """
+    service, stall, stall_after, period, n = 0.020, 0.400, 10, 0.040, 40
+    schedule = uniform_schedule(1 / period, n * period)
+    assert len(schedule) == n
+    done: dict[int, float] = {}
+    sent: dict[int, float] = {}
+
+    async def run() -> tuple[LatencyRecorder, float]:
+        lock = asyncio.Lock()
+        served = 0
+
+        async def call(i: int) -> Outcome:
+            nonlocal served
+            sent[i] = time.perf_counter()
+            async with lock:
+                await asyncio.sleep(service)
+                served += 1
+                if served == stall_after:
+                    await asyncio.sleep(stall)
+                done[i] = time.perf_counter()
+            return Outcome(first_item_s=0.0)
+
+        rec = LatencyRecorder()
+        t0 = time.perf_counter()
+        await open_loop(call, schedule, rec)
+        return rec, t0
+
+    rec, t0 = run_in_loop(run)
+    assert rec.ok == n
+    truth = np.array([done[i] - (t0 + schedule[i]) for i in range(n)])
+    omitted = np.array([done[i] - sent[i] for i in range(n)])
+    for q in (50, 90, 99):
+        want = float(np.percentile(truth, q, method="inverted_cdf")) * 1e3
+        assert abs(rec.percentile_ms(q) - want) < 5, (q, rec.percentile_ms(q), want)
+    # The stall and the queue behind it are visible.
+    assert rec.percentile_ms(99) > 350 and truth.max() >= stall
+    assert float(np.mean(truth)) >= float(np.mean(omitted)) - 1e-3
+
+
+def test_closed_loop_keeps_concurrency() -> None:
+    async def run() -> tuple[LatencyRecorder, int]:
+        inflight = peak = 0
+
+        async def call(i: int) -> Outcome:
+            nonlocal inflight, peak
+            inflight += 1
+            peak = max(peak, inflight)
+            await asyncio.sleep(0.01)
+            inflight -= 1
+            return Outcome()
+
+        rec = LatencyRecorder()
+        await closed_loop(call, 4, 0.3, rec)
+        return rec, peak
+
+    rec, peak = run_in_loop(run)
+    assert peak == 4
+    assert 40 <= rec.ok <= 130  # ~4 / 10 ms for 0.3 s
+
+
+def run_in_loop(fn):
+    return asyncio.run(fn())
+
+
+def _positive_numbers(obj, path: str = "") -> list[str]:
+    """Paths of numbers in `obj` that are not finite and positive (None / strings are skipped)."""
+    bad = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            bad += _positive_numbers(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            bad += _positive_numbers(v, f"{path}[{i}]")
+    elif isinstance(obj, int | float) and not isinstance(obj, bool) and not (math.isfinite(obj) and obj > 0):
+        bad.append(f"{path}={obj}")
+    return bad
+
+
+def test_bench_quick_end_to_end(artifacts: Artifacts, tmp_path: Path) -> None:
+    out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
+    before = tritonserver_pids(BENCH_MARKER)
+    proc = subprocess.run(
+        [rankserve_bin(), "bench", "--quick", "--catalog", str(artifacts.catalog), "--model",
+         str(artifacts.model), "--json", str(out), "--plot", str(plot), "--no-progress"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+
+    rr = report["reranker"]
+    assert rr["batch"] == 100
+    for key in RERANKER_KEYS:
+        assert rr[key] > 0, key
+    assert rr["perf_analyzer_pairs_s"] is None and rr["perf_analyzer_note"]  # recorded, not faked
+
+    assert [r["concurrency"] for r in report["e2e"]] == [1, 2, 4, 8, 16, 32]
+    for row in report["e2e"]:
+        for key in E2E_KEYS:
+            assert row[key] > 0, (row["concurrency"], key)
+        assert isinstance(row["errors"], int) and row["errors"] >= 0
+    assert [r["x_saturation"] for r in report["open_loop"]] == [0.5, 0.8, 1.0, 1.2]
+    for row in report["open_loop"]:
+        assert 0 <= row["shed_share"] <= 1 and row["sent"] > 0
+    stages = report["stages_p50_ms"]
+    assert {"embed", "ann", "tokenize", "triton", "mmr", "send", "total"} <= set(stages)
+    assert stages["triton"] > 0 and stages["total"] >= stages["triton"]
+
+    demo = report["retrieval"]["demo"]
+    assert demo["served"]["qps"] > 0 and 0 < demo["served"]["recall"] <= 1 and demo["flat"]["recall"] == 1
+    large = report["retrieval"]["large"]
+    assert large["items"] == 20_000 and large["hnswlib"]["curve"] and large["faiss_hnsw"]["curve"]
+    assert not _positive_numbers({k: report[k] for k in ("stages_p50_ms", "rss_bytes")}
+                                 | {"reranker": {k: rr[k] for k in RERANKER_KEYS}}
+                                 | {"machine": {"cores": report["machine"]["cores"]}})
+    assert report["machine"]["cpu"] and report["machine"]["versions"]["onnxruntime"]
+    assert set(report["targets"]) >= {"triton_vs_torch_eager", "e2e_saturation_vs_reranker_bound"}
+
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    # Nothing left running: the server and every tritonserver the bench started are gone.
+    assert report["e2e_detail"]["left_running"] == []
+    assert tritonserver_pids(BENCH_MARKER) <= before
