@@ -168,8 +168,10 @@ def _run(catalog: Path, model: Path, cfg: BenchConfig, workdir: Path, json_out: 
             catalog, ef_search=Settings().ef_search, large_items=cfg.large_items,
             large_ef_construction=cfg.large_ef_construction, seconds=cfg.retrieval_s, efs=cfg.efs,
             note=note)
+        # The ranking cache is off: the bench replays a few hundred queries, and hits would hide the model.
         env = {f"RANKSERVE_{k.upper()}": str(v) for k, v in
-               (("max_inflight", cfg.max_inflight), ("max_queued", cfg.max_queued)) if v is not None}
+               (("max_inflight", cfg.max_inflight), ("max_queued", cfg.max_queued),
+                ("ranking_cache_size", 0)) if v is not None}
         e2e = run_e2e_bench(catalog, model, duration_s=cfg.duration_s, concurrency=cfg.concurrency,
                             open_loop_x=cfg.open_loop_x, server_env=env, log=workdir / "server.log",
                             note=note)

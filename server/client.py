@@ -21,8 +21,9 @@ def rank_request(
     max_price: float | None = None,
     in_stock: bool = False,
     request_id: str = "",
+    bypass_cache: bool = False,
 ) -> ranking_pb2.RankRequest:
-    req = ranking_pb2.RankRequest(query=query, request_id=request_id)
+    req = ranking_pb2.RankRequest(query=query, request_id=request_id, bypass_cache=bypass_cache)
     if k is not None:
         req.k = k
     if lam is not None:

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     grace_s: float = Field(5.0, ge=0)
     metrics_port: int | None = None  # Prometheus /metrics on host:port when set
 
+    # Finished rankings cached by (query, k, λ, candidates, filters, model, index); 0 turns it off.
+    ranking_cache_size: int = Field(4096, ge=0)
+    ranking_cache_ttl_s: float = Field(60.0, gt=0)
+
     # Request defaults and limits.
     default_k: int = Field(10, ge=1)
     max_k: int = Field(200, ge=1)

@@ -18,6 +18,8 @@ class Metrics:
                                  buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.stage = Histogram("rankserve_stage_seconds", "Pipeline stage latency", ["stage"],
                                buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.cache = Counter("rankserve_ranking_cache", "Ranking cache lookups", ["result"],
+                             registry=self.registry)
         self.inflight = Gauge("rankserve_inflight", "Rank RPCs running the pipeline", registry=self.registry)
         self.queued = Gauge("rankserve_queued", "Rank RPCs waiting for admission", registry=self.registry)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -14,6 +15,7 @@ import grpc
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from retrieval.filters import FilterError, Filters
 from server.admission import Admission, Overloaded
+from server.cache import RankingCache, cache_key
 from server.config import Settings
 from server.metrics import Metrics
 from server.pipeline import DeadlineExceeded, RankedItem, RankingPipeline, RankParams, RankSummary
@@ -81,7 +83,7 @@ def item_message(item: RankedItem) -> ranking_pb2.RankResponse:
         redundancy_penalty=item.redundancy_penalty))
 
 
-def summary_message(s: RankSummary, queue_ms: float) -> ranking_pb2.RankResponse:
+def summary_message(s: RankSummary, queue_ms: float, *, cache_hit: bool = False) -> ranking_pb2.RankResponse:
     t = s.timings_ms
     timings = ranking_pb2.StageTimings(
         embed_ms=t.get("embed", 0.0), retrieve_ms=t.get("retrieve", 0.0), tokenize_ms=t.get("tokenize", 0.0),
@@ -91,7 +93,7 @@ def summary_message(s: RankSummary, queue_ms: float) -> ranking_pb2.RankResponse
         request_id=s.request_id, timings=timings, candidates_retrieved=s.candidates_retrieved,
         candidates_reranked=s.candidates_reranked, items_returned=s.items_returned,
         model_version=s.model_version, index_version=s.index_version, degraded=s.degraded,
-        degraded_reason=s.degraded_reason, mmr_lambda=s.mmr_lambda))
+        degraded_reason=s.degraded_reason, mmr_lambda=s.mmr_lambda, cache_hit=cache_hit))
 
 
 class RankerService(ranking_pb2_grpc.RankerServicer):
@@ -112,6 +114,7 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
         self.index_factory = index_factory
         self.metrics = metrics or Metrics()
         self.admission = Admission(settings.max_inflight, settings.max_queued)
+        self.cache = RankingCache(settings.ranking_cache_size, settings.ranking_cache_ttl_s)
 
     async def Rank(
         self, request: ranking_pb2.RankRequest, context: grpc.aio.ServicerContext
@@ -124,6 +127,17 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             except InvalidArgument as e:
                 code = grpc.StatusCode.INVALID_ARGUMENT
                 await context.abort(code, str(e))
+            key = cache_key(params, self.pipeline.model_version, self.pipeline.index_version)
+            cached = None if request.bypass_cache or not self.cache.maxsize else self.cache.get(key)
+            if cached is not None:
+                # A hit needs no slot: it costs microseconds, so it never waits behind model work.
+                self.metrics.cache.labels("hit").inc()
+                for item in cached.items:
+                    yield item_message(item)
+                summary = dataclasses.replace(cached.summary, request_id=params.request_id)
+                yield summary_message(summary, 0.0, cache_hit=True)
+                return
+            self.metrics.cache.labels("miss").inc()
             remaining = context.time_remaining()
             deadline = None if remaining is None else time.monotonic() + remaining
             self.metrics.queued.set(self.admission.waiting + 1)
@@ -131,11 +145,14 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
                 async with self.admission.slot():
                     self.metrics.inflight.set(self.admission.running)
                     queue_ms = (time.perf_counter() - t0) * 1e3
+                    items: list[RankedItem] = []
                     async for event in self.pipeline.rank(params, deadline=deadline):
                         if isinstance(event, RankedItem):
+                            items.append(event)
                             yield item_message(event)
                         else:
                             self._observe(event)
+                            self.cache.put(key, items, event)
                             yield summary_message(event, queue_ms)
             except Overloaded as e:
                 code = grpc.StatusCode.RESOURCE_EXHAUSTED

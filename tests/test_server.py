@@ -243,12 +243,23 @@ def test_deadline_exceeded_stops_work(server: Running) -> None:
     assert server.metric("rankserve_requests_total", 'code="OK"') == before_ok
 
 
+def test_ranking_cache_serves_repeats(server: Running) -> None:
+    _, first, s1 = rank(server.stub, "rustic oak dining table", k=8, request_id="a")
+    _, again, s2 = rank(server.stub, "rustic oak dining table", k=8, request_id="b")
+    assert not s1.cache_hit and s2.cache_hit and s2.request_id == "b"
+    assert [it.item_id for it in again] == [it.item_id for it in first]
+    _, _, s3 = rank(server.stub, "rustic oak dining table", k=8, bypass_cache=True)
+    _, _, s4 = rank(server.stub, "rustic oak dining table", k=8, lam=0.3)
+    assert not s3.cache_hit and not s4.cache_hit
+    assert server.metric("rankserve_ranking_cache_total", 'result="hit"') >= 1
+
+
 def test_degraded_when_triton_dies_then_recovers(server: Running) -> None:
-    _, baseline, summary = rank(server.stub, "coffee table", k=10, lam=1.0)
+    _, baseline, summary = rank(server.stub, "coffee table", k=10, lam=1.0, bypass_cache=True)
     assert not summary.degraded
     os.kill(triton_pid_of(server), signal.SIGKILL)
     time.sleep(0.2)
-    _, items, summary = rank(server.stub, "coffee table", k=10, lam=1.0)
+    _, items, summary = rank(server.stub, "coffee table", k=10, lam=1.0, bypass_cache=True)
     assert summary.degraded and summary.degraded_reason == "reranker_unavailable"
     assert summary.candidates_reranked == 0 and len(items) == 10
     # Without the reranker, relevance is the retrieval score: λ=1 streams pure retrieval order.
@@ -257,7 +268,8 @@ def test_degraded_when_triton_dies_then_recovers(server: Running) -> None:
     # The server restarts its Triton; reranking resumes by itself.
     deadline = time.monotonic() + 120
     while True:
-        _, items, summary = rank(server.stub, "coffee table", k=10, lam=1.0)
+        _, items, summary = rank(server.stub, "coffee table", k=10, lam=1.0, bypass_cache=True)
+        assert not summary.cache_hit  # a degraded ranking must never be cached
         if not summary.degraded:
             break
         assert time.monotonic() < deadline, server.log_tail()

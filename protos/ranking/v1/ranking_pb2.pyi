@@ -19,20 +19,22 @@ class Filters(_message.Message):
     def __init__(self, category: _Optional[str] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ..., in_stock_only: _Optional[bool] = ...) -> None: ...
 
 class RankRequest(_message.Message):
-    __slots__ = ("query", "k", "mmr_lambda", "candidates", "filters", "request_id")
+    __slots__ = ("query", "k", "mmr_lambda", "candidates", "filters", "request_id", "bypass_cache")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     MMR_LAMBDA_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BYPASS_CACHE_FIELD_NUMBER: _ClassVar[int]
     query: str
     k: int
     mmr_lambda: float
     candidates: int
     filters: Filters
     request_id: str
-    def __init__(self, query: _Optional[str] = ..., k: _Optional[int] = ..., mmr_lambda: _Optional[float] = ..., candidates: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    bypass_cache: bool
+    def __init__(self, query: _Optional[str] = ..., k: _Optional[int] = ..., mmr_lambda: _Optional[float] = ..., candidates: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., request_id: _Optional[str] = ..., bypass_cache: _Optional[bool] = ...) -> None: ...
 
 class RankedItem(_message.Message):
     __slots__ = ("rank", "item_id", "title", "category", "price", "score", "retrieval_score", "rerank_score", "redundancy_penalty")
@@ -77,7 +79,7 @@ class StageTimings(_message.Message):
     def __init__(self, embed_ms: _Optional[float] = ..., retrieve_ms: _Optional[float] = ..., tokenize_ms: _Optional[float] = ..., rerank_ms: _Optional[float] = ..., mmr_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., send_ms: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("request_id", "timings", "candidates_retrieved", "candidates_reranked", "items_returned", "model_version", "index_version", "degraded", "degraded_reason", "mmr_lambda")
+    __slots__ = ("request_id", "timings", "candidates_retrieved", "candidates_reranked", "items_returned", "model_version", "index_version", "degraded", "degraded_reason", "mmr_lambda", "cache_hit")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_RETRIEVED_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +90,7 @@ class Summary(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_REASON_FIELD_NUMBER: _ClassVar[int]
     MMR_LAMBDA_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     timings: StageTimings
     candidates_retrieved: int
@@ -98,7 +101,8 @@ class Summary(_message.Message):
     degraded: bool
     degraded_reason: str
     mmr_lambda: float
-    def __init__(self, request_id: _Optional[str] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., candidates_retrieved: _Optional[int] = ..., candidates_reranked: _Optional[int] = ..., items_returned: _Optional[int] = ..., model_version: _Optional[str] = ..., index_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., mmr_lambda: _Optional[float] = ...) -> None: ...
+    cache_hit: bool
+    def __init__(self, request_id: _Optional[str] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., candidates_retrieved: _Optional[int] = ..., candidates_reranked: _Optional[int] = ..., items_returned: _Optional[int] = ..., model_version: _Optional[str] = ..., index_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., mmr_lambda: _Optional[float] = ..., cache_hit: _Optional[bool] = ...) -> None: ...
 
 class RankResponse(_message.Message):
     __slots__ = ("item", "summary")
