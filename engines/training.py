@@ -40,6 +40,7 @@ class RerankData:
     labels: pd.DataFrame  # query_id, product_id, label (Exact/Partial/Irrelevant)
     texts: np.ndarray  # object array, texts[product_id] = text the reranker sees
     product_class: np.ndarray | None = None  # product_class by product_id (for hard-negative mining)
+    products: pd.DataFrame | None = None  # the catalog's products (retriever-mined lists need them)
 
     def splits(self) -> dict[str, pd.DataFrame]:
         return split_queries(self.queries)
@@ -57,6 +58,7 @@ def load_rerank_data(catalog_dir: Path) -> RerankData:
         labels=cat.labels,
         texts=np.asarray(item_texts(products), dtype=object),
         product_class=products["product_class"].to_numpy(dtype=object),
+        products=products,
     )
 
 
@@ -135,6 +137,9 @@ class ListSampler:
     lists: dict[int, tuple[str, dict[int, np.ndarray]]]  # qid -> (query, rel -> product ids)
     mined: dict[int, np.ndarray]  # qid -> hard-negative candidates
     list_size: int = 8
+    # qid -> rel -> product ids among the served retriever's candidates (engines.mining)
+    candidates: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
+    candidate_fraction: float = 0.0  # share of lists drawn from `candidates`
 
     @classmethod
     def from_judgments(
@@ -149,6 +154,36 @@ class ListSampler:
                 lists[int(qid)] = (str(g["query"].iloc[0]), by_rel)
         mined = mine_hard_negatives(judged, product_class) if mine else {}
         return cls(lists, mined, list_size)
+
+    def with_candidates(self, mined_lists: pd.DataFrame, fraction: float) -> ListSampler:
+        """Also draw ``fraction`` of the lists from retriever candidates (query_id, product_id, rel)."""
+        cands: dict[int, dict[int, np.ndarray]] = {}
+        for qid, g in mined_lists.groupby("query_id", sort=True):
+            by_rel = {r: g.loc[g["rel"] == r, "product_id"].to_numpy(np.int64) for r in (0, 1, 2)}
+            # A useful list needs something relevant and something to rank below it.
+            if int(qid) in self.lists and len(by_rel[1]) + len(by_rel[2]) > 0 and len(by_rel[0]) > 0:
+                cands[int(qid)] = by_rel
+        return ListSampler(self.lists, self.mined, self.list_size, cands, fraction if cands else 0.0)
+
+    def sample_candidates(self, qid: int, rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarray]:
+        """Like `sample`, from the retriever's candidates: the negatives are what serving must demote."""
+        by_rel = self.candidates[qid]
+        k = self.list_size
+        n_exact = min(len(by_rel[2]), int(rng.integers(1, 3)))
+        n_partial = min(len(by_rel[1]), 2 if n_exact else 3)
+        n_irr = k - n_exact - n_partial
+        picks = [
+            rng.choice(by_rel[2], n_exact, replace=False),
+            rng.choice(by_rel[1], n_partial, replace=False),
+            rng.choice(by_rel[0], n_irr, replace=len(by_rel[0]) < n_irr),
+        ]
+        rels = [2] * n_exact + [1] * n_partial + [0] * n_irr
+        return self.lists[qid][0], np.concatenate(picks).astype(np.int64), np.asarray(rels, dtype=np.int64)
+
+    def draw(self, qid: int, rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarray]:
+        if qid in self.candidates and rng.random() < self.candidate_fraction:
+            return self.sample_candidates(qid, rng)
+        return self.sample(qid, rng)
 
     def sample(self, qid: int, rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarray]:
         query, by_rel = self.lists[qid]
@@ -252,6 +287,9 @@ class TrainConfig:
     evals: int = 5  # validation passes spread over the budget (plus one at the start and the end)
     min_eval_interval_s: float = 45.0  # short budgets skip mid-run evals: they'd eat the training time
     mine_negatives: bool = True
+    # Share of training lists drawn from the served retriever's top 100 (engines.mining); 0 disables.
+    candidate_fraction: float = 0.5
+    candidate_depth: int = 100
     threads: int | None = None
     model: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
 
@@ -319,6 +357,16 @@ def fit(
     )
     if not sampler.lists:
         raise ValueError("no train query has a relevant judged product")
+    if cfg.candidate_fraction > 0 and data.products is not None:
+        from engines.mining import mine_training_lists
+
+        pc = data.product_class
+        allowed = set(pc[train["product_id"].to_numpy()]) if pc is not None else None
+        mined_lists = mine_training_lists(
+            data.queries, data.labels, data.products, list(data.texts), depth=cfg.candidate_depth,
+            allowed_classes=allowed,
+        )
+        sampler = sampler.with_candidates(mined_lists, cfg.candidate_fraction)
     tok = PairTokenizer(cfg.model.max_length, cfg.model.max_query_tokens)
     model = build_model(cfg.model)
 
@@ -359,7 +407,7 @@ def fit(
                     break
                 for g in opt.param_groups:
                     g["lr"] = lr_at(frac)
-                lists = swap_negatives([sampler.sample(q, rng) for q in qids], data.product_class, rng)
+                lists = swap_negatives([sampler.draw(q, rng) for q in qids], data.product_class, rng)
                 queries = [q for q, pids, _ in lists for _ in pids]
                 pids = np.concatenate([p for _, p, _ in lists])
                 rels = torch.from_numpy(np.stack([r for _, _, r in lists]))

@@ -174,6 +174,12 @@ class ItemIndex:
     def dim(self) -> int:
         return int(self.index.d)
 
+    def retrieve(
+        self, query: str, query_vector: np.ndarray, k: int, filters: Filters | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The pipeline's retrieval stage: dense search for one query (the text is for lexical stages)."""
+        return self.search(np.asarray(query_vector, np.float32).reshape(1, -1), k, filters)
+
     def search(
         self, query_vectors: np.ndarray, k: int, filters: Filters | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -88,7 +88,7 @@ def load_pipeline(settings: Settings, triton_url: str) -> Loaded:
     index_stage = loaded.item_index
     # Hybrid (BM25 + dense, RRF) unless a `retrieval = "dense"` setting asks for dense only. BM25 is
     # built from the catalog at load (~2.5 s for 40k products): no extra artifact to keep in sync.
-    if getattr(settings, "retrieval", "hybrid") == "hybrid":
+    if settings.retrieval == "hybrid":
         from retrieval.bm25 import BM25Index
         from retrieval.hybrid import HybridRetriever
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,8 @@ class Settings(BaseSettings):
     products: int = Field(40_000, ge=100)
     train_minutes: float = Field(6.0, gt=0)
     index_factory: str = "HNSW32,Flat"
+    # "hybrid": BM25 and dense lists fused by reciprocal rank (filters inside both); "dense": FAISS only.
+    retrieval: Literal["hybrid", "dense"] = "hybrid"
     ef_search: int = Field(128, ge=1)
 
     # gRPC server.

@@ -23,9 +23,11 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> np.ndarray: ...
 
 
-class IndexStage(Protocol):
-    def search(
-        self, query_vectors: np.ndarray, k: int, filters: Filters | None = None
+class Retriever(Protocol):
+    """The retrieval stage: dense (retrieval.index.ItemIndex) or hybrid (retrieval.hybrid.HybridRetriever)."""
+
+    def retrieve(
+        self, query: str, query_vector: np.ndarray, k: int, filters: Filters | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -110,7 +112,7 @@ class RankingPipeline:
     def __init__(
         self,
         embedder: Embedder,
-        index: IndexStage,
+        index: Retriever,
         items: ItemTable,
         reranker: RerankStage | None,
         *,
@@ -157,8 +159,10 @@ class RankingPipeline:
         remaining()
 
         t = time.perf_counter()
-        # FAISS releases the GIL: keep the event loop free for other streams while it searches.
-        ids, scores = await asyncio.to_thread(self.index.search, qvec, params.candidates, params.filters)
+        # FAISS and BM25 release the GIL: keep the event loop free for other streams while they search.
+        ids, scores = await asyncio.to_thread(
+            self.index.retrieve, params.query, qvec, params.candidates, params.filters
+        )
         timings["retrieve"] = (time.perf_counter() - t) * 1e3
         keep = ids[0] >= 0
         cand_ids = ids[0][keep]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -34,7 +35,8 @@ from engines.training import (
 from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID
 
 QUERY_FILE = Path("/work/shared/data/wands/query.csv")
-TINY_MODEL = CrossEncoderConfig(num_layers=2, intermediate_size=512)
+# No dense prior: these tests check that the bare encoder learns and stays HF-loadable.
+TINY_MODEL = CrossEncoderConfig(num_layers=2, intermediate_size=512, dense_prior=False)
 COLORS = ["red", "blue", "grey", "white", "black", "green", "walnut", "oak", "brass", "ivory"]
 FILLER = ["modern", "classic", "rustic", "compact", "deluxe", "handmade", "premium", "sturdy"]
 
@@ -243,4 +245,30 @@ def test_save_model_roundtrip_untrained(tmp_path: Path) -> None:
     again = load_model(tmp_path / "m")
     assert again.cfg == TINY_MODEL
     ids, mask = PairTokenizer().encode("lamp", ["brass floor lamp", "oak table"])
+    np.testing.assert_allclose(again.score(ids, mask), model.score(ids, mask), atol=1e-6)
+
+
+def test_dense_prior_is_mean_vector_cosine_and_roundtrips(tmp_path: Path) -> None:
+    from engines.cross_encoder import dense_prior, segment_ids
+    from retrieval.wordllama import load_token_embeddings
+
+    model = build_model(dataclasses.replace(TINY_MODEL, dense_prior=True)).eval()
+    assert model.prior_scale is not None
+    with torch.no_grad():
+        model.prior_scale.fill_(3.5)
+    ids, mask = PairTokenizer().encode("navy sofa", ["navy velvet sofa", "oak dining table"])
+    t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+    emb = model.bert.bert.embeddings.word_embeddings(t_ids)
+    got = dense_prior(emb, t_ids, t_mask, segment_ids(t_ids, t_mask)).detach().numpy()
+    # Reference: numpy cosine of the mean WordLlama vectors of the query's and each doc's content tokens.
+    table = np.asarray(load_token_embeddings())
+    tok = PairTokenizer()._tok
+    q = table[tok.encode("navy sofa", add_special_tokens=False).ids].sum(0)
+    for doc, value in zip(["navy velvet sofa", "oak dining table"], got, strict=True):
+        d = table[tok.encode(doc, add_special_tokens=False).ids].sum(0)
+        assert value == pytest.approx(float(q @ d / np.linalg.norm(q) / np.linalg.norm(d)), abs=1e-4)
+    assert got[0] > got[1]  # the prior already prefers the matching doc before any training
+    save_model(model, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert float(again.prior_scale.detach()) == pytest.approx(3.5)
     np.testing.assert_allclose(again.score(ids, mask), model.score(ids, mask), atol=1e-6)
