@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,6 +42,20 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+async def _tokenize_and_score(
+    tokenizer: PairEncoder, query: str, docs: Sequence[str],
+    score: Callable[[np.ndarray, np.ndarray], Awaitable[np.ndarray]],
+) -> RerankResult:
+    """The shared shape of every stage: tokenize in the caller's thread, then score; time both."""
+    t0 = time.perf_counter()
+    # Tokenizing ~100 short docs takes well under a millisecond: not worth a thread hop.
+    ids, mask = tokenizer.encode(query, docs)
+    tokenize_ms = _ms(t0)
+    t1 = time.perf_counter()
+    scores = await score(ids, mask) if len(ids) else np.zeros(0, np.float32)
+    return RerankResult(scores, {"tokenize_ms": tokenize_ms, "infer_ms": _ms(t1)})
+
+
 class TritonRerankStage:
     def __init__(self, client: TritonRerankerClient, tokenizer: PairEncoder) -> None:
         self.client = client
@@ -50,14 +64,11 @@ class TritonRerankStage:
     async def rerank(
         self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
     ) -> RerankResult:
-        t0 = time.perf_counter()
-        # Tokenizing ~100 short docs takes well under a millisecond: not worth a thread hop.
-        ids, mask = self.tokenizer.encode(query, docs)
-        tokenize_ms = _ms(t0)
-        t1 = time.perf_counter()
-        scores = await self.client.score(ids, mask, timeout_s=timeout_s)
-        infer_ms = _ms(t1)
-        return RerankResult(scores, {"tokenize_ms": tokenize_ms, "infer_ms": infer_ms, "triton_ms": infer_ms})
+        result = await _tokenize_and_score(
+            self.tokenizer, query, docs, lambda ids, mask: self.client.score(ids, mask, timeout_s=timeout_s)
+        )
+        result.timings["triton_ms"] = result.timings["infer_ms"]
+        return result
 
 
 class OrtRerankStage:
@@ -75,16 +86,12 @@ class OrtRerankStage:
     async def rerank(
         self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
     ) -> RerankResult:
-        t0 = time.perf_counter()
-        ids, mask = self.tokenizer.encode(query, docs)
-        tokenize_ms = _ms(t0)
-        t1 = time.perf_counter()
-        if len(ids) == 0:
-            scores = np.zeros(0, np.float32)
-        else:
-            timeout = self.timeout_s if timeout_s is None else timeout_s
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+
+        async def score(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
             try:
-                scores = await asyncio.wait_for(asyncio.to_thread(self._run, ids, mask), timeout)
+                return await asyncio.wait_for(asyncio.to_thread(self._run, ids, mask), timeout)
             except TimeoutError as exc:
                 raise RerankerUnavailable(f"in-process reranker: timed out after {timeout}s") from exc
-        return RerankResult(scores, {"tokenize_ms": tokenize_ms, "infer_ms": _ms(t1)})
+
+        return await _tokenize_and_score(self.tokenizer, query, docs, score)
