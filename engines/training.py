@@ -6,6 +6,10 @@ dev nor val queries leak in. Each step samples one short list per query (1-2 Exa
 rest Irrelevant plus optionally one mined hard negative) and minimises ListNet softmax
 cross-entropy against the graded gains ``2**rel - 1``, which teaches Exact > Partial > Irrelevant
 rather than a pointwise threshold. The best checkpoint by validation NDCG@10 is kept.
+
+By default the gradient steps read a separate training catalog of the train queries plus synthetic
+train-class queries (`augmented_data`, engines.augment), built inside the time budget; validation
+always reads the original catalog's val queries.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import math
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -91,6 +96,32 @@ def training_judgments(data: RerankData) -> pd.DataFrame:
 
 def training_query_ids(data: RerankData) -> set[int]:
     return set(training_judgments(data)["query_id"].tolist())
+
+
+def augmented_data(
+    data: RerankData, cfg: TrainConfig, *, seed: int = 0, progress: bool = False
+) -> tuple[RerankData, dict]:
+    """The data gradient steps read: a training catalog of train + synthetic queries (engines.augment).
+
+    Returns ``(data, {})`` unchanged when augmentation is off, when ``data`` is not a builder catalog
+    (no ``products``: its texts would not match the generated ones) or there is nothing to augment.
+    """
+    from engines.augment import build_training_catalog
+
+    if data.products is None:
+        return data, {}
+    n_train = len(data.splits()["train"])
+    n = min(cfg.augment_queries, int(cfg.augment_per_query * n_train))
+    if n <= 0:
+        return data, {}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rankserve-train-catalog-") as tmp:
+        _, report = build_training_catalog(
+            data.queries, Path(tmp), n_synthetic=n, seed=seed, progress=progress
+        )
+        tdata = load_rerank_data(Path(tmp))
+    info = {**asdict(report), "products": len(tdata.texts), "seconds": time.perf_counter() - t0}
+    return tdata, info
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -290,6 +321,10 @@ class TrainConfig:
     # Share of training lists drawn from the served retriever's top 100 (engines.mining); 0 disables.
     candidate_fraction: float = 0.5
     candidate_depth: int = 100
+    # Synthetic train-class queries judged in a separate training catalog (engines.augment); 0 disables.
+    # Capped at `augment_per_query` x the train queries so small (test) catalogs stay fast.
+    augment_queries: int = 2000
+    augment_per_query: float = 8.0
     threads: int | None = None
     model: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
 
@@ -310,6 +345,7 @@ class TrainReport:
     final_loss: float
     config: dict
     history: list[dict] = field(default_factory=list)
+    augment: dict = field(default_factory=dict)  # engines.augment report; empty when not augmenting
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -349,22 +385,24 @@ def fit(
     budget = minutes * 60.0
     t0 = time.perf_counter()
 
-    train = training_judgments(data)
+    # Gradient steps read `tdata` (train rows, plus synthetic ones when augmenting); val stays on `data`.
+    tdata, augment = augmented_data(data, cfg, seed=seed, progress=progress)
+    train = training_judgments(tdata)
     val = judgments(data, "val")
     splits = data.splits()
     sampler = ListSampler.from_judgments(
-        train, data.product_class, list_size=cfg.list_size, mine=cfg.mine_negatives
+        train, tdata.product_class, list_size=cfg.list_size, mine=cfg.mine_negatives
     )
     if not sampler.lists:
         raise ValueError("no train query has a relevant judged product")
-    if cfg.candidate_fraction > 0 and data.products is not None:
+    if cfg.candidate_fraction > 0 and tdata.products is not None:
         from engines.mining import mine_training_lists
 
-        pc = data.product_class
+        pc = tdata.product_class
         allowed = set(pc[train["product_id"].to_numpy()]) if pc is not None else None
         mined_lists = mine_training_lists(
-            data.queries, data.labels, data.products, list(data.texts), depth=cfg.candidate_depth,
-            allowed_classes=allowed,
+            tdata.queries, tdata.labels, tdata.products, list(tdata.texts), depth=cfg.candidate_depth,
+            allowed_classes=allowed, progress=progress,
         )
         sampler = sampler.with_candidates(mined_lists, cfg.candidate_fraction)
     tok = PairTokenizer(cfg.model.max_length, cfg.model.max_query_tokens)
@@ -407,11 +445,11 @@ def fit(
                     break
                 for g in opt.param_groups:
                     g["lr"] = lr_at(frac)
-                lists = swap_negatives([sampler.draw(q, rng) for q in qids], data.product_class, rng)
+                lists = swap_negatives([sampler.draw(q, rng) for q in qids], tdata.product_class, rng)
                 queries = [q for q, pids, _ in lists for _ in pids]
                 pids = np.concatenate([p for _, p, _ in lists])
                 rels = torch.from_numpy(np.stack([r for _, _, r in lists]))
-                ids, mask = tok.encode_pairs(queries, data.texts[pids].tolist())
+                ids, mask = tok.encode_pairs(queries, tdata.texts[pids].tolist())
                 scores = model(torch.from_numpy(ids), torch.from_numpy(mask)).view(len(lists), -1)
                 loss = listnet_loss(scores, rels)
                 opt.zero_grad(set_to_none=True)
@@ -467,6 +505,7 @@ def fit(
         final_loss=loss_ema,
         config=config,
         history=history,
+        augment=augment,
     )
     return model, report
 

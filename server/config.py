@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     max_k: int = Field(200, ge=1)
     default_candidates: int = Field(100, ge=1)
     max_candidates: int = Field(1000, ge=1)
-    default_mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
+    default_mmr_lambda: float = Field(0.94, ge=0.0, le=1.0)  # chosen on val: docs/quality.md
     max_query_chars: int = Field(512, ge=1)
 
     # Triton: an external one (triton_url) or one we start on loopback.

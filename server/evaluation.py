@@ -367,8 +367,10 @@ async def neural_rankings(
     try:
         systems = {"retrieval": await run("retrieval", 1.0, use_reranker=False),
                    "rerank": await run("rerank", 1.0)}
-        sweep = {float(lam): await run(f"rerank_mmr λ={lam:g}", float(lam)) for lam in lambdas}
-        systems["rerank_mmr"] = sweep.get(default_lambda) or await run("rerank_mmr", default_lambda)
+        # The default λ joins the sweep, so the plot and table always show the served trade-off.
+        grid = sorted({*map(float, lambdas), float(default_lambda)})
+        sweep = {lam: await run(f"rerank_mmr λ={lam:g}", lam) for lam in grid}
+        systems["rerank_mmr"] = sweep[float(default_lambda)]
         triton_calls = cached.calls
         if fp32_stage is not None:
             pipeline.reranker = CachedRerankStage(fp32_stage)

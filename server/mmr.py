@@ -2,6 +2,9 @@
 
 score_i = λ · relevance_i − (1 − λ) · max_{j ∈ selected} cos(v_i, v_j)
 
+relevance_i is the raw score z-scored over the request's candidates (`normalise_z`), so λ means the
+same trade-off whatever the reranker's score spread.
+
 Greedy and vectorised: each of the k steps is one numpy pass over the n candidates (O(k·n)), keeping a
 running max-similarity vector, so there is no Python loop over candidates. The generator yields each
 pick as soon as it is made, so the server can stream it before the next one is computed.
@@ -19,12 +22,12 @@ import numpy as np
 class MmrPick:
     index: int  # position in the candidate arrays
     score: float  # the MMR objective when it was picked
-    relevance: float  # normalised relevance in [0, 1]
+    relevance: float  # normalised relevance (`normalise_z`: 0.5 at the candidates' mean)
     redundancy: float  # max cosine similarity to the items picked before it
 
 
 def normalise(scores: np.ndarray) -> np.ndarray:
-    """Min-max to [0, 1] per request, so λ weighs relevance and cosine similarity on one scale."""
+    """Min-max to [0, 1] per request (the round-1 normalisation; `normalise_z` is the default)."""
     scores = np.asarray(scores, dtype=np.float32)
     if scores.size == 0:
         return scores
@@ -34,11 +37,39 @@ def normalise(scores: np.ndarray) -> np.ndarray:
     return (scores - lo) / (hi - lo)
 
 
-def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> Iterator[MmrPick]:
-    """Yield up to k picks of n candidates; `vectors`: L2-normalised (n, d), `relevance`: raw scores (n,)."""
+Z_SPAN = 6.0  # standard deviations mapped onto one unit of relevance (mean -> 0.5)
+
+
+def normalise_z(scores: np.ndarray) -> np.ndarray:
+    """``0.5 + z / Z_SPAN``: a z-score over the candidates, so ±3σ spans the [0, 1] of a cosine.
+
+    Min-max makes λ's effect depend on the two extreme candidates: one outlier score squeezes every
+    other gap, and the same λ then diversifies far more on one query (or model) than another. The
+    standard deviation is a property of the whole list, so λ trades relevance against redundancy on
+    a scale that is stable across queries and models. Not clipped: monotone, so λ=1 keeps the order.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.size == 0:
+        return scores
+    std = float(scores.std())
+    if std < 1e-12:
+        return np.ones_like(scores)
+    return (0.5 + (scores - float(scores.mean())) / (Z_SPAN * std)).astype(np.float32)
+
+
+NORMALISERS = {"z": normalise_z, "minmax": normalise}
+
+
+def mmr(
+    relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float, *, norm: str = "z"
+) -> Iterator[MmrPick]:
+    """Yield up to k picks of n candidates; `vectors`: L2-normalised (n, d), `relevance`: raw scores (n,).
+
+    ``norm`` names the relevance normalisation (`NORMALISERS`): ``z`` (default) or ``minmax``.
+    """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lambda must be in [0, 1], got {lam}")
-    rel = normalise(relevance)
+    rel = NORMALISERS[norm](relevance)
     n = rel.shape[0]
     k = min(k, n)
     if k <= 0:

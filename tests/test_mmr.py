@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.mmr import mmr, normalise
+from server.mmr import Z_SPAN, mmr, normalise, normalise_z
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -35,7 +35,8 @@ def test_objective_matches_formula() -> None:
     rel = rng.normal(size=30).astype(np.float32)
     lam = 0.3
     picks = list(mmr(rel, vecs, 10, lam))
-    norm = normalise(rel)
+    # Default normalisation, written out: z-score over the candidates, Z_SPAN standard deviations per unit.
+    norm = 0.5 + (rel - rel.mean()) / (Z_SPAN * rel.std())
     chosen: list[int] = []
     for p in picks:
         # Brute force the greedy objective in plain Python and compare.
@@ -67,3 +68,22 @@ def test_constant_scores_normalise_without_nan() -> None:
 def test_bad_lambda_rejected() -> None:
     with pytest.raises(ValueError):
         list(mmr(np.ones(2), np.eye(2, dtype=np.float32), 1, 1.5))
+
+
+def test_z_normalisation_is_scale_free_and_differs_from_minmax() -> None:
+    rng = np.random.default_rng(2)
+    vecs = _unit(rng.normal(size=(40, 6)))
+    rel = rng.normal(size=40).astype(np.float32)
+    assert normalise_z(rel).mean() == pytest.approx(0.5, abs=1e-5)
+    # Any positive affine change of the reranker's scores leaves the picks unchanged.
+    base = [p.index for p in mmr(rel, vecs, 10, 0.6)]
+    assert [p.index for p in mmr(3.0 * rel + 7.0, vecs, 10, 0.6)] == base
+    # One outlier squeezes every min-max gap by range/spread; the std grows less: min-max picks move more.
+    spiked = rel.copy()
+    spiked[int(np.argmax(rel))] += 40.0
+    z_kept = [p.index for p in mmr(spiked, vecs, 10, 0.6)][1:]
+    mm_base = [p.index for p in mmr(rel, vecs, 10, 0.6, norm="minmax")][1:]
+    mm_kept = [p.index for p in mmr(spiked, vecs, 10, 0.6, norm="minmax")][1:]
+    assert len(set(z_kept) & set(base[1:])) > len(set(mm_kept) & set(mm_base[1:]))
+    with pytest.raises(KeyError):
+        list(mmr(rel, vecs, 3, 0.5, norm="nope"))
