@@ -25,8 +25,3 @@ class Metrics:
 
     def serve_http(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)
-
-    def count(self, code: str) -> float:
-        """Current value of the requests counter for one status code (for tests and the bench)."""
-        value = self.registry.get_sample_value("rankserve_requests_total", {"code": code})
-        return value or 0.0
