@@ -24,8 +24,12 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from retrieval.wordllama import EMBEDDING_DIM, EOS_ID, PAD_ID, load_token_embeddings, tokenizer_path
 
+# "▁|": the separator between a product text's fields (title | class | features); not a word.
+PIPE_ID = 891
+
 CONFIG_FILE = "rankserve.json"
 PRIOR_FILE = "rankserve_prior.json"
+MATCH_FILE = "rankserve_match.npy"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,14 @@ class CrossEncoderConfig:
     # budget (~100 steps) left the from-scratch encoder below random on held-out classes.
     dense_prior: bool = True
     prior_init: float = 10.0
+    # "maxsim": mean over query words of the best cosine to any doc word (ColBERT's late interaction,
+    # on word vectors = mean of their token vectors); zero-shot (lower-cased) val/dev NDCG@10 over
+    # the hybrid top 100: 0.820 / 0.716 vs 0.653 / 0.640 for "mean" (the cosine of mean vectors).
+    prior: str = "maxsim"
+    # Word match signals added to the input embeddings: per token, whether its word occurs in the
+    # other segment and its word's best cosine there. "This query word is matched" is learnable for
+    # words never seen in training, which held-out classes need.
+    match_features: bool = True
 
     def bert_config(self) -> BertConfig:
         return BertConfig(
@@ -83,20 +95,88 @@ def dense_prior(
     return (qv * dv).sum(dim=-1) / (qv.norm(dim=-1) * dv.norm(dim=-1)).clamp_min(1e-6)
 
 
+def word_start_table(vocab_size: int) -> torch.Tensor:
+    """(vocab,) bool: the token begins a word (its piece starts with the SentencePiece space mark)."""
+    from retrieval.wordllama import load_tokenizer
+
+    table = torch.zeros(vocab_size, dtype=torch.bool)
+    for piece, idx in load_tokenizer().get_vocab().items():
+        if idx < vocab_size and piece.startswith("\u2581"):
+            table[idx] = True
+    return table
+
+
+def word_matches(
+    embeddings: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    segments: torch.Tensor,
+    word_start: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Word-level matching between the query and the doc, inside the graph.
+
+    A word is a run of content tokens starting at a word-start piece; its vector is the mean of its
+    token vectors (sub-word pieces alone match too loosely: "rugs" is "r"+"ugs"). Returns, per token
+    (B, L): 1.0 if its word occurs in the other segment, and its word's best cosine to the other
+    segment's words; and per row (B,): the mean over query words of that best cosine (MaxSim).
+    """
+    content = (input_ids > EOS_ID) & (input_ids != PIPE_ID) & attention_mask.bool()
+    starts = word_start[input_ids] & content
+    # Word index of each content token; a doc never continues a query word (the doc starts a word).
+    widx = torch.cumsum(starts.long(), dim=1) - 1
+    slots = torch.arange(input_ids.shape[1], device=input_ids.device)
+    member = ((widx.unsqueeze(2) == slots.view(1, 1, -1)) & content.unsqueeze(2)).to(embeddings.dtype)
+    count = member.sum(dim=1)  # (B, W)
+    valid = count > 0
+    vec = torch.matmul(member.transpose(1, 2), embeddings) / count.clamp_min(1.0).unsqueeze(-1)
+    unit = vec / vec.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    wseg = torch.matmul(member.transpose(1, 2), segments.unsqueeze(-1).to(embeddings.dtype)).squeeze(-1)
+    is_doc = wseg > 0.5 * count
+    cross = valid.unsqueeze(2) & valid.unsqueeze(1) & (is_doc.unsqueeze(2) != is_doc.unsqueeze(1))
+    sim = torch.matmul(unit, unit.transpose(1, 2)).masked_fill(~cross, -1.0)
+    best = sim.amax(dim=-1)
+    best = torch.where(cross.any(dim=-1), best, torch.zeros_like(best))  # (B, W)
+    exact = (best > 0.999).to(embeddings.dtype)
+    # Back to tokens: each token carries its word's values.
+    soft_tok = torch.matmul(member, best.unsqueeze(-1)).squeeze(-1)
+    exact_tok = torch.matmul(member, exact.unsqueeze(-1)).squeeze(-1)
+    qwords = (valid & ~is_doc).to(embeddings.dtype)
+    maxsim = (best * qwords).sum(dim=1) / qwords.sum(dim=1).clamp_min(1.0)
+    return exact_tok, soft_tok, maxsim
+
+
 class CrossEncoder(nn.Module):
     def __init__(self, bert: BertForSequenceClassification, cfg: CrossEncoderConfig) -> None:
         super().__init__()
         self.bert = bert
         self.cfg = cfg
         self.prior_scale = nn.Parameter(torch.tensor(float(cfg.prior_init))) if cfg.dense_prior else None
+        # Rows: exact-match direction, soft-match direction (scaled by the token's best cosine).
+        self.match_embeddings = nn.Parameter(torch.zeros(2, cfg.hidden_size)) if cfg.match_features else None
+        self.register_buffer("word_start", word_start_table(cfg.vocab_size), persistent=False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         segments = segment_ids(input_ids, attention_mask)
-        logits = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=segments).logits
-        score = logits[:, 0]
+        emb = self.bert.bert.embeddings.word_embeddings(input_ids)
+        needs_matches = self.match_embeddings is not None or (
+            self.prior_scale is not None and self.cfg.prior == "maxsim"
+        )
+        if needs_matches:
+            exact, soft, maxsim = word_matches(emb, input_ids, attention_mask, segments, self.word_start)
+        if self.match_embeddings is not None:
+            match = (
+                exact.unsqueeze(-1) * self.match_embeddings[0] + soft.unsqueeze(-1) * self.match_embeddings[1]
+            )
+            out = self.bert(inputs_embeds=emb + match, attention_mask=attention_mask, token_type_ids=segments)
+        else:
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=segments)
+        score = out.logits[:, 0]
         if self.prior_scale is not None:
-            emb = self.bert.bert.embeddings.word_embeddings(input_ids)
-            score = score + self.prior_scale * dense_prior(emb, input_ids, attention_mask, segments)
+            if self.cfg.prior == "maxsim":
+                prior = maxsim
+            else:
+                prior = dense_prior(emb, input_ids, attention_mask, segments)
+            score = score + self.prior_scale * prior
         return score
 
     @torch.inference_mode()
@@ -129,7 +209,17 @@ def build_model(cfg: CrossEncoderConfig | None = None, *, pretrained_embeddings:
             std = 0.25 * float(table.std())
             emb.position_embeddings.weight.normal_(0.0, std)
             emb.token_type_embeddings.weight.normal_(0.0, std)
-    return CrossEncoder(bert, cfg)
+    model = CrossEncoder(bert, cfg)
+    if model.prior_scale is not None:
+        # Residual start: step 0 ranks exactly like the prior; training learns corrections to it.
+        with torch.no_grad():
+            bert.classifier.weight.zero_()
+            bert.classifier.bias.zero_()
+    if model.match_embeddings is not None:
+        std = 0.25 * float(model.bert.bert.embeddings.word_embeddings.weight.detach().std())
+        with torch.no_grad():
+            model.match_embeddings.normal_(0.0, std)
+    return model
 
 
 def _tokenizer_json(cfg: CrossEncoderConfig) -> dict:
@@ -155,6 +245,7 @@ def _tokenizer_json(cfg: CrossEncoderConfig) -> dict:
         ],
         "special_tokens": specials,
     }
+    tok["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "Lowercase"}, tok["normalizer"]]}
     tok["truncation"] = None
     tok["padding"] = None
     return tok
@@ -169,6 +260,8 @@ def save_model(model: CrossEncoder, path: Path) -> Path:
     if model.prior_scale is not None:
         # Not part of the HF BERT: a plain HF / sentence-transformers load scores without the prior.
         (path / PRIOR_FILE).write_text(json.dumps({"prior_scale": float(model.prior_scale.detach())}))
+    if model.match_embeddings is not None:
+        np.save(path / MATCH_FILE, model.match_embeddings.detach().numpy())
     (path / "tokenizer.json").write_text(json.dumps(_tokenizer_json(model.cfg)))
     tok_cfg = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -192,7 +285,10 @@ def load_model(path: Path) -> CrossEncoder:
     """Load a folder written by `save_model` (eval mode, CPU)."""
     path = Path(path)
     raw = json.loads((path / CONFIG_FILE).read_text())
-    raw.setdefault("dense_prior", False)  # models saved before the prior existed
+    # Models saved before these options existed.
+    raw.setdefault("dense_prior", False)
+    raw.setdefault("prior", "mean")
+    raw.setdefault("match_features", False)
     cfg = CrossEncoderConfig(**raw)
     bert = BertForSequenceClassification.from_pretrained(path, attn_implementation="eager")
     model = CrossEncoder(bert, cfg)
@@ -200,5 +296,8 @@ def load_model(path: Path) -> CrossEncoder:
         scale = json.loads((path / PRIOR_FILE).read_text())["prior_scale"]
         with torch.no_grad():
             model.prior_scale.fill_(float(scale))
+    if model.match_embeddings is not None:
+        with torch.no_grad():
+            model.match_embeddings.copy_(torch.from_numpy(np.load(path / MATCH_FILE)))
     model.eval()
     return model

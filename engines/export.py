@@ -106,8 +106,15 @@ def optimize_fp32(fp32_path: Path, out_path: Path, *, num_heads: int, hidden_siz
     return Path(out_path)
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, *, per_channel: bool = True) -> Path:
-    """Dynamic INT8 (weights QInt8, activations quantised on the fly) for CPU serving."""
+def quantize_int8(
+    fp32_path: Path, int8_path: Path, *, per_channel: bool = True, quantize_embeddings: bool = True
+) -> Path:
+    """Dynamic INT8 (weights QInt8, activations quantised on the fly) for CPU serving.
+
+    ``quantize_embeddings`` also quantises the Gather of the embedding table (per tensor). Models that
+    compare word vectors (maxsim prior, match features) keep it FP32: INT8 vectors moved their cosines
+    enough to fail the parity gate (Spearman 0.988 < 0.99).
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     int8_path = Path(int8_path)
@@ -119,7 +126,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, *, per_channel: bool = True)
         per_channel=per_channel,
         # Gather covers the embedding tables (32k x 256 is most of the weights): 4x smaller file,
         # no run-time cost; the parity gate checks it costs no ranking quality.
-        op_types_to_quantize=["MatMul", "Attention", "Gather"],
+        op_types_to_quantize=["MatMul", "Attention", *(["Gather"] if quantize_embeddings else [])],
         # Needed when the source is ORT-fused: shape inference can't type com.microsoft op outputs.
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
@@ -269,7 +276,9 @@ def export_and_quantize(model: CrossEncoder, out_dir: Path, *, optimize: bool = 
             )
         except Exception as err:  # fusion is an optimisation only; never fail the build on it
             warnings.warn(f"ORT BERT fusion failed, quantising the plain export: {err}", stacklevel=2)
-    int8 = quantize_int8(source, out_dir / "model.onnx")
+    cfg = model.cfg
+    compares_vectors = cfg.match_features or (cfg.dense_prior and cfg.prior == "maxsim")
+    int8 = quantize_int8(source, out_dir / "model.onnx", quantize_embeddings=not compares_vectors)
     if source != fp32:
         source.unlink(missing_ok=True)
     return fp32, int8

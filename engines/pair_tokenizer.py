@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from itertools import chain
 
 import numpy as np
+from tokenizers import normalizers
 
 from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
 
@@ -71,20 +72,67 @@ def assemble_pairs(
 
 
 class PairTokenizer:
-    """Batched pair encoder over the WordLlama (Llama-2) fast tokenizer."""
+    """Batched pair encoder over the WordLlama (Llama-2) fast tokenizer.
 
-    def __init__(self, max_length: int = 48, max_query_tokens: int = 16) -> None:
+    ``doc_cache_size`` > 0 memoises the token ids of up to that many distinct doc texts (oldest
+    evicted first). Served docs are catalog texts that repeat across queries, so a warm cache
+    leaves only the query to tokenize per request.
+
+    Text is lower-cased first (``lowercase``): the cased Llama vocabulary splits "Navy" and "navy"
+    into different pieces, and the reranker matches query words against product words.
+    """
+
+    def __init__(
+        self,
+        max_length: int = 48,
+        max_query_tokens: int = 16,
+        *,
+        doc_cache_size: int = 0,
+        lowercase: bool = True,
+    ) -> None:
         if max_length < max_query_tokens + NUM_SPECIAL + 1:
             raise ValueError("max_length must leave room for the query, a doc token and 3 specials")
+        if doc_cache_size < 0:
+            raise ValueError("doc_cache_size must be >= 0")
         self.max_length = max_length
         self.max_query_tokens = max_query_tokens
+        self.doc_cache_size = doc_cache_size
+        self._doc_ids: dict[str, np.ndarray] = {}
         self._tok = load_tokenizer()
+        if lowercase:
+            self._tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), self._tok.normalizer])
         # Rust-side cap so very long docs are never fully materialised; the exact per-row cap
         # (which depends on the query length) is applied in numpy.
         self._tok.enable_truncation(max_length - NUM_SPECIAL - 1)
 
     def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return _ragged(self._tok.encode_batch(list(texts), add_special_tokens=False))
+
+    def _encode_docs(self, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.doc_cache_size:
+            return self._encode(docs)
+        cache = self._doc_ids
+        missing = [d for d in dict.fromkeys(docs) if d not in cache]
+        fresh = (
+            {
+                d: np.asarray(e.ids, dtype=np.int64)
+                for d, e in zip(
+                    missing, self._tok.encode_batch(missing, add_special_tokens=False), strict=True
+                )
+            }
+            if missing
+            else {}
+        )
+        rows = [fresh[d] if d in fresh else cache[d] for d in docs]
+        for d, ids in fresh.items():
+            if len(cache) >= self.doc_cache_size:
+                del cache[next(iter(cache))]
+            cache[d] = ids
+        lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        starts = np.zeros_like(lens)
+        np.cumsum(lens[:-1], out=starts[1:])
+        return flat, starts, lens
 
     def _finish(
         self, q: tuple[np.ndarray, np.ndarray, np.ndarray], d: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -100,7 +148,7 @@ class PairTokenizer:
         q_flat, _, q_len = self._encode([query])
         n = len(docs)
         q = (q_flat, np.zeros(n, np.int64), np.repeat(q_len, n))
-        return self._finish(q, self._encode(docs))
+        return self._finish(q, self._encode_docs(docs))
 
     def encode_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Like `encode` but one query per doc (training / evaluation batches)."""

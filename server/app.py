@@ -94,11 +94,12 @@ def load_pipeline(settings: Settings, triton_url: str) -> Loaded:
 
         index_stage = HybridRetriever(loaded.item_index, BM25Index.from_products(products, progress=False),
                                       loaded.columns)
+    tokenizer = PairTokenizer(doc_cache_size=settings.doc_token_cache)
     pipeline = RankingPipeline(
-        WordLlamaEmbedder(), index_stage, items, TritonRerankStage(client, PairTokenizer()),
+        WordLlamaEmbedder(), index_stage, items, TritonRerankStage(client, tokenizer),
         reranker_timeout_s=settings.triton_timeout_s, reranker_retry_after_s=settings.reranker_retry_after_s,
         model_version=model_version, index_version=loaded.version,
-        unavailable_errors=(RerankerUnavailable,),
+        unavailable_errors=(RerankerUnavailable,), retrieval_weight=settings.rerank_retrieval_weight,
     )
     columns = loaded.columns
     return Loaded(pipeline, dict(

@@ -42,13 +42,17 @@ class Settings(BaseSettings):
     # Finished rankings cached by (query, k, λ, candidates, filters, model, index); 0 turns it off.
     ranking_cache_size: int = Field(4096, ge=0)
     ranking_cache_ttl_s: float = Field(60.0, gt=0)
+    # Token ids of this many distinct item texts kept for reranking (~0.3 KB each); 0 turns it off.
+    doc_token_cache: int = Field(200_000, ge=0)
 
     # Request defaults and limits.
     default_k: int = Field(10, ge=1)
     max_k: int = Field(200, ge=1)
     default_candidates: int = Field(100, ge=1)
     max_candidates: int = Field(1000, ge=1)
-    default_mmr_lambda: float = Field(0.94, ge=0.0, le=1.0)  # chosen on val: docs/quality.md
+    default_mmr_lambda: float = Field(0.96, ge=0.0, le=1.0)  # chosen on val: docs/quality.md
+    # Weight of the (min-max) retrieval score added to the (min-max) reranker score; chosen on val.
+    rerank_retrieval_weight: float = Field(0.25, ge=0.0)
     max_query_chars: int = Field(512, ge=1)
 
     # Triton: an external one (triton_url) or one we start on loopback.

@@ -16,7 +16,7 @@ import numpy as np
 
 from engines.rerank_stage import RerankStage
 from retrieval.filters import Filters
-from server.mmr import mmr
+from server.mmr import mmr, normalise
 
 
 class Embedder(Protocol):
@@ -121,6 +121,7 @@ class RankingPipeline:
         model_version: str = "",
         index_version: str = "",
         unavailable_errors: tuple[type[BaseException], ...] = (),
+        retrieval_weight: float = 0.0,
     ) -> None:
         self.embedder = embedder
         self.index = index
@@ -128,6 +129,10 @@ class RankingPipeline:
         self.reranker = reranker
         self.reranker_timeout_s = reranker_timeout_s
         self.gate = RerankerGate(reranker_retry_after_s)
+        # Relevance after reranking = minmax(reranker) + w * minmax(retrieval): the retrieval score
+        # orders items the reranker ties (the word-MaxSim prior gives every item that holds all the
+        # query's words the same score) and gives MMR graded relevance to trade against redundancy.
+        self.retrieval_weight = retrieval_weight
         self.model_version = model_version
         self.index_version = index_version
         # Errors that mean "the reranker is down" (degrade) rather than a bug (propagate).
@@ -173,9 +178,12 @@ class RankingPipeline:
         if cand_ids.size and params.use_reranker:
             rerank_scores = await self._rerank(params.query, cand_ids, retrieval_scores, summary, remaining)
 
+        relevance = rerank_scores
+        if summary.candidates_reranked and self.retrieval_weight > 0:
+            relevance = normalise(rerank_scores) + self.retrieval_weight * normalise(retrieval_scores)
         # MMR picks are computed lazily, one per item sent: time the picking apart from the sending.
         mmr_s = send_s = 0.0
-        picks = mmr(rerank_scores, self.items.vectors[cand_ids], params.k, params.mmr_lambda)
+        picks = mmr(relevance, self.items.vectors[cand_ids], params.k, params.mmr_lambda)
         rank = 0
         while True:
             t = time.perf_counter()

@@ -32,11 +32,11 @@ from engines.training import (
     train_to_dir,
     training_judgments,
 )
-from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID
+from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID, load_token_embeddings
 
 QUERY_FILE = Path("/work/shared/data/wands/query.csv")
-# No dense prior: these tests check that the bare encoder learns and stays HF-loadable.
-TINY_MODEL = CrossEncoderConfig(num_layers=2, intermediate_size=512, dense_prior=False)
+# No prior, no match features: these tests check that the bare encoder learns and stays HF-loadable.
+TINY_MODEL = CrossEncoderConfig(num_layers=2, intermediate_size=512, dense_prior=False, match_features=False)
 COLORS = ["red", "blue", "grey", "white", "black", "green", "walnut", "oak", "brass", "ivory"]
 FILLER = ["modern", "classic", "rustic", "compact", "deluxe", "handmade", "premium", "sturdy"]
 
@@ -108,6 +108,25 @@ def test_pair_truncation_query_capped_then_doc() -> None:
     np.testing.assert_array_equal(pairs_ids[0], ids[0])
     assert pairs_ids[1, :3].tolist() == [BOS_ID, 263, EOS_ID]
     assert tok.encode("q", [])[0].shape[0] == 0
+
+
+def test_doc_cache_gives_identical_pairs_and_stays_bounded() -> None:
+    plain = PairTokenizer(max_length=20, max_query_tokens=4)
+    cached = PairTokenizer(max_length=20, max_query_tokens=4, doc_cache_size=3)
+    long_doc = "solid wood dining table with six upholstered chairs " * 3
+    batches = [
+        ("turquoise pillows", ["blue pillow", long_doc, "blue pillow"]),
+        ("oak desk", [long_doc, "oak writing desk", "x", "brass lamp"]),  # hits, misses, evictions
+        ("a", ["brass lamp", "blue pillow"]),
+        ("q", []),
+    ]
+    for query, docs in batches:
+        for got, want in zip(cached.encode(query, docs), plain.encode(query, docs), strict=True):
+            np.testing.assert_array_equal(got, want)
+        assert len(cached._doc_ids) <= 3
+    assert set(cached._doc_ids) == {"x", "brass lamp", "blue pillow"}  # oldest evicted first
+    with pytest.raises(ValueError):
+        PairTokenizer(doc_cache_size=-1)
 
 
 # ----------------------------------------------------------------------------------------- splits
@@ -250,7 +269,6 @@ def test_save_model_roundtrip_untrained(tmp_path: Path) -> None:
 
 def test_dense_prior_is_mean_vector_cosine_and_roundtrips(tmp_path: Path) -> None:
     from engines.cross_encoder import dense_prior, segment_ids
-    from retrieval.wordllama import load_token_embeddings
 
     model = build_model(dataclasses.replace(TINY_MODEL, dense_prior=True)).eval()
     assert model.prior_scale is not None
@@ -272,3 +290,81 @@ def test_dense_prior_is_mean_vector_cosine_and_roundtrips(tmp_path: Path) -> Non
     again = load_model(tmp_path / "m")
     assert float(again.prior_scale.detach()) == pytest.approx(3.5)
     np.testing.assert_allclose(again.score(ids, mask), model.score(ids, mask), atol=1e-6)
+
+
+def _words(tok, text: str) -> list[list[int]]:
+    """Reference word split: token runs starting at a word-start piece, " | " (id 891) dropped."""
+    out: list[list[int]] = []
+    enc = tok.encode(text, add_special_tokens=False)
+    for tid, piece in zip(enc.ids, enc.tokens, strict=True):
+        if tid == 891:
+            out.append([])  # field separator
+        elif piece.startswith("\u2581") or not out:
+            out.append([tid])
+        else:
+            out[-1].append(tid)
+    return out
+
+
+def test_word_matches_maxsim_prior_and_export(tmp_path: Path) -> None:
+    from engines.cross_encoder import segment_ids, word_matches, word_start_table
+
+    query, doc = "Navy Sofa", "Hillsby Navy Velvet Sofa | Sofas | navy velvet"
+    pt = PairTokenizer()
+    ids, mask = pt.encode(query, [doc, "oak dining table | Dining Tables | oak"])
+    t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+    table = np.array(load_token_embeddings()[:32000], dtype=np.float32)
+    exact, soft, maxsim = word_matches(
+        torch.from_numpy(table)[t_ids], t_ids, t_mask, segment_ids(t_ids, t_mask), word_start_table(32000)
+    )
+    # Reference in numpy: word vectors are the mean of their token vectors; fields split at " | ".
+    unit = lambda w: (v := table[w].mean(0)) / np.linalg.norm(v)  # noqa: E731
+    q_words = [unit(w) for w in _words(pt._tok, query)]
+    fields: list[list[np.ndarray]] = [[]]
+    for w in _words(pt._tok, doc):
+        if w:
+            fields[-1].append(unit(w))
+        else:
+            fields.append([])
+    assert len(q_words) == 2 and len(fields) == 3
+    doc_words = [v for f in fields for v in f]
+    want_maxsim = np.mean([max(float(q @ d) for d in doc_words) for q in q_words])
+    assert float(maxsim[0]) == pytest.approx(want_maxsim, abs=1e-5) and float(maxsim[0]) == pytest.approx(1.0)
+    assert float(maxsim[1]) < 0.6
+    # "sofas" (the class) is not "sofa": a soft match below 1, unlike the exact title word.
+    assert max(float(q_words[1] @ d) for d in fields[1]) < 0.999
+    # Every query token's word is in the doc; specials and padding never match.
+    q_tokens = (segment_ids(t_ids, t_mask)[0] == 0) & (t_ids[0] > EOS_ID)
+    assert bool((exact[0][q_tokens] == 1).all()) and bool((soft[0][~t_mask[0].bool()] == 0).all())
+
+    model = build_model(CrossEncoderConfig()).eval()  # served defaults: maxsim prior, match features
+    assert model.match_embeddings is not None and model.cfg.prior == "maxsim"
+    untrained = model.score(ids, mask)
+    # Residual start: the untrained model scores exactly its prior.
+    np.testing.assert_allclose(untrained, model.prior_scale.item() * maxsim.numpy(), rtol=1e-5)
+    with torch.no_grad():
+        model.bert.classifier.weight.normal_()
+    scores = model.score(ids, mask)
+    assert not np.allclose(scores, untrained)
+    save_model(model, tmp_path / "m")
+    np.testing.assert_allclose(load_model(tmp_path / "m").score(ids, mask), scores, atol=1e-6)
+    sess = ort_session(export_onnx(model, tmp_path / "m.onnx"))
+    np.testing.assert_allclose(ort_scores(sess, ids, mask), scores, atol=1e-4)
+
+
+def test_served_ndcg_uses_full_judgment_ideal() -> None:
+    from engines.training import served_ndcg
+
+    # Query 1 retrieved an Exact and an Irrelevant item, but has a second Exact the list missed.
+    lists = pd.DataFrame(
+        {"query_id": [1, 1, 2, 2], "query": ["a", "a", "b", "b"], "product_id": [10, 11, 20, 21],
+         "rel": [0, 2, 1, 0]}
+    )
+    ideal_1 = 3.0 + 3.0 / np.log2(3)  # two Exact items (gain 3) at ranks 1 and 2
+    idcg = {1: ideal_1, 2: 1.0}
+    good = np.array([0.0, 1.0, 1.0, 0.0])  # relevant first in both lists
+    bad = -good
+    assert served_ndcg(lists, good, idcg) == pytest.approx((3.0 / ideal_1 + 1.0) / 2)
+    assert served_ndcg(lists, bad, idcg) == pytest.approx((3.0 / np.log2(3) / ideal_1 + 1.0 / np.log2(3)) / 2)
+    # A query with nothing relevant judged is skipped, not scored 0.
+    assert served_ndcg(lists, good, {1: ideal_1, 2: 0.0}) == pytest.approx(3.0 / ideal_1)
