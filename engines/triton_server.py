@@ -209,6 +209,8 @@ class TritonServer:
             # The stub's embedded interpreter ignores PYTHONPATH; model.py reads this instead.
             site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
             env["RANKSERVE_PYTHONPATH"] = os.pathsep.join(sorted(site))
+            # The model's numpy only pads and copies; idle OpenBLAS threads would spin beside ORT's.
+            env.setdefault("OPENBLAS_NUM_THREADS", "1")
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
             self._proc = self._spawn(self.command(backend_dir, paths.binary), env)
             atexit.register(self.stop)

@@ -96,7 +96,7 @@ class BM25Index:
             tokens = self._query_ids(text)
             if not tokens:
                 continue
-            docs, s = self.retriever.retrieve([tokens], k=kk, show_progress=False, n_threads=1)
+            docs, s = self.retriever.retrieve([tokens], k=kk, show_progress=False, n_threads=0)
             hit = s[0] > 0  # zero = no query term in the item
             m = int(hit.sum())
             ids[row, :m] = docs[0][hit]
