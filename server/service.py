@@ -171,6 +171,11 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
         except Exception as e:
+            if code is not grpc.StatusCode.OK:
+                # Aborting with `code` failed because the RPC had already ended: the client's deadline
+                # passed while we aborted with DEADLINE_EXCEEDED. Nobody is left to tell; keep the code.
+                log.debug("abort with %s after the RPC ended: %r", code.name, e)
+                return
             log.exception("Rank failed")
             code = grpc.StatusCode.INTERNAL
             await context.abort(code, f"internal error: {type(e).__name__}")
