@@ -127,11 +127,19 @@ def augmented_data(
 # ----------------------------------------------------------------------------------------- metrics
 
 
-def ndcg_at_k(scores: np.ndarray, rels: np.ndarray, k: int = 10) -> float:
-    """NDCG@k with exponential gains 2**rel - 1 over one query's judged list; nan if no gain."""
+def ndcg_at_k(
+    scores: np.ndarray, rels: np.ndarray, k: int = 10, ideal_rels: np.ndarray | None = None
+) -> float:
+    """NDCG@k with exponential gains 2**rel - 1 over one query's list; nan if no gain.
+
+    ``ideal_rels`` are the query's full judgments when the list holds only some of them (a served
+    candidate list): the ideal is computed from those, so relevant items the list misses count
+    against it. Default: the list itself is the whole judged set.
+    """
     gains = np.exp2(np.asarray(rels, dtype=np.float64)) - 1.0
+    ideal_gains = gains if ideal_rels is None else np.exp2(np.asarray(ideal_rels, dtype=np.float64)) - 1.0
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = np.sort(gains)[::-1][:k]
+    ideal = np.sort(ideal_gains)[::-1][:k]
     idcg = float((ideal * discounts[: len(ideal)]).sum())
     if idcg <= 0:
         return float("nan")
@@ -140,23 +148,31 @@ def ndcg_at_k(scores: np.ndarray, rels: np.ndarray, k: int = 10) -> float:
     return float((gains[top] * discounts[: len(top)]).sum()) / idcg
 
 
-def mean_ndcg(judged: pd.DataFrame, scores: np.ndarray, k: int = 10) -> float:
-    """Mean NDCG@k over the queries of ``judged`` (rows aligned with ``scores``)."""
+def mean_ndcg(
+    judged: pd.DataFrame, scores: np.ndarray, k: int = 10, judged_rels: dict[int, np.ndarray] | None = None
+) -> float:
+    """Mean NDCG@k over the queries of ``judged`` (rows aligned with ``scores``).
+
+    ``judged_rels``: each query's full judgments (`ndcg_at_k`'s ``ideal_rels``) when ``judged`` holds
+    served candidate lists rather than whole judged sets. Queries without relevant judgments are skipped.
+    """
+    rels = judged["rel"].to_numpy()
     vals = [
-        ndcg_at_k(scores[idx], judged["rel"].to_numpy()[idx], k)
-        for idx in judged.groupby("query_id", sort=True).indices.values()
+        ndcg_at_k(scores[idx], rels[idx], k,
+                  None if judged_rels is None else judged_rels.get(int(qid), np.zeros(0)))
+        for qid, idx in judged.groupby("query_id", sort=True).indices.items()
     ]
     return float(np.nanmean(vals)) if vals else float("nan")
 
 
-def served_val_lists(data: RerankData, depth: int = 100) -> tuple[pd.DataFrame, dict[int, float]]:
+def served_val_lists(data: RerankData, depth: int = 100) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
     """Val queries' served candidate lists (hybrid top ``depth``) labelled as evaluation labels them.
 
-    Returns ``(lists, idcg)``: rows query_id, query, product_id, rel (unjudged = 0), and each query's
-    ideal DCG@10 over *all* its judgments, so a list that misses relevant items scores below 1 exactly
-    as in `rankserve eval`. This is what the reranker reorders when serving; the builder's judged lists
-    (12 Exact, 18 Partial, 30 hard negatives) are a different distribution, and a model chosen on them
-    measured worse on served lists than its untrained prior.
+    Returns ``(lists, judged_rels)``: rows query_id, query, product_id, rel (unjudged = 0), and each
+    query's rels over *all* its judgments (the NDCG ideal), so a list that misses relevant items scores
+    below 1 exactly as in `rankserve eval`. This is what the reranker reorders when serving; the
+    builder's judged lists (12 Exact, 18 Partial, 30 hard negatives) are a different distribution, and a
+    model chosen on them measured worse on served lists than its untrained prior.
     """
     from engines.mining import hybrid_candidates
 
@@ -166,26 +182,13 @@ def served_val_lists(data: RerankData, depth: int = 100) -> tuple[pd.DataFrame, 
         return pd.DataFrame(columns=["query_id", "query", "product_id", "rel"]), {}
     cands = hybrid_candidates(data.products, list(data.texts), qs["query"].astype(str).tolist(), depth)
     rel_of = {(int(q), int(p)): int(r) for q, p, r in zip(val.query_id, val.product_id, val.rel, strict=True)}
-    discounts = 1.0 / np.log2(np.arange(2, 12))
-    rows, idcg = [], {}
-    for qid, text, ids in zip(qs["query_id"], qs["query"], cands, strict=True):
-        gains = np.sort(np.exp2(val.loc[val.query_id == qid, "rel"].to_numpy(np.float64)) - 1.0)[::-1][:10]
-        idcg[int(qid)] = float((gains * discounts[: len(gains)]).sum())
-        rows += [(int(qid), str(text), int(p), rel_of.get((int(qid), int(p)), 0)) for p in ids.tolist()]
-    return pd.DataFrame(rows, columns=["query_id", "query", "product_id", "rel"]), idcg
-
-
-def served_ndcg(lists: pd.DataFrame, scores: np.ndarray, idcg: dict[int, float], k: int = 10) -> float:
-    """Mean NDCG@k of ``lists`` reordered by ``scores``, against each query's full-judgment ideal."""
-    rels = lists["rel"].to_numpy()
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    vals = []
-    for qid, idx in lists.groupby("query_id", sort=True).indices.items():
-        if idcg.get(int(qid), 0.0) <= 0:
-            continue
-        top = idx[np.argsort(-scores[idx], kind="stable")[:k]]
-        vals.append(float(((np.exp2(rels[top]) - 1.0) * discounts[: len(top)]).sum()) / idcg[int(qid)])
-    return float(np.mean(vals)) if vals else float("nan")
+    judged_rels = {int(q): g["rel"].to_numpy() for q, g in val.groupby("query_id", sort=True)}
+    rows = [
+        (int(qid), str(text), int(p), rel_of.get((int(qid), int(p)), 0))
+        for qid, text, ids in zip(qs["query_id"], qs["query"], cands, strict=True)
+        for p in ids.tolist()
+    ]
+    return pd.DataFrame(rows, columns=["query_id", "query", "product_id", "rel"]), judged_rels
 
 
 def score_judged(
@@ -471,11 +474,11 @@ def fit(
             return cfg.lr * max(frac / cfg.warmup_frac, 0.02)
         return cfg.lr * max(0.0, 1.0 - (frac - cfg.warmup_frac) / (1.0 - cfg.warmup_frac))
 
-    served, idcg = served_val_lists(data) if cfg.validate_on == "served" else (pd.DataFrame(), {})
+    served, served_rels = served_val_lists(data) if cfg.validate_on == "served" else (pd.DataFrame(), {})
 
     def evaluate() -> float:
         if len(served):
-            return served_ndcg(served, score_judged(model, tok, data, served), idcg)
+            return mean_ndcg(served, score_judged(model, tok, data, served), judged_rels=served_rels)
         return mean_ndcg(val, score_judged(model, tok, data, val)) if len(val) else float("nan")
 
     initial = evaluate()

@@ -353,7 +353,7 @@ def test_word_matches_maxsim_prior_and_export(tmp_path: Path) -> None:
 
 
 def test_served_ndcg_uses_full_judgment_ideal() -> None:
-    from engines.training import served_ndcg
+    from engines.training import mean_ndcg
 
     # Query 1 retrieved an Exact and an Irrelevant item, but has a second Exact the list missed.
     lists = pd.DataFrame(
@@ -361,10 +361,13 @@ def test_served_ndcg_uses_full_judgment_ideal() -> None:
          "rel": [0, 2, 1, 0]}
     )
     ideal_1 = 3.0 + 3.0 / np.log2(3)  # two Exact items (gain 3) at ranks 1 and 2
-    idcg = {1: ideal_1, 2: 1.0}
+    judged = {1: np.array([2, 2, 0]), 2: np.array([1, 0])}  # query 1's second Exact was not retrieved
     good = np.array([0.0, 1.0, 1.0, 0.0])  # relevant first in both lists
     bad = -good
-    assert served_ndcg(lists, good, idcg) == pytest.approx((3.0 / ideal_1 + 1.0) / 2)
-    assert served_ndcg(lists, bad, idcg) == pytest.approx((3.0 / np.log2(3) / ideal_1 + 1.0 / np.log2(3)) / 2)
+    assert mean_ndcg(lists, good, judged_rels=judged) == pytest.approx((3.0 / ideal_1 + 1.0) / 2)
+    assert mean_ndcg(lists, bad, judged_rels=judged) == pytest.approx(
+        (3.0 / np.log2(3) / ideal_1 + 1.0 / np.log2(3)) / 2
+    )
     # A query with nothing relevant judged is skipped, not scored 0.
-    assert served_ndcg(lists, good, {1: ideal_1, 2: 0.0}) == pytest.approx(3.0 / ideal_1)
+    nothing = {1: judged[1], 2: np.array([0, 0])}
+    assert mean_ndcg(lists, good, judged_rels=nothing) == pytest.approx(3.0 / ideal_1)
