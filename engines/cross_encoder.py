@@ -59,6 +59,11 @@ class CrossEncoderConfig:
     # words never seen in training, which held-out classes need.
     match_features: bool = True
 
+    @property
+    def compares_word_vectors(self) -> bool:
+        """The graph computes `word_matches` (cosines of word vectors): match features or the maxsim prior."""
+        return self.match_features or (self.dense_prior and self.prior == "maxsim")
+
     def bert_config(self) -> BertConfig:
         return BertConfig(
             vocab_size=self.vocab_size,
@@ -158,10 +163,7 @@ class CrossEncoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         segments = segment_ids(input_ids, attention_mask)
         emb = self.bert.bert.embeddings.word_embeddings(input_ids)
-        needs_matches = self.match_embeddings is not None or (
-            self.prior_scale is not None and self.cfg.prior == "maxsim"
-        )
-        if needs_matches:
+        if self.cfg.compares_word_vectors:
             exact, soft, maxsim = word_matches(emb, input_ids, attention_mask, segments, self.word_start)
         if self.match_embeddings is not None:
             match = (

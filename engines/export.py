@@ -276,9 +276,9 @@ def export_and_quantize(model: CrossEncoder, out_dir: Path, *, optimize: bool = 
             )
         except Exception as err:  # fusion is an optimisation only; never fail the build on it
             warnings.warn(f"ORT BERT fusion failed, quantising the plain export: {err}", stacklevel=2)
-    cfg = model.cfg
-    compares_vectors = cfg.match_features or (cfg.dense_prior and cfg.prior == "maxsim")
-    int8 = quantize_int8(source, out_dir / "model.onnx", quantize_embeddings=not compares_vectors)
+    # Models that compare word vectors keep the embedding table FP32 (see `quantize_int8`).
+    embeddings_int8 = not model.cfg.compares_word_vectors
+    int8 = quantize_int8(source, out_dir / "model.onnx", quantize_embeddings=embeddings_int8)
     if source != fp32:
         source.unlink(missing_ok=True)
     return fp32, int8
