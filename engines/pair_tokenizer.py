@@ -21,13 +21,18 @@ from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
 NUM_SPECIAL = 3
 
 
+def _with_starts(flat: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(flat, starts, lens)``: the ragged layout every encoder returns."""
+    starts = np.zeros_like(lens)
+    np.cumsum(lens[:-1], out=starts[1:])
+    return flat, starts, lens
+
+
 def _ragged(encodings: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flattened ids, row starts and row lengths of a batch of `tokenizers.Encoding`s."""
     lens = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
     flat = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=int(lens.sum()))
-    starts = np.zeros_like(lens)
-    np.cumsum(lens[:-1], out=starts[1:])
-    return flat, starts, lens
+    return _with_starts(flat, lens)
 
 
 def assemble_pairs(
@@ -113,26 +118,16 @@ class PairTokenizer:
             return self._encode(docs)
         cache = self._doc_ids
         missing = [d for d in dict.fromkeys(docs) if d not in cache]
-        fresh = (
-            {
-                d: np.asarray(e.ids, dtype=np.int64)
-                for d, e in zip(
-                    missing, self._tok.encode_batch(missing, add_special_tokens=False), strict=True
-                )
-            }
-            if missing
-            else {}
-        )
+        encoded = self._tok.encode_batch(missing, add_special_tokens=False) if missing else []
+        fresh = {d: np.asarray(e.ids, dtype=np.int64) for d, e in zip(missing, encoded, strict=True)}
         rows = [fresh[d] if d in fresh else cache[d] for d in docs]
         for d, ids in fresh.items():
             if len(cache) >= self.doc_cache_size:
                 del cache[next(iter(cache))]
             cache[d] = ids
         lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        starts = np.zeros_like(lens)
-        np.cumsum(lens[:-1], out=starts[1:])
-        return flat, starts, lens
+        # Cached rows are arrays: concatenating them is ~10x faster than `_ragged`'s fromiter.
+        return _with_starts(np.concatenate(rows) if rows else np.zeros(0, np.int64), lens)
 
     def _finish(
         self, q: tuple[np.ndarray, np.ndarray, np.ndarray], d: tuple[np.ndarray, np.ndarray, np.ndarray]
