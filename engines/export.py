@@ -23,6 +23,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from engines.cross_encoder import CrossEncoder, load_model
+from engines.list_fusion_training import build_list_fusion
 from engines.pair_tokenizer import PairTokenizer
 from engines.training import RerankData, TrainConfig, judgments, load_rerank_data, mean_ndcg, train_to_dir
 
@@ -338,9 +339,10 @@ def build_reranker(
     progress: bool = True,
     cfg: TrainConfig | None = None,
 ) -> dict:
-    """The `rankserve train` flow: train -> export FP32 -> INT8 -> parity -> reports.
+    """The `rankserve train` flow: train -> export FP32 -> INT8 -> parity -> list-fusion head -> reports.
 
     Writes ``out_dir/hf/`` (HF folder), ``model_fp32.onnx``, ``model.onnx`` (INT8, served),
+    ``list_fusion.json`` (engines.list_fusion),
     ``train_report.json``, ``parity.json``, ``export_report.json``. Raises `ParityError` on a failed gate.
     """
     out_dir = Path(out_dir)
@@ -348,6 +350,9 @@ def build_reranker(
     train = train_to_dir(data, out_dir, minutes=minutes, seed=seed, cfg=cfg, progress=progress)
     model = load_model(out_dir / "hf")
     report = package_reranker(model, data, out_dir)
+    fusion = build_list_fusion(out_dir / "model.onnx", data, out_dir, progress=progress, seed=seed)
+    report["list_fusion"] = {k: v for k, v in fusion.items() if k not in ("history", "train_query_ids")}
+    (out_dir / "export_report.json").write_text(json.dumps(report, indent=2, default=str))
     report["train"] = {k: v for k, v in asdict(train).items() if k != "history"}
     report["hf_dir"] = str(out_dir / "hf")
     return report

@@ -25,7 +25,16 @@ def hybrid_candidates(
     products: pd.DataFrame, texts: list[str], queries: list[str], depth: int = MINE_DEPTH,
     *, progress: bool = False,
 ) -> list[np.ndarray]:
-    """Top-``depth`` ids per query from the served retrieval (exact dense search + BM25, RRF-fused).
+    """Top-``depth`` ids per query from the served retrieval (`hybrid_candidate_lists` without scores)."""
+    return [ids for ids, _ in hybrid_candidate_lists(products, texts, queries, depth, progress=progress)]
+
+
+def hybrid_candidate_lists(
+    products: pd.DataFrame, texts: list[str], queries: list[str], depth: int = MINE_DEPTH,
+    *, progress: bool = False,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids, fused scores) of the top ``depth`` per query from the served retrieval (exact dense search
+    + BM25, RRF-fused), best first.
 
     Exact inner-product search stands in for the HNSW index (measured within 0.002 recall@100 of it),
     so mining needs no index on disk and is deterministic.
@@ -46,8 +55,10 @@ def hybrid_candidates(
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("mining candidates", total=len(queries))
         for q, d in zip(queries, dense, strict=True):
-            ids, _ = rrf_fuse([d, bm25_search_masked(bm25, q, fetch)], [1.0, BM25_WEIGHT], depth, rrf_k=RRF_K)
-            out.append(ids[ids >= 0])
+            lists = [d, bm25_search_masked(bm25, q, fetch)]
+            ids, scores = rrf_fuse(lists, [1.0, BM25_WEIGHT], depth, rrf_k=RRF_K)
+            keep = ids >= 0
+            out.append((ids[keep], scores[keep]))
             bar.advance(task)
     return out
 

@@ -1,4 +1,5 @@
-"""The ranking pipeline: embed → retrieve (FAISS, filtered) → rerank (cross-encoder) → MMR, as a stream.
+"""The ranking pipeline: embed → retrieve (FAISS, filtered) → rerank (cross-encoder + list fusion) → MMR,
+as a stream.
 
 Each stage is a small object with one method, so a stage can be swapped (CPU/GPU index, Triton/in-process
 reranker) without touching the others. The eval harness and the server run this same object.
@@ -14,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from engines.list_fusion import ListFusion
 from engines.rerank_stage import RerankStage
 from retrieval.filters import Filters
 from server.mmr import mmr, normalise
@@ -122,6 +124,7 @@ class RankingPipeline:
         index_version: str = "",
         unavailable_errors: tuple[type[BaseException], ...] = (),
         retrieval_weight: float = 0.0,
+        fusion: ListFusion | None = None,
     ) -> None:
         self.embedder = embedder
         self.index = index
@@ -133,6 +136,10 @@ class RankingPipeline:
         # orders items the reranker ties (the word-MaxSim prior gives every item that holds all the
         # query's words the same score) and gives MMR graded relevance to trade against redundancy.
         self.retrieval_weight = retrieval_weight
+        # When the model ships a list-fusion head it replaces that blend: a learned function of both
+        # scores and of where the list's best matches concentrate by product class (engines.list_fusion).
+        self.fusion = fusion
+        self.class_codes = np.unique(np.asarray(items.categories).astype(str), return_inverse=True)[1]
         self.model_version = model_version
         self.index_version = index_version
         # Errors that mean "the reranker is down" (degrade) rather than a bug (propagate).
@@ -179,7 +186,11 @@ class RankingPipeline:
             rerank_scores = await self._rerank(params.query, cand_ids, retrieval_scores, summary, remaining)
 
         relevance = rerank_scores
-        if summary.candidates_reranked and self.retrieval_weight > 0:
+        if summary.candidates_reranked and self.fusion is not None:
+            t = time.perf_counter()
+            relevance = self.fusion.relevance(rerank_scores, retrieval_scores, self.class_codes[cand_ids])
+            timings["fusion"] = (time.perf_counter() - t) * 1e3
+        elif summary.candidates_reranked and self.retrieval_weight > 0:
             relevance = normalise(rerank_scores) + self.retrieval_weight * normalise(retrieval_scores)
         # MMR picks are computed lazily, one per item sent: time the picking apart from the sending.
         mmr_s = send_s = 0.0

@@ -88,7 +88,7 @@ def summary_message(s: RankSummary, queue_ms: float, *, cache_hit: bool = False)
     timings = ranking_pb2.StageTimings(
         embed_ms=t.get("embed", 0.0), retrieve_ms=t.get("retrieve", 0.0), tokenize_ms=t.get("tokenize", 0.0),
         rerank_ms=t.get("rerank", 0.0), mmr_ms=t.get("mmr", 0.0), total_ms=t.get("total", 0.0),
-        queue_ms=queue_ms, send_ms=t.get("send", 0.0))
+        queue_ms=queue_ms, send_ms=t.get("send", 0.0), fusion_ms=t.get("fusion", 0.0))
     return ranking_pb2.RankResponse(summary=ranking_pb2.Summary(
         request_id=s.request_id, timings=timings, candidates_retrieved=s.candidates_retrieved,
         candidates_reranked=s.candidates_reranked, items_returned=s.items_returned,

@@ -59,7 +59,7 @@ class RankedItem(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., item_id: _Optional[int] = ..., title: _Optional[str] = ..., category: _Optional[str] = ..., price: _Optional[float] = ..., score: _Optional[float] = ..., retrieval_score: _Optional[float] = ..., rerank_score: _Optional[float] = ..., redundancy_penalty: _Optional[float] = ...) -> None: ...
 
 class StageTimings(_message.Message):
-    __slots__ = ("embed_ms", "retrieve_ms", "tokenize_ms", "rerank_ms", "mmr_ms", "total_ms", "queue_ms", "send_ms")
+    __slots__ = ("embed_ms", "retrieve_ms", "tokenize_ms", "rerank_ms", "mmr_ms", "total_ms", "queue_ms", "send_ms", "fusion_ms")
     EMBED_MS_FIELD_NUMBER: _ClassVar[int]
     RETRIEVE_MS_FIELD_NUMBER: _ClassVar[int]
     TOKENIZE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,7 @@ class StageTimings(_message.Message):
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
     SEND_MS_FIELD_NUMBER: _ClassVar[int]
+    FUSION_MS_FIELD_NUMBER: _ClassVar[int]
     embed_ms: float
     retrieve_ms: float
     tokenize_ms: float
@@ -76,7 +77,8 @@ class StageTimings(_message.Message):
     total_ms: float
     queue_ms: float
     send_ms: float
-    def __init__(self, embed_ms: _Optional[float] = ..., retrieve_ms: _Optional[float] = ..., tokenize_ms: _Optional[float] = ..., rerank_ms: _Optional[float] = ..., mmr_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., send_ms: _Optional[float] = ...) -> None: ...
+    fusion_ms: float
+    def __init__(self, embed_ms: _Optional[float] = ..., retrieve_ms: _Optional[float] = ..., tokenize_ms: _Optional[float] = ..., rerank_ms: _Optional[float] = ..., mmr_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., send_ms: _Optional[float] = ..., fusion_ms: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
     __slots__ = ("request_id", "timings", "candidates_retrieved", "candidates_reranked", "items_returned", "model_version", "index_version", "degraded", "degraded_reason", "mmr_lambda", "cache_hit")

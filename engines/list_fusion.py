@@ -1,0 +1,133 @@
+"""List-aware relevance: a small learned head over each candidate's scores *and the list it sits in*.
+
+The cross-encoder scores one (query, item) pair at a time. Two signals only the whole candidate list
+carries:
+
+- **class intent.** Where the query's strongest matches concentrate by product class: pseudo-relevance
+  feedback on the catalog taxonomy, i.e. query classification from the result set. "gold", "oliver
+  parsons" or "seat cushions desk" name no product type, and many items of many classes hold every
+  query word; the class that most of the best-scored candidates share is the one the shopper means.
+- **retrieval order**, which breaks the cross-encoder's ties (the word-MaxSim prior gives every item
+  holding all the query's words the same score).
+
+Every feature is a normalised score, a rank or a *share* of the list, never a class's identity, so the
+head carries over to classes and queries it never saw (the dev split holds out whole classes). The head
+is an MLP of a few hundred weights, fitted per reranker model (`engines.list_fusion_training`) and saved
+beside it as JSON; serving is a handful of numpy operations on ≤ 1000 candidates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FEATURES = (
+    "rerank",  # the cross-encoder's raw score: "holds every query word" is an absolute level
+    "rerank_minmax",
+    "retrieval_minmax",
+    "retrieval_rank",  # position in the retrieval order / list length
+    "class_share",  # share of the list in the item's class
+    "class_mass_t5",  # share of softmax(5·base) mass in the item's class
+    "class_mass_t20",  # the same, sharper: only the best-scored candidates count
+    "class_top20",  # share of the top 20 by base score in the item's class
+)
+BASE_RETRIEVAL_WEIGHT = 0.25  # base = minmax(rerank) + w·minmax(retrieval): the pre-fusion relevance
+TOP = 20
+FILE_NAME = "list_fusion.json"
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] over the list; a constant list maps to ones."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return x
+    lo, hi = float(x.min()), float(x.max())
+    return np.ones_like(x) if hi - lo < 1e-12 else (x - lo) / (hi - lo)
+
+
+def base_relevance(rerank: np.ndarray, retrieval: np.ndarray) -> np.ndarray:
+    """The fixed blend the class-intent features are weighted by (and the no-head fallback)."""
+    return minmax(rerank) + BASE_RETRIEVAL_WEIGHT * minmax(retrieval)
+
+
+def list_features(rerank: np.ndarray, retrieval: np.ndarray, class_codes: np.ndarray) -> np.ndarray:
+    """(n, len(FEATURES)) float32 features of one candidate list, in retrieval order.
+
+    ``rerank``/``retrieval``: the two stages' scores per candidate; ``class_codes``: any integer id of
+    each candidate's product class (only equality is used).
+    """
+    rerank = np.asarray(rerank, dtype=np.float64).reshape(-1)
+    retrieval = np.asarray(retrieval, dtype=np.float64).reshape(-1)
+    n = rerank.size
+    if not (retrieval.size == n == np.asarray(class_codes).size):
+        raise ValueError(f"list_features: {n} rerank, {retrieval.size} retrieval, "
+                         f"{np.asarray(class_codes).size} class scores")
+    out = np.zeros((n, len(FEATURES)), dtype=np.float32)
+    if n == 0:
+        return out
+    _, inv, counts = np.unique(np.asarray(class_codes).reshape(-1), return_inverse=True, return_counts=True)
+    base = base_relevance(rerank, retrieval)
+    cols = [rerank, minmax(rerank), minmax(retrieval), np.arange(n) / n, counts[inv] / n]
+    for tau in (5.0, 20.0):
+        w = np.exp(tau * (base - base.max()))
+        cols.append((np.bincount(inv, weights=w, minlength=counts.size) / w.sum())[inv])
+    top = np.argsort(-base, kind="stable")[:TOP]
+    cols.append((np.bincount(inv[top], minlength=counts.size) / top.size)[inv])
+    out[:] = np.stack(cols, axis=1)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ListFusion:
+    """relevance = relu(((x - mean) / scale) @ w1 + b1) @ w2 + b2 over `list_features` rows."""
+
+    mean: np.ndarray  # (F,)
+    scale: np.ndarray  # (F,)
+    w1: np.ndarray  # (F, H)
+    b1: np.ndarray  # (H,)
+    w2: np.ndarray  # (H,)
+    b2: float
+    features: tuple[str, ...] = FEATURES
+
+    def __post_init__(self) -> None:
+        if self.features != FEATURES:
+            raise ValueError(f"list fusion was fitted on features {self.features}, this build has {FEATURES}")
+        f, h = self.w1.shape
+        shapes = (self.mean.shape, self.scale.shape, self.b1.shape, self.w2.shape)
+        if shapes != ((f,), (f,), (h,), (h,)):
+            raise ValueError("list fusion weights have inconsistent shapes")
+        if f != len(FEATURES):
+            raise ValueError(f"list fusion expects {f} features, list_features gives {len(FEATURES)}")
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        x = (np.asarray(features, dtype=np.float32) - self.mean) / self.scale
+        return (np.maximum(x @ self.w1 + self.b1, 0.0) @ self.w2 + self.b2).astype(np.float32)
+
+    def relevance(self, rerank: np.ndarray, retrieval: np.ndarray, class_codes: np.ndarray) -> np.ndarray:
+        return self.score(list_features(rerank, retrieval, class_codes))
+
+    def to_json(self) -> dict:
+        return {
+            "features": list(self.features),
+            "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+            "w1": self.w1.tolist(), "b1": self.b1.tolist(), "w2": self.w2.tolist(), "b2": float(self.b2),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict) -> ListFusion:
+        def arr(key: str) -> np.ndarray:
+            return np.asarray(obj[key], dtype=np.float32)
+
+        return cls(arr("mean"), arr("scale"), arr("w1"), arr("b1"), arr("w2"), float(obj["b2"]),
+                   tuple(obj["features"]))
+
+    def save(self, path: Path) -> Path:
+        Path(path).write_text(json.dumps(self.to_json()))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> ListFusion:
+        return cls.from_json(json.loads(Path(path).read_text()))

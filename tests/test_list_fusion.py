@@ -1,0 +1,153 @@
+"""The list-fusion head: its features on hand-made lists, fitting it, and its place in the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from engines.list_fusion import FEATURES, ListFusion, list_features
+from engines.list_fusion_training import ScoredList, base_score, fit_list_fusion, mean_list_ndcg
+from engines.rerank_stage import RerankResult
+from server.pipeline import ItemTable, RankedItem, RankingPipeline, RankParams
+
+F = {name: i for i, name in enumerate(FEATURES)}
+
+
+def test_list_features_known_values() -> None:
+    rerank = np.array([1.0, 1.0, 0.0, 1.0])
+    retrieval = np.array([4.0, 3.0, 2.0, 1.0])
+    classes = np.array([7, 7, 3, 7])
+    x = list_features(rerank, retrieval, classes)
+    assert x.shape == (4, len(FEATURES)) and x.dtype == np.float32
+    assert x[:, F["rerank"]] == pytest.approx(rerank)
+    assert x[:, F["rerank_minmax"]] == pytest.approx([1, 1, 0, 1])
+    assert x[:, F["retrieval_minmax"]] == pytest.approx([1, 2 / 3, 1 / 3, 0])
+    assert x[:, F["retrieval_rank"]] == pytest.approx([0, 0.25, 0.5, 0.75])
+    assert x[:, F["class_share"]] == pytest.approx([0.75, 0.75, 0.25, 0.75])
+    assert x[:, F["class_top20"]] == pytest.approx([0.75, 0.75, 0.25, 0.75])  # the whole list is the top 20
+    # Softmax mass per class: class 3's only item scores lowest, so its class holds little mass, and the
+    # sharper temperature gives it less.
+    for name in ("class_mass_t5", "class_mass_t20"):
+        assert x[0, F[name]] + x[2, F[name]] == pytest.approx(1.0)
+        assert x[0, F[name]] == x[1, F[name]] == x[3, F[name]] > 0.9
+    assert x[2, F["class_mass_t20"]] < x[2, F["class_mass_t5"]]
+    # Scores enter through min-max and ranks only, except the raw rerank column.
+    shifted = list_features(rerank * 3 + 5, retrieval * 10 - 2, classes + 100)
+    assert np.delete(shifted, F["rerank"], axis=1) == pytest.approx(np.delete(x, F["rerank"], axis=1))
+
+
+def test_list_features_edges() -> None:
+    assert list_features(np.zeros(0), np.zeros(0), np.zeros(0, int)).shape == (0, len(FEATURES))
+    one = list_features(np.array([2.0]), np.array([0.5]), np.array([1]))
+    assert one[0, F["class_share"]] == 1.0 and one[0, F["rerank_minmax"]] == 1.0
+    with pytest.raises(ValueError, match="list_features"):
+        list_features(np.zeros(3), np.zeros(2), np.zeros(3, int))
+
+
+def hand_head(feature: str) -> ListFusion:
+    """A head whose relevance is one feature, exactly (relu of a non-negative input)."""
+    n = len(FEATURES)
+    w1 = np.zeros((n, 1), np.float32)
+    w1[F[feature], 0] = 1.0
+    return ListFusion(np.zeros(n, np.float32), np.ones(n, np.float32), w1, np.zeros(1, np.float32),
+                      np.ones(1, np.float32), 0.0)
+
+
+def test_head_json_roundtrip_and_feature_check(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    n, h = len(FEATURES), 5
+    head = ListFusion(rng.normal(size=n).astype(np.float32), rng.uniform(0.5, 2, n).astype(np.float32),
+                      rng.normal(size=(n, h)).astype(np.float32), rng.normal(size=h).astype(np.float32),
+                      rng.normal(size=h).astype(np.float32), 0.3)
+    x = list_features(rng.normal(size=50), rng.normal(size=50), rng.integers(0, 4, 50))
+    loaded = ListFusion.load(head.save(tmp_path / "head.json"))
+    assert loaded.score(x) == pytest.approx(head.score(x), abs=1e-6)
+    obj = json.loads((tmp_path / "head.json").read_text())
+    obj["features"] = obj["features"][::-1]
+    with pytest.raises(ValueError, match="features"):
+        ListFusion.from_json(obj)
+
+
+def synthetic_list(rng: np.random.Generator, class_base: int, n: int = 60) -> ScoredList:
+    """A list where the cross-encoder ties the query's class with look-alikes from other classes.
+
+    8 relevant items (one class) and 22 distractors spread over 11 other classes all "hold every query
+    word" (rerank 1.0); the rest score lower. Retrieval order is random. Only the class concentration
+    tells the relevant items apart, and the classes of val lists are never seen in training.
+    """
+    classes = np.concatenate([np.full(8, class_base), class_base + 1 + np.arange(22) % 11,
+                              class_base + 20 + rng.integers(0, 5, n - 30)])
+    rerank = np.concatenate([np.ones(30), rng.uniform(0.2, 0.8, n - 30)])
+    rels = np.concatenate([np.full(8, 2), np.zeros(n - 8, int)])
+    order = rng.permutation(n)
+    retrieval = np.sort(rng.uniform(0, 1, n))[::-1]
+    return ScoredList(class_base, list_features(rerank[order], retrieval, classes[order]), rels[order],
+                      np.full(8, 2))
+
+
+def test_fit_learns_class_intent_on_unseen_classes() -> None:
+    rng = np.random.default_rng(0)
+    train = [synthetic_list(rng, 1000 * i) for i in range(40)]
+    val = [synthetic_list(rng, 1000 * (100 + i)) for i in range(15)]
+    head, report = fit_list_fusion(train, val, epochs=8)
+    base = mean_list_ndcg(val, base_score)
+    assert base < 0.6  # ties broken by a random retrieval order
+    assert report["val_ndcg@10"] == pytest.approx(mean_list_ndcg(val, head.score))
+    assert report["val_ndcg@10"] > base + 0.3, report["history"]
+    assert report["val_ndcg@10_base"] == pytest.approx(base)
+    assert 1 <= report["best_epoch"] <= 8 and len(report["history"]) == 8
+
+
+class Embed:
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.ones(2, np.float32)
+
+
+class Retrieve:
+    def retrieve(self, query, qvec, k, filters):
+        return np.arange(4)[None, :k], np.linspace(1.0, 0.4, 4, dtype=np.float32)[None, :k]
+
+
+class Rerank:
+    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+                     ) -> RerankResult:
+        return RerankResult(np.array([3.0, 2.0, 1.0, 0.0], np.float32)[: len(docs)], {"tokenize_ms": 0.0})
+
+
+def pipeline_order(fusion: ListFusion | None) -> tuple[list[int], dict]:
+    texts = [f"item {i}" for i in range(4)]
+    items = ItemTable(np.array(texts, object), np.array(["Sofas", "Mugs", "Mugs", "Mugs"], object),
+                      np.ones(4, np.float32), texts, np.eye(4, dtype=np.float32))
+    pipe = RankingPipeline(Embed(), Retrieve(), items, Rerank(), retrieval_weight=0.0, fusion=fusion)
+
+    async def run() -> tuple[list[int], dict]:
+        out = [e async for e in pipe.rank(RankParams(query="q", k=4, mmr_lambda=1.0, candidates=4))]
+        return [e.item_id for e in out if isinstance(e, RankedItem)], out[-1].timings_ms
+
+    return asyncio.run(run())
+
+
+def test_pipeline_ranks_by_the_head() -> None:
+    assert pipeline_order(None)[0] == [0, 1, 2, 3]  # the reranker's order
+    # A head that reads only the class share puts the three Mugs (share 0.75) above the Sofa (0.25);
+    # within a class, ties keep the retrieval order.
+    order, timings = pipeline_order(hand_head("class_share"))
+    assert order == [1, 2, 3, 0]
+    assert "fusion" in timings
+    assert pipeline_order(hand_head("retrieval_rank"))[0] == [3, 2, 1, 0]
+
+
+def test_fusion_trains_on_train_queries_only(artifacts) -> None:
+    from engines.splits import split_queries
+    from engines.training import load_rerank_data
+
+    report = json.loads((artifacts.model / "list_fusion_report.json").read_text())
+    splits = split_queries(load_rerank_data(artifacts.catalog).queries)
+    trained_on = set(report["train_query_ids"])
+    assert trained_on and trained_on <= set(splits["train"]["query_id"])
+    assert not trained_on & (set(splits["dev"]["query_id"]) | set(splits["val"]["query_id"]))
+    assert (artifacts.model / "list_fusion.json").exists()
