@@ -1,7 +1,8 @@
 """The rerank step the pipeline calls: tokenize (query, doc) pairs, score them.
 
-`TritonRerankStage` (Triton over gRPC) and `OrtRerankStage` (in-process onnxruntime) share the
-`RerankStage` protocol, so the pipeline can swap Triton/in-process or CPU/GPU without changes.
+`TritonRerankStage` (Triton over gRPC), `OrtRerankStage` (in-process onnxruntime) and
+`engines.torch_rerank_stage.TorchRerankStage` (PyTorch, CUDA) share the `RerankStage` protocol, so the
+pipeline can swap Triton/in-process or CPU/GPU without changes.
 Both raise `RerankerUnavailable` when scoring fails or times out, so the caller can degrade.
 """
 
@@ -11,12 +12,22 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import onnxruntime as ort
 
-from engines.triton_client import RerankerUnavailable, TritonRerankerClient
+if TYPE_CHECKING:  # the stages import their engines' clients only where they are used
+    import onnxruntime as ort
+
+    from engines.triton_client import TritonRerankerClient
+
+
+class RerankerUnavailable(RuntimeError):
+    """The reranker could not score this request (down, slow, not ready or failing)."""
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PairEncoder(Protocol):

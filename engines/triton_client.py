@@ -15,14 +15,9 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from engines.model_repository import MODEL_NAME
+from engines.rerank_stage import RerankerUnavailable
 
-
-class RerankerUnavailable(RuntimeError):
-    """The reranker could not score this request (down, slow, not ready or failing)."""
-
-    def __init__(self, message: str, status: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+__all__ = ["RerankerUnavailable", "TritonRerankerClient"]
 
 
 def _unavailable(exc: BaseException, what: str) -> RerankerUnavailable:

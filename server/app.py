@@ -19,6 +19,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from rich.console import Console
 
+from engines.list_fusion import FILE_NAME as FUSION_FILE
+from engines.list_fusion import ListFusion
+from engines.rerank_stage import PairEncoder, RerankStage
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from server.config import Settings
 from server.metrics import Metrics
@@ -49,6 +52,14 @@ def ensure_artifacts(settings: Settings, *, progress: bool = True, console: Cons
         console.print(f"[bold]Training reranker[/] ({settings.train_minutes:g} min budget) → {model_dir}")
         build_reranker(catalog_dir, model_dir, minutes=settings.train_minutes, seed=settings.seed,
                        progress=progress)
+    if settings.list_fusion and not (model_dir / FUSION_FILE).exists():
+        # Models built before the list-fusion head existed get one fitted in place (~40 s).
+        from engines.list_fusion_training import build_list_fusion
+        from engines.training import load_rerank_data
+
+        console.print(f"[bold]Fitting list-fusion head[/] → {model_dir / FUSION_FILE}")
+        build_list_fusion(model_dir / "model.onnx", load_rerank_data(catalog_dir), model_dir,
+                          progress=progress, seed=settings.seed)
     if not (settings.triton_repo / "MODEL_INFO.json").exists():
         write_model_repository(model_dir / "model.onnx", settings.triton_repo,
                                instances=settings.triton_instances)
@@ -60,12 +71,36 @@ class Loaded:
     service_kwargs: dict
 
 
-def load_pipeline(settings: Settings, triton_url: str) -> Loaded:
-    """Load catalog, index and reranker client into a pipeline (blocking; run off the event loop)."""
+def reranker_stage(settings: Settings, triton_url: str | None, tokenizer: PairEncoder
+                   ) -> tuple[RerankStage, str]:
+    """The configured rerank stage and its model version."""
+    if settings.reranker_engine == "torch":
+        from engines.cross_encoder import load_model
+        from engines.torch_rerank_stage import TorchReranker, TorchRerankStage
+
+        model_dir = Path(settings.model_dir)  # type: ignore[arg-type]
+        reranker = TorchReranker(load_model(model_dir / "hf"), device=settings.torch_device,
+                                 precision=settings.torch_precision)
+        version = f"hf:{(model_dir / 'hf' / 'model.safetensors').stat().st_mtime_ns}"
+        return TorchRerankStage(reranker, tokenizer, timeout_s=settings.triton_timeout_s), version
     from engines.model_repository import read_model_info
-    from engines.pair_tokenizer import PairTokenizer
     from engines.rerank_stage import TritonRerankStage
-    from engines.triton_client import RerankerUnavailable, TritonRerankerClient
+    from engines.triton_client import TritonRerankerClient
+
+    if triton_url is None:
+        raise ValueError("reranker_engine=triton needs a Triton URL")
+    client = TritonRerankerClient(triton_url, model=settings.triton_model,
+                                  timeout_s=settings.triton_timeout_s)
+    model_version = ""
+    with contextlib.suppress(Exception):
+        model_version = str(read_model_info(settings.triton_repo).get("version", ""))
+    return TritonRerankStage(client, tokenizer), model_version
+
+
+def load_pipeline(settings: Settings, triton_url: str | None) -> Loaded:
+    """Load catalog, index and reranker stage into a pipeline (blocking; run off the event loop)."""
+    from engines.pair_tokenizer import PairTokenizer
+    from engines.rerank_stage import RerankerUnavailable
     from retrieval.catalog import item_texts, load_catalog
     from retrieval.embedder import WordLlamaEmbedder
     from retrieval.index import load_item_index
@@ -80,11 +115,6 @@ def load_pipeline(settings: Settings, triton_url: str) -> Loaded:
         texts=item_texts(products),
         vectors=loaded.vectors,
     )
-    client = TritonRerankerClient(triton_url, model=settings.triton_model,
-                                  timeout_s=settings.triton_timeout_s)
-    model_version = ""
-    with contextlib.suppress(Exception):
-        model_version = str(read_model_info(settings.triton_repo).get("version", ""))
     index_stage = loaded.item_index
     # Hybrid (BM25 + dense, RRF) unless a `retrieval = "dense"` setting asks for dense only. BM25 is
     # built from the catalog at load (~2.5 s for 40k products): no extra artifact to keep in sync.
@@ -95,11 +125,15 @@ def load_pipeline(settings: Settings, triton_url: str) -> Loaded:
         index_stage = HybridRetriever(loaded.item_index, BM25Index.from_products(products, progress=False),
                                       loaded.columns)
     tokenizer = PairTokenizer(doc_cache_size=settings.doc_token_cache)
+    stage, model_version = reranker_stage(settings, triton_url, tokenizer)
+    fusion_path = Path(settings.model_dir) / FUSION_FILE
+    fusion = ListFusion.load(fusion_path) if settings.list_fusion and fusion_path.exists() else None
     pipeline = RankingPipeline(
-        WordLlamaEmbedder(), index_stage, items, TritonRerankStage(client, tokenizer),
+        WordLlamaEmbedder(), index_stage, items, stage,
         reranker_timeout_s=settings.triton_timeout_s, reranker_retry_after_s=settings.reranker_retry_after_s,
         model_version=model_version, index_version=loaded.version,
         unavailable_errors=(RerankerUnavailable,), retrieval_weight=settings.rerank_retrieval_weight,
+        fusion=fusion,
     )
     columns = loaded.columns
     return Loaded(pipeline, dict(
@@ -142,7 +176,9 @@ class RankServer:
 
         t0 = time.perf_counter()
         triton_url = s.triton_url
-        if triton_url is None:
+        if s.reranker_engine == "torch":
+            loaded = await asyncio.to_thread(load_pipeline, s, None)
+        elif triton_url is None:
             from engines.triton_server import TritonServer
 
             self.triton = TritonServer(s.triton_repo, host=s.triton_host, grpc_port=s.triton_grpc_port,
@@ -151,12 +187,14 @@ class RankServer:
             await asyncio.to_thread(self.triton.start)
             triton_url = self.triton.url
             self._watch = asyncio.create_task(self._supervise_triton())
-        loaded = await asyncio.to_thread(load_pipeline, s, triton_url)
-        await self._wait_reranker_ready(triton_url)
+        if s.reranker_engine == "triton":
+            loaded = await asyncio.to_thread(load_pipeline, s, triton_url)
+            await self._wait_reranker_ready(triton_url)
         self.service = RankerService(loaded.pipeline, s, metrics=self.metrics, **loaded.service_kwargs)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("ready in %.1fs (triton %s)", time.perf_counter() - t0, triton_url)
+        log.info("ready in %.1fs (reranker: %s)", time.perf_counter() - t0,
+                 triton_url if s.reranker_engine == "triton" else f"torch on {s.torch_device}")
         return self.port
 
     async def _wait_reranker_ready(self, triton_url: str) -> None:

@@ -53,7 +53,16 @@ class Settings(BaseSettings):
     default_mmr_lambda: float = Field(0.96, ge=0.0, le=1.0)  # chosen on val: docs/quality.md
     # Weight of the (min-max) retrieval score added to the (min-max) reranker score; chosen on val.
     rerank_retrieval_weight: float = Field(0.25, ge=0.0)
+    # Use the model's list-fusion head (<model_dir>/list_fusion.json) for relevance after reranking;
+    # off (or no head): the retrieval-weight blend above. ensure_artifacts fits a missing head.
+    list_fusion: bool = True
     max_query_chars: int = Field(512, ge=1)
+
+    # Where the cross-encoder runs: "triton" (INT8 ONNX on Triton, the CPU deployment) or "torch" (the
+    # trained model in process with PyTorch, e.g. FP16 on a GPU; engines.torch_rerank_stage).
+    reranker_engine: Literal["triton", "torch"] = "triton"
+    torch_device: str = "cuda"
+    torch_precision: Literal["fp32", "fp16", "bf16"] = "fp16"
 
     # Triton: an external one (triton_url) or one we start on loopback.
     triton_url: str | None = None

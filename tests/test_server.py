@@ -152,6 +152,7 @@ def test_stream_order_count_and_summary_last(server: Running) -> None:
     assert not summary.degraded, summary.degraded_reason
     assert summary.model_version and summary.index_version
     assert summary.timings.total_ms > 0 and summary.timings.rerank_ms > 0
+    assert summary.timings.fusion_ms > 0  # the model's list-fusion head ranked them
     assert all(it.title for it in items)
     # MMR objective is non-increasing down the stream? Not in general, but rank 1 has no redundancy.
     assert items[0].redundancy_penalty == 0.0
@@ -310,3 +311,18 @@ def test_external_triton_that_times_out_serves_degraded(artifacts: Artifacts, tm
         finally:
             assert stop_server(running) == 0
         assert triton.is_running(), "stopping the server must not stop an external Triton"
+
+
+def test_torch_engine_serves_without_triton(artifacts: Artifacts, tmp_path: Path) -> None:
+    # The GPU deployment's path (engines.torch_rerank_stage), run on this machine's CPU in FP32.
+    running = start_server(artifacts, tmp_path, RANKSERVE_RERANKER_ENGINE="torch",
+                           RANKSERVE_TORCH_DEVICE="cpu", RANKSERVE_TORCH_PRECISION="fp32")
+    try:
+        assert triton_children(running) == []
+        _, items, summary = rank(running.stub, "turquoise pillows", k=10)
+        assert len(items) == 10 and summary.candidates_reranked == 100
+        assert not summary.degraded, summary.degraded_reason
+        assert summary.model_version.startswith("hf:") and summary.timings.rerank_ms > 0
+        assert len({it.rerank_score for it in items}) > 1
+    finally:
+        assert stop_server(running) == 0, running.log_tail()
