@@ -19,12 +19,15 @@ beside it as JSON; serving is a handful of numpy operations on ≤ 1000 candidat
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-FEATURES = (
+from engines.match_features import MATCH_FEATURES, MatchFeatures
+
+LIST_FEATURES = (
     "rerank",  # the cross-encoder's raw score: "holds every query word" is an absolute level
     "rerank_minmax",
     "retrieval_minmax",
@@ -34,6 +37,7 @@ FEATURES = (
     "class_mass_t20",  # the same, sharper: only the best-scored candidates count
     "class_top20",  # share of the top 20 by base score in the item's class
 )
+FEATURES = LIST_FEATURES + MATCH_FEATURES
 BASE_RETRIEVAL_WEIGHT = 0.25  # base = minmax(rerank) + w·minmax(retrieval): the pre-fusion relevance
 TOP = 20
 FILE_NAME = "list_fusion.json"
@@ -53,18 +57,22 @@ def base_relevance(rerank: np.ndarray, retrieval: np.ndarray) -> np.ndarray:
     return minmax(rerank) + BASE_RETRIEVAL_WEIGHT * minmax(retrieval)
 
 
-def list_features(rerank: np.ndarray, retrieval: np.ndarray, class_codes: np.ndarray) -> np.ndarray:
+def list_features(
+    rerank: np.ndarray, retrieval: np.ndarray, class_codes: np.ndarray, match: np.ndarray
+) -> np.ndarray:
     """(n, len(FEATURES)) float32 features of one candidate list, in retrieval order.
 
     ``rerank``/``retrieval``: the two stages' scores per candidate; ``class_codes``: any integer id of
-    each candidate's product class (only equality is used).
+    each candidate's product class (only equality is used); ``match``: the candidates'
+    `MatchFeatures.features` rows, appended as they are.
     """
     rerank = np.asarray(rerank, dtype=np.float64).reshape(-1)
     retrieval = np.asarray(retrieval, dtype=np.float64).reshape(-1)
+    match = np.asarray(match, dtype=np.float32).reshape(-1, len(MATCH_FEATURES))
     n = rerank.size
-    if not (retrieval.size == n == np.asarray(class_codes).size):
+    if not (retrieval.size == n == np.asarray(class_codes).size == len(match)):
         raise ValueError(f"list_features: {n} rerank, {retrieval.size} retrieval, "
-                         f"{np.asarray(class_codes).size} class scores")
+                         f"{np.asarray(class_codes).size} class, {len(match)} match rows")
     out = np.zeros((n, len(FEATURES)), dtype=np.float32)
     if n == 0:
         return out
@@ -76,7 +84,8 @@ def list_features(rerank: np.ndarray, retrieval: np.ndarray, class_codes: np.nda
         cols.append((np.bincount(inv, weights=w, minlength=counts.size) / w.sum())[inv])
     top = np.argsort(-base, kind="stable")[:TOP]
     cols.append((np.bincount(inv[top], minlength=counts.size) / top.size)[inv])
-    out[:] = np.stack(cols, axis=1)
+    out[:, : len(LIST_FEATURES)] = np.stack(cols, axis=1)
+    out[:, len(LIST_FEATURES) :] = match
     return out
 
 
@@ -106,9 +115,6 @@ class ListFusion:
         x = (np.asarray(features, dtype=np.float32) - self.mean) / self.scale
         return (np.maximum(x @ self.w1 + self.b1, 0.0) @ self.w2 + self.b2).astype(np.float32)
 
-    def relevance(self, rerank: np.ndarray, retrieval: np.ndarray, class_codes: np.ndarray) -> np.ndarray:
-        return self.score(list_features(rerank, retrieval, class_codes))
-
     def to_json(self) -> dict:
         return {
             "features": list(self.features),
@@ -131,3 +137,27 @@ class ListFusion:
     @classmethod
     def load(cls, path: Path) -> ListFusion:
         return cls.from_json(json.loads(Path(path).read_text()))
+
+
+def head_is_current(path: Path) -> bool:
+    """Whether ``path`` holds a head fitted on this build's features (else it must be refitted)."""
+    try:
+        ListFusion.load(path)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+class FusionStage:
+    """The pipeline's fusion step: a fitted head plus the catalog-side inputs its features need."""
+
+    def __init__(self, head: ListFusion, texts: Sequence[str], categories: Sequence[str]) -> None:
+        self.head = head
+        self.match = MatchFeatures(texts)
+        self.class_codes = np.unique(np.asarray(categories).astype(str), return_inverse=True)[1]
+
+    def relevance(self, query: str, item_ids: np.ndarray, rerank: np.ndarray, retrieval: np.ndarray
+                  ) -> np.ndarray:
+        """Relevance (higher is better) of the candidates ``item_ids``, given both stages' scores."""
+        match = self.match.features(query, item_ids)
+        return self.head.score(list_features(rerank, retrieval, self.class_codes[item_ids], match))

@@ -18,6 +18,7 @@ import numpy as np
 from rich.progress import Progress
 
 from engines.list_fusion import FEATURES, FILE_NAME, ListFusion, base_relevance, list_features
+from engines.match_features import MatchFeatures
 from engines.training import RerankData, judgments, ndcg_at_k
 
 ScoreFn = Callable[[str, list[str]], np.ndarray]  # (query, item texts) -> reranker scores
@@ -40,6 +41,7 @@ def scored_lists(
     if data.products is None:
         raise ValueError("list fusion needs the catalog's products (load_rerank_data)")
     class_codes = np.unique(data.product_class.astype(str), return_inverse=True)[1]
+    match = MatchFeatures(list(data.texts))
     judged = {s: judgments(data, s) for s in splits}
     queries = [(s, int(q), str(t)) for s, j in judged.items()
                for q, t in j.drop_duplicates("query_id")[["query_id", "query"]].itertuples(index=False)]
@@ -58,8 +60,8 @@ def scored_lists(
                 continue
             rerank = np.asarray(score(text, data.texts[ids].tolist()), dtype=np.float32).reshape(-1)
             rels = np.array([rel_of[split].get((qid, int(p)), 0) for p in ids], dtype=np.int64)
-            out[split].append(ScoredList(qid, list_features(rerank, retrieval, class_codes[ids]), rels,
-                                         ideal[split][qid]))
+            feats = list_features(rerank, retrieval, class_codes[ids], match.features(text, ids))
+            out[split].append(ScoredList(qid, feats, rels, ideal[split][qid]))
     return out
 
 

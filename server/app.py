@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from rich.console import Console
 
 from engines.list_fusion import FILE_NAME as FUSION_FILE
-from engines.list_fusion import ListFusion
+from engines.list_fusion import FusionStage, ListFusion, head_is_current
 from engines.rerank_stage import PairEncoder, RerankStage
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from server.config import Settings
@@ -52,8 +52,9 @@ def ensure_artifacts(settings: Settings, *, progress: bool = True, console: Cons
         console.print(f"[bold]Training reranker[/] ({settings.train_minutes:g} min budget) → {model_dir}")
         build_reranker(catalog_dir, model_dir, minutes=settings.train_minutes, seed=settings.seed,
                        progress=progress)
-    if settings.list_fusion and not (model_dir / FUSION_FILE).exists():
-        # Models built before the list-fusion head existed get one fitted in place (~40 s).
+    if settings.list_fusion and not head_is_current(model_dir / FUSION_FILE):
+        # Models built before the list-fusion head (or its current features) existed get one fitted
+        # in place (~1 min).
         from engines.list_fusion_training import build_list_fusion
         from engines.training import load_rerank_data
 
@@ -127,7 +128,9 @@ def load_pipeline(settings: Settings, triton_url: str | None) -> Loaded:
     tokenizer = PairTokenizer(doc_cache_size=settings.doc_token_cache)
     stage, model_version = reranker_stage(settings, triton_url, tokenizer)
     fusion_path = Path(settings.model_dir) / FUSION_FILE
-    fusion = ListFusion.load(fusion_path) if settings.list_fusion and fusion_path.exists() else None
+    fusion = None
+    if settings.list_fusion and fusion_path.exists():
+        fusion = FusionStage(ListFusion.load(fusion_path), items.texts, items.categories)
     pipeline = RankingPipeline(
         WordLlamaEmbedder(), index_stage, items, stage,
         reranker_timeout_s=settings.triton_timeout_s, reranker_retry_after_s=settings.reranker_retry_after_s,

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_k: int = Field(200, ge=1)
     default_candidates: int = Field(100, ge=1)
     max_candidates: int = Field(1000, ge=1)
-    default_mmr_lambda: float = Field(0.96, ge=0.0, le=1.0)  # chosen on val: docs/quality.md
+    default_mmr_lambda: float = Field(0.90, ge=0.0, le=1.0)  # chosen on val: docs/quality.md
     # Weight of the (min-max) retrieval score added to the (min-max) reranker score; chosen on val.
     rerank_retrieval_weight: float = Field(0.25, ge=0.0)
     # Use the model's list-fusion head (<model_dir>/list_fusion.json) for relevance after reranking;

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from engines.list_fusion import ListFusion
+from engines.list_fusion import FusionStage
 from engines.rerank_stage import RerankStage
 from retrieval.filters import Filters
 from server.mmr import mmr, normalise
@@ -124,7 +124,7 @@ class RankingPipeline:
         index_version: str = "",
         unavailable_errors: tuple[type[BaseException], ...] = (),
         retrieval_weight: float = 0.0,
-        fusion: ListFusion | None = None,
+        fusion: FusionStage | None = None,
     ) -> None:
         self.embedder = embedder
         self.index = index
@@ -139,7 +139,6 @@ class RankingPipeline:
         # When the model ships a list-fusion head it replaces that blend: a learned function of both
         # scores and of where the list's best matches concentrate by product class (engines.list_fusion).
         self.fusion = fusion
-        self.class_codes = np.unique(np.asarray(items.categories).astype(str), return_inverse=True)[1]
         self.model_version = model_version
         self.index_version = index_version
         # Errors that mean "the reranker is down" (degrade) rather than a bug (propagate).
@@ -188,7 +187,7 @@ class RankingPipeline:
         relevance = rerank_scores
         if summary.candidates_reranked and self.fusion is not None:
             t = time.perf_counter()
-            relevance = self.fusion.relevance(rerank_scores, retrieval_scores, self.class_codes[cand_ids])
+            relevance = self.fusion.relevance(params.query, cand_ids, rerank_scores, retrieval_scores)
             timings["fusion"] = (time.perf_counter() - t) * 1e3
         elif summary.candidates_reranked and self.retrieval_weight > 0:
             relevance = normalise(rerank_scores) + self.retrieval_weight * normalise(retrieval_scores)

@@ -9,20 +9,27 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from engines.list_fusion import FEATURES, ListFusion, list_features
+from engines.list_fusion import FEATURES, LIST_FEATURES, FusionStage, ListFusion, list_features
 from engines.list_fusion_training import ScoredList, base_score, fit_list_fusion, mean_list_ndcg
+from engines.match_features import MATCH_FEATURES
 from engines.rerank_stage import RerankResult
 from server.pipeline import ItemTable, RankedItem, RankingPipeline, RankParams
 
 F = {name: i for i, name in enumerate(FEATURES)}
 
 
+def no_match(n: int) -> np.ndarray:
+    return np.zeros((n, len(MATCH_FEATURES)), np.float32)
+
+
 def test_list_features_known_values() -> None:
     rerank = np.array([1.0, 1.0, 0.0, 1.0])
     retrieval = np.array([4.0, 3.0, 2.0, 1.0])
     classes = np.array([7, 7, 3, 7])
-    x = list_features(rerank, retrieval, classes)
+    match = np.arange(4 * len(MATCH_FEATURES), dtype=np.float32).reshape(4, -1)
+    x = list_features(rerank, retrieval, classes, match)
     assert x.shape == (4, len(FEATURES)) and x.dtype == np.float32
+    assert np.array_equal(x[:, len(LIST_FEATURES) :], match)  # per-pair match features ride along
     assert x[:, F["rerank"]] == pytest.approx(rerank)
     assert x[:, F["rerank_minmax"]] == pytest.approx([1, 1, 0, 1])
     assert x[:, F["retrieval_minmax"]] == pytest.approx([1, 2 / 3, 1 / 3, 0])
@@ -36,16 +43,18 @@ def test_list_features_known_values() -> None:
         assert x[0, F[name]] == x[1, F[name]] == x[3, F[name]] > 0.9
     assert x[2, F["class_mass_t20"]] < x[2, F["class_mass_t5"]]
     # Scores enter through min-max and ranks only, except the raw rerank column.
-    shifted = list_features(rerank * 3 + 5, retrieval * 10 - 2, classes + 100)
+    shifted = list_features(rerank * 3 + 5, retrieval * 10 - 2, classes + 100, match)
     assert np.delete(shifted, F["rerank"], axis=1) == pytest.approx(np.delete(x, F["rerank"], axis=1))
 
 
 def test_list_features_edges() -> None:
-    assert list_features(np.zeros(0), np.zeros(0), np.zeros(0, int)).shape == (0, len(FEATURES))
-    one = list_features(np.array([2.0]), np.array([0.5]), np.array([1]))
+    assert list_features(np.zeros(0), np.zeros(0), np.zeros(0, int), no_match(0)).shape == (0, len(FEATURES))
+    one = list_features(np.array([2.0]), np.array([0.5]), np.array([1]), no_match(1))
     assert one[0, F["class_share"]] == 1.0 and one[0, F["rerank_minmax"]] == 1.0
     with pytest.raises(ValueError, match="list_features"):
-        list_features(np.zeros(3), np.zeros(2), np.zeros(3, int))
+        list_features(np.zeros(3), np.zeros(2), np.zeros(3, int), no_match(3))
+    with pytest.raises(ValueError, match="list_features"):
+        list_features(np.zeros(3), np.zeros(3), np.zeros(3, int), no_match(2))
 
 
 def hand_head(feature: str) -> ListFusion:
@@ -63,7 +72,8 @@ def test_head_json_roundtrip_and_feature_check(tmp_path) -> None:
     head = ListFusion(rng.normal(size=n).astype(np.float32), rng.uniform(0.5, 2, n).astype(np.float32),
                       rng.normal(size=(n, h)).astype(np.float32), rng.normal(size=h).astype(np.float32),
                       rng.normal(size=h).astype(np.float32), 0.3)
-    x = list_features(rng.normal(size=50), rng.normal(size=50), rng.integers(0, 4, 50))
+    x = list_features(rng.normal(size=50), rng.normal(size=50), rng.integers(0, 4, 50),
+                      rng.uniform(size=(50, len(MATCH_FEATURES))))
     loaded = ListFusion.load(head.save(tmp_path / "head.json"))
     assert loaded.score(x) == pytest.approx(head.score(x), abs=1e-6)
     obj = json.loads((tmp_path / "head.json").read_text())
@@ -85,8 +95,8 @@ def synthetic_list(rng: np.random.Generator, class_base: int, n: int = 60) -> Sc
     rels = np.concatenate([np.full(8, 2), np.zeros(n - 8, int)])
     order = rng.permutation(n)
     retrieval = np.sort(rng.uniform(0, 1, n))[::-1]
-    return ScoredList(class_base, list_features(rerank[order], retrieval, classes[order]), rels[order],
-                      np.full(8, 2))
+    return ScoredList(class_base, list_features(rerank[order], retrieval, classes[order], no_match(n)),
+                      rels[order], np.full(8, 2))
 
 
 def test_fit_learns_class_intent_on_unseen_classes() -> None:
@@ -122,7 +132,8 @@ def pipeline_order(fusion: ListFusion | None) -> tuple[list[int], dict]:
     texts = [f"item {i}" for i in range(4)]
     items = ItemTable(np.array(texts, object), np.array(["Sofas", "Mugs", "Mugs", "Mugs"], object),
                       np.ones(4, np.float32), texts, np.eye(4, dtype=np.float32))
-    pipe = RankingPipeline(Embed(), Retrieve(), items, Rerank(), retrieval_weight=0.0, fusion=fusion)
+    stage = None if fusion is None else FusionStage(fusion, texts, items.categories)
+    pipe = RankingPipeline(Embed(), Retrieve(), items, Rerank(), retrieval_weight=0.0, fusion=stage)
 
     async def run() -> tuple[list[int], dict]:
         out = [e async for e in pipe.rank(RankParams(query="q", k=4, mmr_lambda=1.0, candidates=4))]
