@@ -31,7 +31,7 @@ CONCURRENCY = (1, 2, 4, 8, 16, 32)
 OPEN_LOOP = (0.5, 0.8, 1.0, 1.2)
 # Summary timing fields -> stage names of the breakdown.
 STAGES = {"embed_ms": "embed", "retrieve_ms": "ann", "tokenize_ms": "tokenize", "rerank_ms": "triton",
-          "mmr_ms": "mmr", "queue_ms": "queue", "total_ms": "total"}
+          "fusion_ms": "fusion", "mmr_ms": "mmr", "queue_ms": "queue", "total_ms": "total"}
 
 
 def rss_bytes(pid: int) -> int:

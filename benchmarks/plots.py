@@ -32,7 +32,8 @@ def write_plots(report: dict, out: Path) -> Path:
     ax_lat.legend(fontsize=8)
 
     stages = report.get("stages_p50_ms", {})
-    names = [s for s in ("embed", "ann", "tokenize", "triton", "mmr", "send", "queue") if s in stages]
+    order = ("embed", "ann", "tokenize", "triton", "fusion", "mmr", "send", "queue")
+    names = [s for s in order if s in stages]
     ax_stage.barh(names, [stages[s] for s in names], color="C2")
     ax_stage.invert_yaxis()
     total = stages.get("total", 0.0)

@@ -15,8 +15,8 @@ pair, over the item text's three fields (`title | class | feature values`, `retr
 
 Word vectors are WordLlama's: the mean of a word's sub-word piece embeddings, L2-normalised (as in
 the cross-encoder's prior). Item words are indexed once at load (a vocabulary of the catalog's words,
-each item field a padded row of word ids), so a request is a few vectorised gathers over ≤ 1000
-candidates, plus one small matrix product of the query's words against the candidates' vocabulary.
+each item field a padded row of word ids), so a request is one small matrix product of the query's
+words against the vocabulary plus a few vectorised gathers over the candidates.
 """
 
 from __future__ import annotations
@@ -105,19 +105,15 @@ class MatchFeatures:
         if item_ids.size == 0 or not qwords:
             return out
         field_ids = {f: self.fields[f][item_ids] for f in FIELDS}  # (n, L_f), -1 = padding
-        used = np.unique(np.concatenate([ids.ravel() for ids in field_ids.values()]))
-        used = used[used >= 0]
-        # Cosines of the query's words to every vocabulary word these candidates use: (q, |used|).
-        qvecs = self.vectors(qwords)
-        sims_used = qvecs @ self.word_vectors[used].T if used.size else np.zeros((len(qwords), 0), np.float32)
-        position = np.full(len(self.vocab) + 1, 0, dtype=np.int64)  # vocab id -> column in sims_used
-        position[used] = np.arange(used.size)
+        # Cosines of the query's words to the whole catalog vocabulary, (q, V + 1): one small product
+        # (a few thousand words), cheaper than gathering the candidates' rows; column V is padding's.
+        sims_all = np.zeros((len(qwords), len(self.vocab) + 1), dtype=np.float32)
+        sims_all[:, :-1] = self.vectors(qwords) @ self.word_vectors.T
         qfolded = np.array([self._folded.get(fold_plural(w), -2) for w in qwords], dtype=np.int64)
         best, exact, covered = {}, {}, {}
         for f, ids in field_ids.items():
             valid = ids >= 0
-            gathered = sims_used[:, position[ids]] if used.size else np.zeros((len(qwords), *ids.shape))
-            sims = np.where(valid[None], gathered, -np.inf)  # (q, n, L)
+            sims = np.where(valid[None], sims_all[:, ids], -np.inf)  # (q, n, L)
             b = sims.max(axis=2)
             best[f] = np.where(np.isfinite(b), b, 0.0)  # (q, n); an empty field matches nothing
             same = (self.folded_ids[ids][None] == qfolded[:, None, None]) & valid[None]
