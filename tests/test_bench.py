@@ -162,3 +162,16 @@ def test_bench_quick_end_to_end(artifacts: Artifacts, tmp_path: Path) -> None:
     # Nothing left running: the server and every tritonserver the bench started are gone.
     assert report["e2e_detail"]["left_running"] == []
     assert tritonserver_pids(BENCH_MARKER) <= before
+
+
+def test_qps_at_equal_recall_is_interpolated_on_the_curve() -> None:
+    from benchmarks.retrieval_bench import qps_at_recall
+
+    curve = [{"recall": 0.80, "qps": 1000.0}, {"recall": 0.90, "qps": 400.0}, {"recall": 0.95, "qps": 100.0}]
+    # Between 0.80 and 0.90, halfway: the geometric mean of 1000 and 400.
+    assert qps_at_recall(curve, 0.85) == pytest.approx((1000 * 400) ** 0.5)
+    assert qps_at_recall(curve, 0.90) == pytest.approx(400.0)  # on a point: that point
+    assert qps_at_recall(curve, 0.70) == pytest.approx(1000.0)  # below the curve: its fastest point
+    assert qps_at_recall(curve, 0.96) is None  # never reached
+    # A slower point below the target does not pull the estimate down.
+    assert qps_at_recall([*curve, {"recall": 0.89, "qps": 50.0}], 0.85) == pytest.approx((1000 * 400) ** 0.5)
