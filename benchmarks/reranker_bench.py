@@ -190,21 +190,27 @@ def ort_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, threads: 
 
 
 def ort_tuned_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, threads: int,
-                      bucket_rows: int) -> float:
-    """In-process ORT with exactly what the Triton model runs: its session options and length buckets."""
+                      bucket_rows: int, bucket_parallel: bool = True) -> float:
+    """In-process ORT with exactly what the Triton model runs: its session options, length buckets and
+    (with `bucket_parallel`) buckets run side by side on `threads` one-thread workers."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import onnxruntime as ort
 
     from engines.triton_model.model import score_bucketed, session_options
 
-    sess = ort.InferenceSession(str(onnx_path), session_options(threads), providers=["CPUExecutionProvider"])
+    parallel = bucket_parallel and bucket_rows > 0 and threads > 1
+    opts = session_options(1 if parallel else threads)
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     get = _cycle(batches)
+    with ThreadPoolExecutor(threads) if parallel else contextlib.nullcontext() as pool:
 
-    def run(i: int) -> int:
-        ids, mask = get(i)
-        score_bucketed(sess, ids, mask, bucket_rows)
-        return len(ids)
+        def run(i: int) -> int:
+            ids, mask = get(i)
+            score_bucketed(sess, ids, mask, bucket_rows, pool)
+            return len(ids)
 
-    return time_loop(run, seconds)
+        return time_loop(run, seconds)
 
 
 def write_bench_repo(onnx_int8: Path, repo: Path, **kwargs) -> Path:
@@ -312,7 +318,7 @@ def run_reranker_bench(
     batch: int = 100,
     gemm_n: int = 1024,
     triton_concurrency: int = 4,
-    bucket_rows: int = 32,
+    bucket_rows: int = 16,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """All reranker figures of one run (see module doc); `seconds` is the timing window per engine."""

@@ -102,7 +102,8 @@ def write_model_repository(
     ort_threads: int = 0,
     pad_token_id: int = 2,
     onnx_instance_kind: str = "KIND_CPU",
-    bucket_rows: int = 32,
+    bucket_rows: int = 16,
+    bucket_parallel: bool = True,
     ort_spinning: bool = False,
 ) -> Path:
     """Write (or refresh) `model_name` and its stock-Triton twin into `repo`; returns `repo`.
@@ -113,6 +114,8 @@ def write_model_repository(
     Several models can share one repository (call again with another `model_name`).
     `bucket_rows` > 0: the Python model sorts a batch of at least 2 x bucket_rows pairs by length and runs
     it in buckets of that many rows, each padded only to its own longest row (0 = one padded batch).
+    `bucket_parallel` runs the buckets side by side on the instance's cores, one ORT thread each
+    (off: one bucket at a time, ORT's intra-op threads split each one).
     `ort_spinning` lets idle ORT threads spin (off: they yield the cores to the rest of the host).
     """
     onnx_int8, repo = Path(onnx_int8), Path(repo)
@@ -139,6 +142,7 @@ def write_model_repository(
     cfg.parameters["pad_token_id"].string_value = str(pad_token_id)
     cfg.parameters["onnx_file"].string_value = "model.onnx"
     cfg.parameters["bucket_rows"].string_value = str(bucket_rows)
+    cfg.parameters["bucket_parallel"].string_value = "1" if bucket_parallel else "0"
     cfg.parameters["ort_spinning"].string_value = "1" if ort_spinning else "0"
     model_dir = repo / model_name
     write_config(cfg, model_dir)

@@ -61,9 +61,9 @@ def ensure_artifacts(settings: Settings, *, progress: bool = True, console: Cons
         console.print(f"[bold]Fitting list-fusion head[/] → {model_dir / FUSION_FILE}")
         build_list_fusion(model_dir / "model.onnx", load_rerank_data(catalog_dir), model_dir,
                           progress=progress, seed=settings.seed)
-    if not (settings.triton_repo / "MODEL_INFO.json").exists():
-        write_model_repository(model_dir / "model.onnx", settings.triton_repo,
-                               instances=settings.triton_instances)
+    # Always (re)written: cheap, and a repository written by older code would serve an older model.py.
+    write_model_repository(model_dir / "model.onnx", settings.triton_repo,
+                           instances=settings.triton_instances)
 
 
 @dataclass

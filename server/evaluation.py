@@ -574,8 +574,8 @@ def evaluate(
     if not (catalog_dir / META_FILE).exists():
         console.print(f"[bold]Building index[/] {settings.index_factory} → {catalog_dir}")
         build_item_index(catalog_dir, factory=settings.index_factory, progress=progress)
-    if not (settings.triton_repo / "MODEL_INFO.json").exists():  # same check as server.app.ensure_artifacts
-        write_model_repository(model / "model.onnx", settings.triton_repo)
+    # Refreshed like server.app.ensure_artifacts does: eval measures what the current code serves.
+    write_model_repository(model / "model.onnx", settings.triton_repo)
 
     catalog = load_catalog(catalog_dir)
     selected = select_queries(read_queries(Path(queries_file)), catalog.queries, catalog.labels, split)

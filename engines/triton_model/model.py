@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 sys.path[:0] = [
     p for p in os.environ.get("RANKSERVE_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path
@@ -24,8 +25,9 @@ except ImportError:  # imported outside Triton (tests, the bench) for `score_buc
     pb_utils = None
 
 # Rows per ORT call after sorting by length: small enough that each bucket pads only to its own longest
-# row, large enough that per-call overhead stays negligible (measured in docs/performance.md).
-DEFAULT_BUCKET_ROWS = 32
+# row and its activations stay in cache, large enough that per-call overhead stays negligible
+# (measured in docs/performance.md).
+DEFAULT_BUCKET_ROWS = 16
 
 
 def _params(config: dict) -> dict[str, str]:
@@ -44,10 +46,16 @@ def pad_and_concat(arrays: list[np.ndarray], pad_value: int) -> np.ndarray:
 
 
 def score_bucketed(
-    session: ort.InferenceSession, ids: np.ndarray, mask: np.ndarray, bucket_rows: int = DEFAULT_BUCKET_ROWS
+    session: ort.InferenceSession, ids: np.ndarray, mask: np.ndarray, bucket_rows: int = DEFAULT_BUCKET_ROWS,
+    pool: Executor | None = None,
 ) -> np.ndarray:
     """Scores (n, 1) float32 of right-padded rows: sorted by real length, run in buckets of
-    `bucket_rows`, each cropped to its longest row, so padding costs almost nothing."""
+    `bucket_rows`, each cropped to its longest row, so padding costs almost nothing.
+
+    With a `pool`, buckets run concurrently, one ORT call per worker (give the session one intra-op
+    thread): this 2-layer model's ops are too small for ORT's intra-op threads to split well, whole
+    buckets on separate cores do (measured in docs/performance.md).
+    """
     lengths = mask.sum(axis=1)
     # One or two buckets save little padding; small requests also keep exactly the in-process scores
     # (dynamic INT8 quantises each call's activations with their own range).
@@ -57,12 +65,19 @@ def score_bucketed(
         return np.asarray(session.run(["score"], feed)[0], dtype=np.float32).reshape(-1, 1)
     order = np.argsort(lengths, kind="stable")
     out = np.empty((len(ids), 1), dtype=np.float32)
-    for start in range(0, len(order), bucket_rows):
-        rows = order[start : start + bucket_rows]
+
+    def run(rows: np.ndarray) -> None:  # buckets write disjoint rows of `out`
         width = int(lengths[rows].max())
         feed = {"input_ids": np.ascontiguousarray(ids[rows, :width]),
                 "attention_mask": np.ascontiguousarray(mask[rows, :width])}
         out[rows] = np.asarray(session.run(["score"], feed)[0], dtype=np.float32).reshape(-1, 1)
+
+    buckets = [order[start : start + bucket_rows] for start in range(0, len(order), bucket_rows)]
+    if pool is None:
+        for rows in buckets:
+            run(rows)
+    else:
+        list(pool.map(run, buckets))
     return out
 
 
@@ -88,7 +103,10 @@ class TritonPythonModel:
         threads = int(params.get("ort_threads", "0") or 0) or max(1, (os.cpu_count() or 1) // instances)
         self.pad_id = int(params.get("pad_token_id", "0") or 0)
         self.bucket_rows = int(params.get("bucket_rows", str(DEFAULT_BUCKET_ROWS)) or 0)
-        opts = session_options(threads, spinning=params.get("ort_spinning", "0") == "1")
+        # Parallel buckets: the instance's cores run whole buckets side by side, one ORT thread each.
+        parallel = params.get("bucket_parallel", "1") == "1" and self.bucket_rows > 0 and threads > 1
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="bucket") if parallel else None
+        opts = session_options(1 if parallel else threads, spinning=params.get("ort_spinning", "0") == "1")
         onnx_file = params.get("onnx_file", "model.onnx")
         path = os.path.join(args["model_repository"], args["model_version"], onnx_file)
         self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
@@ -112,7 +130,7 @@ class TritonPythonModel:
             return responses
         try:
             scores = score_bucketed(self.session, pad_and_concat(ids, self.pad_id), pad_and_concat(masks, 0),
-                                    self.bucket_rows)
+                                    self.bucket_rows, self.pool)
         except Exception as exc:  # one bad batch must fail its requests, not the model instance
             err = pb_utils.TritonError(f"onnxruntime failed: {exc}")
             for i in owners:
@@ -126,4 +144,6 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
         self.session = None
