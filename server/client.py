@@ -60,7 +60,8 @@ async def print_stream(target: str, query: str, *, timeout: float = 10.0, **kwar
                     out.print(f"-- {s.items_returned} items, {s.candidates_retrieved} retrieved, "
                               f"{s.candidates_reranked} reranked, λ={s.mmr_lambda:.2f}, {state}; "
                               f"embed {t.embed_ms:.1f} / ann {t.retrieve_ms:.1f} / tok {t.tokenize_ms:.1f} / "
-                              f"rerank {t.rerank_ms:.1f} / mmr {t.mmr_ms:.2f} / total {t.total_ms:.1f} ms; "
+                              f"rerank {t.rerank_ms:.1f} / fusion {t.fusion_ms:.1f} / mmr {t.mmr_ms:.2f} / "
+                              f"total {t.total_ms:.1f} ms; "
                               f"model {s.model_version}, index {s.index_version}")
         except grpc.aio.AioRpcError as e:
             Console(stderr=True).print(f"[red]{e.code().name}[/]: {e.details()}")
