@@ -82,17 +82,24 @@ class TritonRerankStage:
         return result
 
 
-class OrtRerankStage:
-    """In-process scoring; the ORT call runs in a worker thread so the event loop keeps serving."""
+class InProcessRerankStage:
+    """Scores in process; the blocking call runs in a worker thread, so the event loop keeps serving.
 
-    def __init__(self, session: ort.InferenceSession, tokenizer: PairEncoder, timeout_s: float = 2.0) -> None:
-        self.session = session
+    Subclasses give `_run` (ids, mask -> scores) and may widen `_unavailable` (which of `_run`'s
+    errors mean "the engine is down": degrade rather than fail the request).
+    """
+
+    name = "in-process reranker"
+
+    def __init__(self, tokenizer: PairEncoder, timeout_s: float = 2.0) -> None:
         self.tokenizer = tokenizer
         self.timeout_s = timeout_s
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        out = self.session.run(["score"], {"input_ids": ids, "attention_mask": mask})[0]
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        raise NotImplementedError
+
+    def _unavailable(self, exc: Exception) -> bool:
+        return False
 
     async def rerank(
         self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
@@ -103,6 +110,22 @@ class OrtRerankStage:
             try:
                 return await asyncio.wait_for(asyncio.to_thread(self._run, ids, mask), timeout)
             except TimeoutError as exc:
-                raise RerankerUnavailable(f"in-process reranker: timed out after {timeout}s") from exc
+                raise RerankerUnavailable(f"{self.name}: timed out after {timeout}s") from exc
+            except Exception as exc:
+                if self._unavailable(exc):
+                    raise RerankerUnavailable(f"{self.name}: {exc}") from exc
+                raise
 
         return await _tokenize_and_score(self.tokenizer, query, docs, score)
+
+
+class OrtRerankStage(InProcessRerankStage):
+    """onnxruntime in process (the eval harness's FP32 reference, tests)."""
+
+    def __init__(self, session: ort.InferenceSession, tokenizer: PairEncoder, timeout_s: float = 2.0) -> None:
+        super().__init__(tokenizer, timeout_s)
+        self.session = session
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = self.session.run(["score"], {"input_ids": ids, "attention_mask": mask})[0]
+        return np.asarray(out, dtype=np.float32).reshape(-1)

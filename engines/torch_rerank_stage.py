@@ -9,16 +9,14 @@ Requests are right-padded by the tokenizer; each batch is cropped to its longest
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import torch
 
 from engines.cross_encoder import CrossEncoder
-from engines.rerank_stage import PairEncoder, RerankerUnavailable, RerankResult, _tokenize_and_score
+from engines.rerank_stage import InProcessRerankStage, PairEncoder
 
 Precision = Literal["fp32", "fp16", "bf16"]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -57,28 +55,19 @@ class TorchReranker:
             return torch.cat(out).cpu().numpy()
 
 
-class TorchRerankStage:
+class TorchRerankStage(InProcessRerankStage):
     """`RerankStage` over a `TorchReranker`; scoring runs in a worker thread, bounded by the timeout."""
 
+    name = "torch reranker"
+
     def __init__(self, reranker: TorchReranker, tokenizer: PairEncoder, timeout_s: float = 2.0) -> None:
+        super().__init__(tokenizer, timeout_s)
         self.reranker = reranker
-        self.tokenizer = tokenizer
-        self.timeout_s = timeout_s
 
-    async def rerank(
-        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
-    ) -> RerankResult:
-        timeout = self.timeout_s if timeout_s is None else timeout_s
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.reranker.score(ids, mask)
 
-        async def score(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            try:
-                return await asyncio.wait_for(asyncio.to_thread(self.reranker.score, ids, mask), timeout)
-            except TimeoutError as exc:
-                raise RerankerUnavailable(f"torch reranker: timed out after {timeout}s") from exc
-            except RuntimeError as exc:
-                # CUDA failures (out of memory, a lost device) mean "unavailable": degrade, don't crash.
-                if isinstance(exc, torch.cuda.OutOfMemoryError) or "CUDA" in str(exc):
-                    raise RerankerUnavailable(f"torch reranker: {exc}") from exc
-                raise
-
-        return await _tokenize_and_score(self.tokenizer, query, docs, score)
+    def _unavailable(self, exc: Exception) -> bool:
+        # CUDA failures (out of memory, a lost device) mean "unavailable": degrade, don't crash.
+        cuda_error = isinstance(exc, RuntimeError) and "CUDA" in str(exc)
+        return isinstance(exc, torch.cuda.OutOfMemoryError) or cuda_error

@@ -6,6 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import spearmanr
 
 from engines.cross_encoder import load_model
@@ -70,3 +71,28 @@ def test_gpu_harness_runs_on_cpu(artifacts: Artifacts, tmp_path) -> None:
     assert entry["max_abs_diff"] < 1e-3 and entry["top10_overlap_mean"] >= 0.7
     assert entry["request_pairs_s"] > 0 and entry["batch1000_pairs_s"] > 0
     assert report["cpu_eager_fp32_pairs_s"] > 0
+
+
+class Failing:
+    """A reranker whose device fails the way CUDA does (no GPU here to fail for real)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def score(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        raise self.exc
+
+
+def test_device_failures_degrade_and_bugs_surface(pairs) -> None:
+    from engines.rerank_stage import RerankerUnavailable
+
+    query, docs, _, _ = pairs
+    for exc in (RuntimeError("CUDA error: an illegal memory access was encountered"),
+                torch.cuda.OutOfMemoryError("CUDA out of memory")):
+        stage = TorchRerankStage(Failing(exc), PairTokenizer())  # type: ignore[arg-type]
+        with pytest.raises(RerankerUnavailable, match="torch reranker"):
+            asyncio.run(stage.rerank(query, docs))
+    bug = Failing(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    stage = TorchRerankStage(bug, PairTokenizer())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="shapes"):
+        asyncio.run(stage.rerank(query, docs))
