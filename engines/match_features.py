@@ -22,6 +22,7 @@ words against the vocabulary plus a few vectorised gathers over the candidates.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,36 +49,64 @@ def split_fields(text: str) -> tuple[str, str, str]:
     return title, cls, " ".join(v for v in values if v)
 
 
+class LRU(OrderedDict):
+    """A bounded memo: query words are open-ended, a long-running server must not grow without end."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_fresh(self, key: str) -> np.ndarray | None:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: np.ndarray) -> np.ndarray:
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
 class WordVectors:
     """Unit word vectors from WordLlama's piece embeddings (mean over the word's pieces), memoised."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_size: int = 65_536) -> None:
         from retrieval.wordllama import load_token_embeddings, load_tokenizer
 
         self._table = load_token_embeddings()
         self._tok = load_tokenizer()
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache = LRU(cache_size)
 
     @property
     def dim(self) -> int:
         return int(self._table.shape[1])
 
+    def _compute(self, words: list[str]) -> list[np.ndarray]:
+        out = []
+        for enc in self._tok.encode_batch(words, add_special_tokens=False):
+            v = self._table[enc.ids].mean(axis=0) if enc.ids else np.zeros(self.dim, np.float32)
+            out.append((v / max(float(np.linalg.norm(v)), 1e-6)).astype(np.float32))
+        return out
+
     def __call__(self, batch: Sequence[str]) -> np.ndarray:
-        missing = [w for w in dict.fromkeys(batch) if w not in self._cache]
-        if missing:
-            encoded = self._tok.encode_batch(missing, add_special_tokens=False)
-            for w, enc in zip(missing, encoded, strict=True):
-                v = self._table[enc.ids].mean(axis=0) if enc.ids else np.zeros(self.dim, np.float32)
-                self._cache[w] = (v / max(float(np.linalg.norm(v)), 1e-6)).astype(np.float32)
         if not batch:
             return np.zeros((0, self.dim), np.float32)
-        return np.stack([self._cache[w] for w in batch])
+        if len(batch) > self._cache.size:  # a bulk call (a catalog's vocabulary): don't churn the memo
+            return np.stack(self._compute(list(batch)))
+        found = {w: self._cache.get_fresh(w) for w in dict.fromkeys(batch)}
+        missing = [w for w, v in found.items() if v is None]
+        for w, v in zip(missing, self._compute(missing), strict=True):
+            found[w] = self._cache.put(w, v)
+        return np.stack([found[w] for w in batch])
 
 
 class MatchFeatures:
     """`features(query, item_ids)` -> (n, len(MATCH_FEATURES)) for items of a fixed catalog."""
 
-    def __init__(self, texts: Sequence[str], vectors: WordVectors | None = None) -> None:
+    def __init__(self, texts: Sequence[str], vectors: WordVectors | None = None, sim_cache_size: int = 2048
+                 ) -> None:
         self.vectors = vectors or WordVectors()
         vocab: dict[str, int] = {}
         rows: dict[str, list[list[int]]] = {f: [] for f in FIELDS}
@@ -90,13 +119,30 @@ class MatchFeatures:
         self.folded_ids = np.array([folded.setdefault(fold_plural(w), len(folded)) for w in self.vocab]
                                    + [-1], dtype=np.int64)  # index -1 (padding) -> -1
         self._folded = folded
-        self.fields = {}
+        # Each query word's cosines to the whole vocabulary (+ a padding column). The product reads
+        # the whole (V, d) table, which outgrows the cache; queries repeat their words, so keep rows.
+        self._sim_rows = LRU(sim_cache_size)
+        # All three fields side by side, one padded row of word ids per item: a request is then one
+        # gather and a few segment reductions (`reduceat` at `bounds`), not a loop of small ops per field.
+        blocks = []
         for name in FIELDS:
             width = max((len(r) for r in rows[name]), default=0) or 1
-            ids = np.full((len(texts), width), -1, dtype=np.int32)
+            block = np.full((len(texts), width), -1, dtype=np.int32)
             for i, r in enumerate(rows[name]):
-                ids[i, : len(r)] = r
-            self.fields[name] = ids
+                block[i, : len(r)] = r
+            blocks.append(block)
+        self.ids = np.concatenate(blocks, axis=1)  # (items, L), -1 = padding
+        self.bounds = np.cumsum([0] + [b.shape[1] for b in blocks[:-1]])  # where each field starts
+
+    def _similarities(self, qwords: list[str]) -> np.ndarray:
+        rows = {w: self._sim_rows.get_fresh(w) for w in dict.fromkeys(qwords)}
+        missing = [w for w, r in rows.items() if r is None]
+        if missing:
+            sims = np.full((len(missing), len(self.vocab) + 1), -np.inf, dtype=np.float32)  # -inf: padding
+            sims[:, :-1] = self.vectors(missing) @ self.word_vectors.T
+            for w, row in zip(missing, sims, strict=True):
+                rows[w] = self._sim_rows.put(w, row)
+        return np.stack([rows[w] for w in qwords])
 
     def features(self, query: str, item_ids: np.ndarray) -> np.ndarray:
         item_ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
@@ -104,33 +150,25 @@ class MatchFeatures:
         qwords = words(query)
         if item_ids.size == 0 or not qwords:
             return out
-        field_ids = {f: self.fields[f][item_ids] for f in FIELDS}  # (n, L_f), -1 = padding
-        # Cosines of the query's words to the whole catalog vocabulary, (q, V + 1): one small product
-        # (a few thousand words), cheaper than gathering the candidates' rows; column V is padding's.
-        sims_all = np.zeros((len(qwords), len(self.vocab) + 1), dtype=np.float32)
-        sims_all[:, :-1] = self.vectors(qwords) @ self.word_vectors.T
+        ids = self.ids[item_ids]  # (n, L)
+        valid = ids >= 0
+        # Cosines of the query's words to the candidates' words, (q, n, L); padding is -inf.
+        sims = self._similarities(qwords)[:, ids]
+        best = np.maximum.reduceat(sims, self.bounds, axis=2)  # (q, n, field)
+        best[~np.isfinite(best)] = 0.0  # an empty field matches nothing
         qfolded = np.array([self._folded.get(fold_plural(w), -2) for w in qwords], dtype=np.int64)
-        best, exact, covered = {}, {}, {}
-        for f, ids in field_ids.items():
-            valid = ids >= 0
-            sims = np.where(valid[None], sims_all[:, ids], -np.inf)  # (q, n, L)
-            b = sims.max(axis=2)
-            best[f] = np.where(np.isfinite(b), b, 0.0)  # (q, n); an empty field matches nothing
-            same = (self.folded_ids[ids][None] == qfolded[:, None, None]) & valid[None]
-            exact[f] = same.any(axis=2)  # (q, n)
-            covered[f] = (np.where(valid, sims.max(axis=0), 0.0), valid)  # (n, L)
-        anywhere = np.maximum.reduce([best[f] for f in FIELDS])
-        title_cov, title_valid = covered["title"]
-        title_valid = title_valid.copy()
+        same = self.folded_ids[ids][None] == qfolded[:, None, None]  # padding folds to -1: never the same
+        exact = np.logical_or.reduceat(same, self.bounds, axis=2)
+        covered = np.where(valid, sims.max(axis=0), 0.0)  # (n, L): each word's best cosine to the query
+        title, cls = slice(0, self.bounds[1]), slice(self.bounds[1], self.bounds[2])
+        title_valid = valid[:, title].copy()
         title_valid[:, 0] = False  # the collection (brand-like) first word
-        class_cov, class_valid = covered["class"]
         cols = [
-            anywhere.min(axis=0),
-            best["title"].mean(axis=0), best["class"].mean(axis=0), best["values"].mean(axis=0),
-            (exact["title"] | exact["class"] | exact["values"]).mean(axis=0),
-            exact["title"].mean(axis=0), exact["class"].mean(axis=0),
-            _masked_mean(title_cov, title_valid), _masked_mean(class_cov, class_valid),
-            (field_ids["title"] >= 0).sum(axis=1),
+            best.max(axis=2).min(axis=0),
+            *best.mean(axis=0).T,
+            exact.any(axis=2).mean(axis=0), exact[:, :, 0].mean(axis=0), exact[:, :, 1].mean(axis=0),
+            _masked_mean(covered[:, title], title_valid), _masked_mean(covered[:, cls], valid[:, cls]),
+            valid[:, title].sum(axis=1),
         ]
         out[:] = np.stack(cols, axis=1)
         return out
