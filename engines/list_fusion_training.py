@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from engines.list_fusion import FEATURES, FILE_NAME, ListFusion, base_relevance, list_features
 from engines.match_features import MatchFeatures
-from engines.training import RerankData, judgments, ndcg_at_k
+from engines.training import RerankData, labelled_candidate_lists, ndcg_at_k
 
 ScoreFn = Callable[[str, list[str]], np.ndarray]  # (query, item texts) -> reranker scores
 
@@ -36,32 +36,19 @@ def scored_lists(
     data: RerankData, splits: Sequence[str], score: ScoreFn, *, depth: int = 100, progress: bool = False
 ) -> dict[str, list[ScoredList]]:
     """Feature lists per split, from one retrieval pass over all the splits' queries."""
-    from engines.mining import hybrid_candidate_lists
-
-    if data.products is None:
-        raise ValueError("list fusion needs the catalog's products (load_rerank_data)")
+    lists = labelled_candidate_lists(data, splits, depth, progress=progress)
     class_codes = np.unique(data.product_class.astype(str), return_inverse=True)[1]
     match = MatchFeatures(list(data.texts))
-    judged = {s: judgments(data, s) for s in splits}
-    queries = [(s, int(q), str(t)) for s, j in judged.items()
-               for q, t in j.drop_duplicates("query_id")[["query_id", "query"]].itertuples(index=False)]
-    cands = hybrid_candidate_lists(data.products, list(data.texts), [t for _, _, t in queries], depth,
-                                   progress=progress)
-    rel_of = {s: {(int(q), int(p)): int(r) for q, p, r in zip(j.query_id, j.product_id, j.rel, strict=True)}
-              for s, j in judged.items()}
-    ideal = {s: {int(q): g["rel"].to_numpy() for q, g in j.groupby("query_id", sort=True)}
-             for s, j in judged.items()}
     out: dict[str, list[ScoredList]] = {s: [] for s in splits}
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("scoring candidate lists", total=len(queries))
-        for (split, qid, text), (ids, retrieval) in zip(queries, cands, strict=True):
-            bar.advance(task)
-            if ids.size == 0:
-                continue
-            rerank = np.asarray(score(text, data.texts[ids].tolist()), dtype=np.float32).reshape(-1)
-            rels = np.array([rel_of[split].get((qid, int(p)), 0) for p in ids], dtype=np.int64)
-            feats = list_features(rerank, retrieval, class_codes[ids], match.features(text, ids))
-            out[split].append(ScoredList(qid, feats, rels, ideal[split][qid]))
+        task = bar.add_task("scoring candidate lists", total=sum(map(len, lists.values())))
+        for split, split_lists in lists.items():
+            for sl in split_lists:
+                bar.advance(task)
+                rerank = np.asarray(score(sl.query, data.texts[sl.ids].tolist()), dtype=np.float32)
+                match_rows = match.features(sl.query, sl.ids)
+                feats = list_features(rerank.reshape(-1), sl.retrieval, class_codes[sl.ids], match_rows)
+                out[split].append(ScoredList(sl.query_id, feats, sl.rels, sl.ideal_rels))
     return out
 
 

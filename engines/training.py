@@ -20,7 +20,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -165,6 +165,47 @@ def mean_ndcg(
     return float(np.nanmean(vals)) if vals else float("nan")
 
 
+@dataclass(frozen=True)
+class LabelledList:
+    """One query's served candidates (hybrid top ``depth``), labelled as `rankserve eval` labels them."""
+
+    query_id: int
+    query: str
+    ids: np.ndarray  # product ids, best first
+    retrieval: np.ndarray  # their fused retrieval scores
+    rels: np.ndarray  # graded label per candidate (unjudged = 0)
+    ideal_rels: np.ndarray  # the query's full judgments: the NDCG ideal, so missed items count
+
+
+def labelled_candidate_lists(
+    data: RerankData, splits: Sequence[str], depth: int = 100, *, progress: bool = False
+) -> dict[str, list[LabelledList]]:
+    """Each split's queries with their served candidate lists, from one retrieval pass over all of them.
+
+    Queries whose list comes back empty are left out. Needs the catalog's products.
+    """
+    from engines.mining import hybrid_candidate_lists
+
+    if data.products is None:
+        raise ValueError("served candidate lists need the catalog's products (load_rerank_data)")
+    judged = {s: judgments(data, s) for s in splits}
+    queries = [(s, int(q), str(t)) for s, j in judged.items()
+               for q, t in j.drop_duplicates("query_id")[["query_id", "query"]].itertuples(index=False)]
+    out: dict[str, list[LabelledList]] = {s: [] for s in splits}
+    if not queries:
+        return out
+    cands = hybrid_candidate_lists(data.products, list(data.texts), [t for _, _, t in queries], depth,
+                                   progress=progress)
+    rel_of = {(s, int(q), int(p)): int(r)
+              for s, j in judged.items() for q, p, r in zip(j.query_id, j.product_id, j.rel, strict=True)}
+    ideal = {(s, int(q)): g["rel"].to_numpy() for s, j in judged.items() for q, g in j.groupby("query_id")}
+    for (split, qid, text), (ids, retrieval) in zip(queries, cands, strict=True):
+        if ids.size:
+            rels = np.array([rel_of.get((split, qid, int(p)), 0) for p in ids], dtype=np.int64)
+            out[split].append(LabelledList(qid, text, ids, retrieval, rels, ideal[split, qid]))
+    return out
+
+
 def served_val_lists(data: RerankData, depth: int = 100) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
     """Val queries' served candidate lists (hybrid top ``depth``) labelled as evaluation labels them.
 
@@ -174,21 +215,13 @@ def served_val_lists(data: RerankData, depth: int = 100) -> tuple[pd.DataFrame, 
     builder's judged lists (12 Exact, 18 Partial, 30 hard negatives) are a different distribution, and a
     model chosen on them measured worse on served lists than its untrained prior.
     """
-    from engines.mining import hybrid_candidates
-
-    val = judgments(data, "val")
-    qs = val.drop_duplicates("query_id")[["query_id", "query"]]
-    if data.products is None or qs.empty:
-        return pd.DataFrame(columns=["query_id", "query", "product_id", "rel"]), {}
-    cands = hybrid_candidates(data.products, list(data.texts), qs["query"].astype(str).tolist(), depth)
-    rel_of = {(int(q), int(p)): int(r) for q, p, r in zip(val.query_id, val.product_id, val.rel, strict=True)}
-    judged_rels = {int(q): g["rel"].to_numpy() for q, g in val.groupby("query_id", sort=True)}
-    rows = [
-        (int(qid), str(text), int(p), rel_of.get((int(qid), int(p)), 0))
-        for qid, text, ids in zip(qs["query_id"], qs["query"], cands, strict=True)
-        for p in ids.tolist()
-    ]
-    return pd.DataFrame(rows, columns=["query_id", "query", "product_id", "rel"]), judged_rels
+    columns = ["query_id", "query", "product_id", "rel"]
+    if data.products is None:
+        return pd.DataFrame(columns=columns), {}
+    lists = labelled_candidate_lists(data, ("val",), depth)["val"]
+    rows = [(sl.query_id, sl.query, int(p), int(r))
+            for sl in lists for p, r in zip(sl.ids, sl.rels, strict=True)]
+    return pd.DataFrame(rows, columns=columns), {sl.query_id: sl.ideal_rels for sl in lists}
 
 
 def score_judged(
