@@ -52,9 +52,11 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return np.ones_like(x) if hi - lo < 1e-12 else (x - lo) / (hi - lo)
 
 
-def base_relevance(rerank: np.ndarray, retrieval: np.ndarray) -> np.ndarray:
-    """The fixed blend the class-intent features are weighted by (and the no-head fallback)."""
-    return minmax(rerank) + BASE_RETRIEVAL_WEIGHT * minmax(retrieval)
+def base_relevance(rerank: np.ndarray, retrieval: np.ndarray, weight: float = BASE_RETRIEVAL_WEIGHT
+                   ) -> np.ndarray:
+    """minmax(rerank) + weight·minmax(retrieval): what the class-intent features are weighted by, and
+    the pipeline's relevance when there is no head (with `Settings.rerank_retrieval_weight`)."""
+    return minmax(rerank) + weight * minmax(retrieval)
 
 
 def list_features(

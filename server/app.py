@@ -179,9 +179,7 @@ class RankServer:
 
         t0 = time.perf_counter()
         triton_url = s.triton_url
-        if s.reranker_engine == "torch":
-            loaded = await asyncio.to_thread(load_pipeline, s, None)
-        elif triton_url is None:
+        if s.reranker_engine == "triton" and triton_url is None:
             from engines.triton_server import TritonServer
 
             self.triton = TritonServer(s.triton_repo, host=s.triton_host, grpc_port=s.triton_grpc_port,
@@ -190,8 +188,8 @@ class RankServer:
             await asyncio.to_thread(self.triton.start)
             triton_url = self.triton.url
             self._watch = asyncio.create_task(self._supervise_triton())
+        loaded = await asyncio.to_thread(load_pipeline, s, triton_url)
         if s.reranker_engine == "triton":
-            loaded = await asyncio.to_thread(load_pipeline, s, triton_url)
             await self._wait_reranker_ready(triton_url)
         self.service = RankerService(loaded.pipeline, s, metrics=self.metrics, **loaded.service_kwargs)
         for name in ("", SERVICE_NAME):

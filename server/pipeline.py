@@ -15,10 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
-from engines.list_fusion import FusionStage
+from engines.list_fusion import FusionStage, base_relevance
 from engines.rerank_stage import RerankStage
 from retrieval.filters import Filters
-from server.mmr import mmr, normalise
+from server.mmr import mmr
 
 
 class Embedder(Protocol):
@@ -190,7 +190,7 @@ class RankingPipeline:
             relevance = self.fusion.relevance(params.query, cand_ids, rerank_scores, retrieval_scores)
             timings["fusion"] = (time.perf_counter() - t) * 1e3
         elif summary.candidates_reranked and self.retrieval_weight > 0:
-            relevance = normalise(rerank_scores) + self.retrieval_weight * normalise(retrieval_scores)
+            relevance = base_relevance(rerank_scores, retrieval_scores, self.retrieval_weight)
         # MMR picks are computed lazily, one per item sent: time the picking apart from the sending.
         mmr_s = send_s = 0.0
         picks = mmr(relevance, self.items.vectors[cand_ids], params.k, params.mmr_lambda)
