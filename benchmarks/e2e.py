@@ -23,7 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.latency import LatencyRecorder, Outcome, closed_loop, open_loop, poisson_schedule
-from engines.triton_server import free_ports
+from engines.triton.server import free_ports
 from protos.ranking.v1 import ranking_pb2_grpc
 from server.client import rank_request
 
@@ -78,7 +78,7 @@ def running_server(catalog: Path, model: Path, *, env: dict[str, str] | None = N
                    startup_timeout_s: float = 240.0) -> Iterator[ServerProcess]:
     """`rankserve serve` on a free loopback port; SIGTERM (it stops its Triton) then SIGKILL on exit."""
     port = free_ports(1)[0]
-    cmd = [sys.executable, "-m", "server.cli", "serve", "--catalog", str(catalog), "--model", str(model),
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--catalog", str(catalog), "--model", str(model),
            "--host", "127.0.0.1", "--port", str(port)]
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
@@ -227,7 +227,7 @@ def run_e2e_bench(
     log: Path | None = None,
     note: Callable[[str], None] = lambda _: None,
 ) -> dict:
-    from retrieval.catalog import load_catalog
+    from catalog import load_catalog
 
     queries = load_catalog(catalog).queries["query"].astype(str).tolist()
     note("e2e: starting rankserve + Triton")

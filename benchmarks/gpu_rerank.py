@@ -1,4 +1,4 @@
-"""The GPU reranker (engines.torch_rerank_stage) on a CUDA host: parity and throughput, one run.
+"""The GPU reranker (engines.torch_rerank) on a CUDA host: parity and throughput, one run.
 
 Two steps, because the GPU host has PyTorch but not this project's retrieval stack:
 
@@ -25,11 +25,11 @@ import numpy as np
 
 
 def prepare(catalog: Path, model: Path, out: Path, queries: int = 64, depth: int = 100) -> Path:
-    from engines.export import ort_scores, ort_session
-    from engines.mining import hybrid_candidates
     from engines.pair_tokenizer import PairTokenizer
-    from engines.training import load_rerank_data
     from retrieval.wordllama import PAD_ID
+    from training.export import ort_scores, ort_session
+    from training.mining import hybrid_candidates
+    from training.train import load_rerank_data
 
     data = load_rerank_data(catalog)
     texts = data.queries["query"].astype(str).drop_duplicates().head(queries).tolist()
@@ -68,7 +68,7 @@ def run(pairs: Path, model_dir: Path, seconds: float = 3.0, *, device: str = "cu
     import torch
 
     from engines.cross_encoder import load_model
-    from engines.torch_rerank_stage import TorchReranker
+    from engines.torch_rerank import TorchReranker
 
     z = np.load(pairs)
     ids, mask, ref = z["input_ids"], z["attention_mask"], z["reference"]

@@ -51,8 +51,8 @@ def real_pair_batches(
     catalog_dir: Path, tokenizer: PairTokenizer, *, batch: int = 100, max_batches: int = 64
 ) -> PairBatches:
     """Each catalog query with its top-`batch` candidates from the served index."""
-    from retrieval.catalog import item_texts, load_catalog
-    from retrieval.embedder import WordLlamaEmbedder
+    from catalog import item_texts, load_catalog
+    from retrieval.embed import WordLlamaEmbedder
     from retrieval.index import load_item_index
 
     catalog = load_catalog(catalog_dir)
@@ -176,7 +176,7 @@ def st_crossencoder_pairs_s(model_dir: Path, batches: PairBatches, seconds: floa
 
 
 def ort_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, threads: int) -> float:
-    from engines.export import ort_scores, ort_session
+    from training.export import ort_scores, ort_session
 
     sess = ort_session(onnx_path, threads=threads)
     get = _cycle(batches)
@@ -197,7 +197,7 @@ def ort_tuned_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, thr
 
     import onnxruntime as ort
 
-    from engines.triton_model.model import score_bucketed, session_options
+    from engines.triton.model import score_bucketed, session_options
 
     parallel = bucket_parallel and bucket_rows > 0 and threads > 1
     opts = session_options(1 if parallel else threads)
@@ -215,7 +215,7 @@ def ort_tuned_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, thr
 
 def write_bench_repo(onnx_int8: Path, repo: Path, **kwargs) -> Path:
     """A Triton repository written by the current code (levers as keyword arguments), beside the bench."""
-    from engines.model_repository import write_model_repository
+    from engines.triton.repository import write_model_repository
 
     return write_model_repository(onnx_int8, repo, onnx_model_name=None, **kwargs)
 
@@ -231,7 +231,7 @@ def tokenize_pairs_s(tokenizer: PairTokenizer, batches: PairBatches, seconds: fl
 
 
 async def _triton_load(url: str, batches: PairBatches, seconds: float, concurrency: int) -> float:
-    from engines.triton_client import TritonRerankerClient
+    from engines.triton_rerank import TritonRerankerClient
 
     client = TritonRerankerClient(url, timeout_s=30.0)
     get = _cycle(batches)
@@ -283,8 +283,8 @@ def triton_pairs_s(
     repo: Path, batches: PairBatches, seconds: float, *, concurrency: int = 4, runtime_dir: Path | None = None
 ) -> tuple[float, dict]:
     """INT8 pairs/s through a Triton we start on loopback (stopped before returning) + its statistics."""
-    from engines.model_repository import MODEL_NAME
-    from engines.triton_server import TritonServer
+    from engines.triton.repository import MODEL_NAME
+    from engines.triton.server import TritonServer
 
     with contextlib.ExitStack() as stack:
         if runtime_dir is None:

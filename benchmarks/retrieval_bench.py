@@ -181,8 +181,8 @@ def run_retrieval_bench(
     efs: tuple[int, ...] = DEFAULT_EFS,
     note: Callable[[str], None] = lambda _: None,
 ) -> dict:
-    from retrieval.catalog import load_catalog
-    from retrieval.embedder import WordLlamaEmbedder
+    from catalog import load_catalog
+    from retrieval.embed import WordLlamaEmbedder
     from retrieval.index import load_item_index
 
     threads = threads or os.cpu_count() or 1

@@ -21,7 +21,7 @@ import pandas as pd
 from bm25s.tokenization import Tokenizer
 from rich.progress import Progress
 
-from retrieval.catalog.io import parse_features
+from catalog.io import parse_features
 
 # bm25s pins its logger to DEBUG on import, which floods any app that configures logging: defer to the app.
 logging.getLogger("bm25s").setLevel(logging.NOTSET)

@@ -33,7 +33,7 @@ import faiss
 import numpy as np
 from rich.progress import Progress
 
-from retrieval.embedder import WordLlamaEmbedder
+from retrieval.embed import WordLlamaEmbedder
 from retrieval.filters import FilterColumns, Filters
 
 DEFAULT_FACTORY = "HNSW32,Flat"
@@ -304,7 +304,7 @@ def build_item_index(
     progress: bool = True,
 ) -> Path:
     """Embed the catalog's item texts, build + save the index files; returns the index directory."""
-    from retrieval.catalog import item_texts, load_catalog  # lazy: the catalog package is heavier
+    from catalog import item_texts, load_catalog  # lazy: the catalog package is heavier
 
     started = time.perf_counter()
     catalog = load_catalog(catalog_dir)

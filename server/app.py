@@ -19,13 +19,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from rich.console import Console
 
-from engines.list_fusion import FILE_NAME as FUSION_FILE
-from engines.list_fusion import FusionStage, ListFusion, head_is_current
-from engines.rerank_stage import PairEncoder, RerankStage
+from engines.rerank import PairEncoder, RerankStage
+from pipeline.fuse import FILE_NAME as FUSION_FILE
+from pipeline.fuse import FusionStage, ListFusion, head_is_current
+from pipeline.pipeline import ItemTable, RankingPipeline
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from server.config import Settings
 from server.metrics import Metrics
-from server.pipeline import ItemTable, RankingPipeline
 from server.service import RankerService
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,10 @@ SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranker"].full_name
 
 def ensure_artifacts(settings: Settings, *, progress: bool = True, console: Console | None = None) -> None:
     """Build whatever is missing, in dependency order: catalog → index → reranker → Triton repository."""
-    from engines.export import build_reranker
-    from engines.model_repository import write_model_repository
-    from retrieval.catalog import build_catalog
+    from catalog import build_catalog
+    from engines.triton.repository import write_model_repository
     from retrieval.index import META_FILE, build_item_index
+    from training.export import build_reranker
 
     console = console or Console(stderr=True)
     catalog_dir, model_dir = Path(settings.catalog_dir), Path(settings.model_dir)
@@ -55,8 +55,8 @@ def ensure_artifacts(settings: Settings, *, progress: bool = True, console: Cons
     if settings.list_fusion and not head_is_current(model_dir / FUSION_FILE):
         # Models built before the list-fusion head (or its current features) existed get one fitted
         # in place (~1 min).
-        from engines.list_fusion_training import build_list_fusion
-        from engines.training import load_rerank_data
+        from training.list_fusion import build_list_fusion
+        from training.train import load_rerank_data
 
         console.print(f"[bold]Fitting list-fusion head[/] → {model_dir / FUSION_FILE}")
         build_list_fusion(model_dir / "model.onnx", load_rerank_data(catalog_dir), model_dir,
@@ -77,16 +77,16 @@ def reranker_stage(settings: Settings, triton_url: str | None, tokenizer: PairEn
     """The configured rerank stage and its model version."""
     if settings.reranker_engine == "torch":
         from engines.cross_encoder import load_model
-        from engines.torch_rerank_stage import TorchReranker, TorchRerankStage
+        from engines.torch_rerank import TorchReranker, TorchRerankStage
 
         model_dir = Path(settings.model_dir)  # type: ignore[arg-type]
         reranker = TorchReranker(load_model(model_dir / "hf"), device=settings.torch_device,
                                  precision=settings.torch_precision)
         version = f"hf:{(model_dir / 'hf' / 'model.safetensors').stat().st_mtime_ns}"
         return TorchRerankStage(reranker, tokenizer, timeout_s=settings.triton_timeout_s), version
-    from engines.model_repository import read_model_info
-    from engines.rerank_stage import TritonRerankStage
-    from engines.triton_client import TritonRerankerClient
+    from engines.rerank import TritonRerankStage
+    from engines.triton.repository import read_model_info
+    from engines.triton_rerank import TritonRerankerClient
 
     if triton_url is None:
         raise ValueError("reranker_engine=triton needs a Triton URL")
@@ -100,10 +100,10 @@ def reranker_stage(settings: Settings, triton_url: str | None, tokenizer: PairEn
 
 def load_pipeline(settings: Settings, triton_url: str | None) -> Loaded:
     """Load catalog, index and reranker stage into a pipeline (blocking; run off the event loop)."""
+    from catalog import item_texts, load_catalog
     from engines.pair_tokenizer import PairTokenizer
-    from engines.rerank_stage import RerankerUnavailable
-    from retrieval.catalog import item_texts, load_catalog
-    from retrieval.embedder import WordLlamaEmbedder
+    from engines.rerank import RerankerUnavailable
+    from retrieval.embed import WordLlamaEmbedder
     from retrieval.index import load_item_index
 
     catalog = load_catalog(Path(settings.catalog_dir))
@@ -180,7 +180,7 @@ class RankServer:
         t0 = time.perf_counter()
         triton_url = s.triton_url
         if s.reranker_engine == "triton" and triton_url is None:
-            from engines.triton_server import TritonServer
+            from engines.triton.server import TritonServer
 
             self.triton = TritonServer(s.triton_repo, host=s.triton_host, grpc_port=s.triton_grpc_port,
                                        metrics_port=None, stop_grace_s=s.triton_stop_grace_s,
@@ -200,7 +200,7 @@ class RankServer:
 
     async def _wait_reranker_ready(self, triton_url: str) -> None:
         """An external Triton may still be loading: stay NOT_SERVING until its model is ready."""
-        from engines.triton_client import TritonRerankerClient
+        from engines.triton_rerank import TritonRerankerClient
 
         # A probe of its own: the request timeout (triton_timeout_s) may be far tighter than a probe needs.
         probe = TritonRerankerClient(triton_url, model=self.settings.triton_model, timeout_s=2.0)

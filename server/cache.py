@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from server.pipeline import RankedItem, RankParams, RankSummary
+from pipeline.pipeline import RankedItem, RankParams, RankSummary
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(512, ge=1)
 
     # Where the cross-encoder runs: "triton" (INT8 ONNX on Triton, the CPU deployment) or "torch" (the
-    # trained model in process with PyTorch, e.g. FP16 on a GPU; engines.torch_rerank_stage).
+    # trained model in process with PyTorch, e.g. FP16 on a GPU; engines.torch_rerank).
     reranker_engine: Literal["triton", "torch"] = "triton"
     torch_device: str = "cuda"
     torch_precision: Literal["fp32", "fp16", "bf16"] = "fp16"

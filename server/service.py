@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from pipeline.pipeline import DeadlineExceeded, RankedItem, RankingPipeline, RankParams, RankSummary
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from retrieval.filters import FilterError, Filters
 from server.admission import Admission, Overloaded
 from server.cache import RankingCache, cache_key
 from server.config import Settings
 from server.metrics import Metrics
-from server.pipeline import DeadlineExceeded, RankedItem, RankingPipeline, RankParams, RankSummary
 
 log = logging.getLogger(__name__)
 SERVER_VERSION = "0.1.0"

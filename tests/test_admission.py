@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
+from pipeline.pipeline import RerankerGate
 from server.admission import Admission, Overloaded
-from server.pipeline import RerankerGate
 
 
 def test_excess_requests_are_shed_and_the_rest_succeed() -> None:

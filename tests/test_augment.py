@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engines.augment import synthetic_queries, train_classes
-from engines.splits import _norm, assign_split, split_queries
-from engines.training import TrainConfig, augmented_data, load_rerank_data, training_judgments
-from retrieval.catalog import build_catalog
-from retrieval.catalog.io import read_queries
+from catalog import build_catalog
+from catalog.io import read_queries
+from training.augment import synthetic_queries, train_classes
+from training.splits import _norm, assign_split, split_queries
+from training.train import TrainConfig, augmented_data, load_rerank_data, training_judgments
 
 QUERY_FILE = Path("/work/shared/data/wands/query.csv")
 

@@ -1,4 +1,4 @@
-"""The Triton model's length-bucketed scoring (engines/triton_model/model.py), run in process."""
+"""The Triton model's length-bucketed scoring (engines/triton/model.py), run in process."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 
 from engines.pair_tokenizer import PairTokenizer
-from engines.training import load_rerank_data
-from engines.triton_model.model import score_bucketed, session_options
+from engines.triton.model import score_bucketed, session_options
 from tests.conftest import Artifacts
+from training.train import load_rerank_data
 
 
 @pytest.fixture(scope="module")

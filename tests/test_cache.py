@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+from pipeline.pipeline import RankedItem, RankParams, RankSummary
 from retrieval.filters import Filters
 from server.cache import RankingCache, cache_key
-from server.pipeline import RankedItem, RankParams, RankSummary
 
 
 def _item(i: int) -> RankedItem:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrieval.catalog import (
+from catalog import (
     LABEL_GAIN,
     build_catalog,
     feature_attrs,
@@ -20,9 +20,9 @@ from retrieval.catalog import (
     load_catalog,
     query_rules,
 )
-from retrieval.catalog.io import PRODUCT_COLUMNS, read_queries
-from retrieval.catalog.parse import parse_query
-from retrieval.catalog.vocabulary import Lexicon, derive_nouns
+from catalog.io import PRODUCT_COLUMNS, read_queries
+from catalog.parse import parse_query
+from catalog.vocabulary import Lexicon, derive_nouns
 
 WANDS_QUERIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "wands" / "query.csv"
 

@@ -8,7 +8,7 @@ import pytest
 import typer
 import yaml
 
-from server.cli import app
+from cli.main import app
 from server.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"

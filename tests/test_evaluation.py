@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from retrieval.bm25 import BM25Index, minimal_stem
-from server.evaluation import (
+from benchmarks.quality.evaluate import (
     LAMBDAS,
     SYSTEMS,
     distinct_classes_at_k,
@@ -24,6 +23,7 @@ from server.evaluation import (
     relevance_metrics,
     select_queries,
 )
+from retrieval.bm25 import BM25Index, minimal_stem
 
 # One query: items 1 and 3 are Exact (gain 2), item 2 is Partial (gain 1); anything else gains 0.
 QRELS = {"q": {"1": 2, "2": 1, "3": 2}}
@@ -128,8 +128,8 @@ def test_select_queries_matching_and_skips() -> None:
 
 
 def test_select_queries_split(shared_queries: Path) -> None:
-    from engines.splits import split_labels
-    from retrieval.catalog.io import read_queries
+    from catalog.io import read_queries
+    from training.splits import split_labels
 
     queries = read_queries(shared_queries)
     labels = pd.DataFrame({"id": range(len(queries)), "query_id": queries["query_id"],
@@ -158,7 +158,7 @@ def test_bm25_search() -> None:
 
 
 def test_eval_end_to_end(artifacts, tmp_path: Path) -> None:
-    from server.cli import app
+    from cli.main import app
 
     src = pd.read_csv(artifacts.queries, sep="\t", dtype=str, keep_default_na=False)
     subset = src.head(12)

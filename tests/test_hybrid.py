@@ -30,8 +30,8 @@ def test_rrf_fuse_ties_keep_first_seen_and_empty() -> None:
 
 @pytest.fixture(scope="module")
 def hybrid(artifacts) -> tuple[HybridRetriever, object]:
+    from catalog import load_catalog
     from retrieval.bm25 import BM25Index
-    from retrieval.catalog import load_catalog
     from retrieval.index import load_item_index
 
     cat = load_catalog(artifacts.catalog)
@@ -41,7 +41,7 @@ def hybrid(artifacts) -> tuple[HybridRetriever, object]:
 
 
 def test_hybrid_fuses_both_lists(hybrid) -> None:
-    from retrieval.embedder import WordLlamaEmbedder
+    from retrieval.embed import WordLlamaEmbedder
 
     retriever, cat = hybrid
     query = str(cat.queries["query"].iloc[0])
@@ -58,7 +58,7 @@ def test_hybrid_fuses_both_lists(hybrid) -> None:
 
 
 def test_hybrid_respects_filters(hybrid) -> None:
-    from retrieval.embedder import WordLlamaEmbedder
+    from retrieval.embed import WordLlamaEmbedder
     from retrieval.filters import Filters
 
     retriever, cat = hybrid
@@ -80,10 +80,10 @@ def test_hybrid_respects_filters(hybrid) -> None:
 
 
 def test_mined_lists_train_only_and_labelled(artifacts) -> None:
-    from engines.mining import mine_training_lists
-    from engines.splits import split_labels
-    from engines.training import LABEL_REL
-    from retrieval.catalog import item_texts, load_catalog
+    from catalog import item_texts, load_catalog
+    from training.mining import mine_training_lists
+    from training.splits import split_labels
+    from training.train import LABEL_REL
 
     cat = load_catalog(Path(artifacts.catalog))
     products = cat.products

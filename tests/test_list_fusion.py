@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from engines.list_fusion import FEATURES, LIST_FEATURES, FusionStage, ListFusion, list_features
-from engines.list_fusion_training import ScoredList, base_score, fit_list_fusion, mean_list_ndcg
-from engines.match_features import MATCH_FEATURES
-from engines.rerank_stage import RerankResult
-from server.pipeline import ItemTable, RankedItem, RankingPipeline, RankParams
+from engines.rerank import RerankResult
+from pipeline.fuse import FEATURES, LIST_FEATURES, FusionStage, ListFusion, list_features
+from pipeline.match_features import MATCH_FEATURES
+from pipeline.pipeline import ItemTable, RankedItem, RankingPipeline, RankParams
+from training.list_fusion import ScoredList, base_score, fit_list_fusion, mean_list_ndcg
 
 F = {name: i for i, name in enumerate(FEATURES)}
 
@@ -153,8 +153,8 @@ def test_pipeline_ranks_by_the_head() -> None:
 
 
 def test_fusion_trains_on_train_queries_only(artifacts) -> None:
-    from engines.splits import split_queries
-    from engines.training import load_rerank_data
+    from training.splits import split_queries
+    from training.train import load_rerank_data
 
     report = json.loads((artifacts.model / "list_fusion_report.json").read_text())
     splits = split_queries(load_rerank_data(artifacts.catalog).queries)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.match_features import MATCH_FEATURES, MatchFeatures, WordVectors, fold_plural, split_fields
+from pipeline.match_features import MATCH_FEATURES, MatchFeatures, WordVectors, fold_plural, split_fields
 
 M = {name: i for i, name in enumerate(MATCH_FEATURES)}
 TEXTS = [

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.mmr import Z_SPAN, mmr, normalise, normalise_z
+from pipeline.diversify import Z_SPAN, mmr, normalise, normalise_z
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from engines.rerank_stage import RerankResult
-from server.pipeline import ItemTable, RankedItem, RankingPipeline, RankParams
+from engines.rerank import RerankResult
+from pipeline.pipeline import ItemTable, RankedItem, RankingPipeline, RankParams
 
 N = 4
 

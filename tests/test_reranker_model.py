@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from engines.cross_encoder import CrossEncoderConfig, build_model, load_model, save_model
-from engines.export import (
+from engines.pair_tokenizer import PairTokenizer
+from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID, load_token_embeddings
+from training.export import (
     ParityError,
     check_parity,
     export_onnx,
@@ -22,9 +24,8 @@ from engines.export import (
     package_reranker,
     quantize_int8,
 )
-from engines.pair_tokenizer import PairTokenizer
-from engines.splits import split_queries
-from engines.training import (
+from training.splits import split_queries
+from training.train import (
     RerankData,
     TrainConfig,
     judgments,
@@ -32,7 +33,6 @@ from engines.training import (
     train_to_dir,
     training_judgments,
 )
-from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID, load_token_embeddings
 
 QUERY_FILE = Path("/work/shared/data/wands/query.csv")
 # No prior, no match features: these tests check that the bare encoder learns and stays HF-loadable.
@@ -353,7 +353,7 @@ def test_word_matches_maxsim_prior_and_export(tmp_path: Path) -> None:
 
 
 def test_served_ndcg_uses_full_judgment_ideal() -> None:
-    from engines.training import mean_ndcg
+    from training.train import mean_ndcg
 
     # Query 1 retrieved an Exact and an Irrelevant item, but has a second Exact the list missed.
     lists = pd.DataFrame(

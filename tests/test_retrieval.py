@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrieval.embedder import WordLlamaEmbedder
+from retrieval.embed import WordLlamaEmbedder
 from retrieval.filters import FilterColumns, FilterError, Filters
 from retrieval.gpu import to_gpu_if_available
 from retrieval.index import (
@@ -38,7 +38,7 @@ def embedder() -> WordLlamaEmbedder:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, shared_queries: Path) -> LoadedIndex:
     """A ~20k-product catalog from the catalog builder, indexed with the default HNSW factory."""
-    from retrieval.catalog import build_catalog
+    from catalog import build_catalog
 
     root = tmp_path_factory.mktemp("retrieval")
     catalog = build_catalog(shared_queries, root / "catalog", seed=0, products=PRODUCTS, progress=False)

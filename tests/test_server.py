@@ -295,7 +295,7 @@ def test_sigkill_of_server_leaves_no_tritonserver(artifacts: Artifacts, tmp_path
 
 
 def test_external_triton_that_times_out_serves_degraded(artifacts: Artifacts, tmp_path: Path) -> None:
-    from engines.triton_server import TritonServer
+    from engines.triton.server import TritonServer
 
     with TritonServer(artifacts.triton_repo, runtime_dir=tmp_path / "triton") as triton:
         # A reranker deadline no Triton can meet: every call times out, results still stream.
@@ -314,7 +314,7 @@ def test_external_triton_that_times_out_serves_degraded(artifacts: Artifacts, tm
 
 
 def test_torch_engine_serves_without_triton(artifacts: Artifacts, tmp_path: Path) -> None:
-    # The GPU deployment's path (engines.torch_rerank_stage), run on this machine's CPU in FP32.
+    # The GPU deployment's path (engines.torch_rerank), run on this machine's CPU in FP32.
     running = start_server(artifacts, tmp_path, RANKSERVE_RERANKER_ENGINE="torch",
                            RANKSERVE_TORCH_DEVICE="cpu", RANKSERVE_TORCH_PRECISION="fp32")
     try:

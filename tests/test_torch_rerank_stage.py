@@ -10,11 +10,11 @@ import torch
 from scipy.stats import spearmanr
 
 from engines.cross_encoder import load_model
-from engines.export import ort_scores, ort_session
 from engines.pair_tokenizer import PairTokenizer
-from engines.torch_rerank_stage import TorchReranker, TorchRerankStage
-from engines.training import load_rerank_data
+from engines.torch_rerank import TorchReranker, TorchRerankStage
 from tests.conftest import Artifacts
+from training.export import ort_scores, ort_session
+from training.train import load_rerank_data
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ class Failing:
 
 
 def test_device_failures_degrade_and_bugs_surface(pairs) -> None:
-    from engines.rerank_stage import RerankerUnavailable
+    from engines.rerank import RerankerUnavailable
 
     query, docs, _, _ = pairs
     for exc in (RuntimeError("CUDA error: an illegal memory access was encountered"),

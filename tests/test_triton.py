@@ -21,12 +21,12 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import model_config_pb2 as mc
 
 from engines.cross_encoder import CrossEncoderConfig, build_model
-from engines.export import export_onnx, ort_session, quantize_int8
-from engines.model_repository import read_config, read_model_info, write_model_repository
 from engines.pair_tokenizer import PairTokenizer
-from engines.rerank_stage import OrtRerankStage, RerankStage, TritonRerankStage
-from engines.triton_client import RerankerUnavailable, TritonRerankerClient
-from engines.triton_server import TritonServer, TritonStartError, free_ports
+from engines.rerank import OrtRerankStage, RerankStage, TritonRerankStage
+from engines.triton.repository import read_config, read_model_info, write_model_repository
+from engines.triton.server import TritonServer, TritonStartError, free_ports
+from engines.triton_rerank import RerankerUnavailable, TritonRerankerClient
+from training.export import export_onnx, ort_session, quantize_int8
 
 # Merging concurrent requests needs a window wider than the test's request spread on 2 busy cores.
 BATCH_WINDOW_US = 100_000
@@ -335,7 +335,7 @@ def test_start_error_carries_log_and_cleans_up(workdir: Path) -> None:
 CHILD = """
 import sys, time
 from pathlib import Path
-from engines.triton_server import TritonServer
+from engines.triton.server import TritonServer
 srv = TritonServer(Path(sys.argv[1]), runtime_dir=Path(sys.argv[2]), stop_grace_s=10)
 srv.start()
 print(srv.pid, flush=True)

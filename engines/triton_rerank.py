@@ -14,8 +14,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from engines.model_repository import MODEL_NAME
-from engines.rerank_stage import RerankerUnavailable
+from engines.rerank import RerankerUnavailable
+from engines.triton.repository import MODEL_NAME
 
 __all__ = ["RerankerUnavailable", "TritonRerankerClient"]
 

@@ -5,10 +5,10 @@ same few queries, so it learns class priors ("Accent Pillows are relevant") inst
 matching, and those priors are wrong on held-out classes. Here every train class gets many queries in
 realistic WANDS shapes ("navy velvet sofa", "48 inch oak desk", "marble", a brand name alone), built
 from the class's own nouns and synonyms plus the catalog builder's attribute lexicons, and a separate
-training catalog (`retrieval.catalog.build_catalog`) judges them under exactly the evaluation rules. Each
+training catalog (`catalog.build_catalog`) judges them under exactly the evaluation rules. Each
 class is then both the answer and a hard negative many times over, with many modifier combinations.
 
-Leakage: only classes and texts of ``engines.splits`` *train* rows are read; a synthetic query is kept
+Leakage: only classes and texts of ``training.splits`` *train* rows are read; a synthetic query is kept
 only if the split rule itself puts it in ``train`` and its text is no val/dev query's text, so neither
 val (early stopping) nor dev (reporting) queries or dev-only classes ever reach the trainer.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engines.splits import _norm, assign_split, split_queries
-from retrieval.catalog.io import QUERY_COLUMNS, write_tsv
-from retrieval.catalog.vocabulary import ATTRIBUTES, class_info, plural
+from catalog.io import QUERY_COLUMNS, write_tsv
+from catalog.vocabulary import ATTRIBUTES, class_info, plural
+from training.splits import _norm, assign_split, split_queries
 
 # Attribute families a shopper types before a noun, with how often each is drawn.
 _FAMILIES = (("color", 0.34), ("material", 0.26), ("style", 0.14), ("feature", 0.1), ("room", 0.08),
@@ -116,7 +116,7 @@ def synthetic_queries(queries: pd.DataFrame, n: int, *, seed: int = 0) -> tuple[
     """``n`` synthetic rows (query_id, query, query_class) over the train split's classes.
 
     Ids continue after the largest source id. Every row's text is new (no source query's text, no
-    repeat) and `engines.splits.assign_split` puts it in ``train``.
+    repeat) and `training.splits.assign_split` puts it in ``train``.
     """
     rng = np.random.default_rng(seed)
     classes = train_classes(queries)
@@ -173,8 +173,8 @@ def build_training_catalog(
     ``fillers``: unjudged products as a share of the judged ones, so retriever-mined lists hold
     same-class products that are not relevant (as serving does).
     """
-    from retrieval.catalog import build_catalog
-    from retrieval.catalog.builder import JUDGED_PER_QUERY
+    from catalog import build_catalog
+    from catalog.builder import JUDGED_PER_QUERY
 
     qdf, report = training_queries(queries, n_synthetic, seed=seed)
     out = Path(out)

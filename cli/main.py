@@ -35,7 +35,7 @@ def catalog_build(
     products: Annotated[int, typer.Option(help="Total products, judged + filler.")] = 40_000,
 ) -> None:
     """Generate a catalog (product.csv, query.csv, label.csv) from a query file."""
-    from retrieval.catalog import build_catalog, load_catalog
+    from catalog import build_catalog, load_catalog
 
     t = time.perf_counter()
     build_catalog(queries, out, seed=seed, products=products, progress=True)
@@ -67,8 +67,8 @@ def train(
     instances: Annotated[int, typer.Option(help="Triton instance count.")] = 1,
 ) -> None:
     """Train the cross-encoder, export ONNX, quantize INT8, check parity, write the Triton repository."""
-    from engines.export import build_reranker
-    from engines.model_repository import write_model_repository
+    from engines.triton.repository import write_model_repository
+    from training.export import build_reranker
 
     report = build_reranker(catalog, out, minutes=minutes, seed=seed, progress=True)
     repo = write_model_repository(out / "model.onnx", out / "triton", instances=instances)
@@ -140,7 +140,7 @@ def eval_command(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Ranking quality of bm25, retrieval, rerank and rerank_mmr (NDCG@10, MRR@10, recall@100, diversity)."""
-    from server.evaluation import SPLITS, run_eval
+    from benchmarks.quality.evaluate import SPLITS, run_eval
 
     if split not in SPLITS:
         raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}")

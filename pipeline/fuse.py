@@ -12,7 +12,7 @@ carries:
 
 Every feature is a normalised score, a rank or a *share* of the list, never a class's identity, so the
 head carries over to classes and queries it never saw (the dev split holds out whole classes). The head
-is an MLP of a few hundred weights, fitted per reranker model (`engines.list_fusion_training`) and saved
+is an MLP of a few hundred weights, fitted per reranker model (`training.list_fusion`) and saved
 beside it as JSON; serving is a handful of numpy operations on ≤ 1000 candidates.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.match_features import MATCH_FEATURES, MatchFeatures
+from pipeline.match_features import MATCH_FEATURES, MatchFeatures
 
 LIST_FEATURES = (
     "rerank",  # the cross-encoder's raw score: "holds every query word" is an absolute level

@@ -4,7 +4,7 @@ The cross-encoder's prior is one number: how well the query's words are matched 
 text. Where they are matched matters too: a query's words in the *title* and *class* mean the item is
 that kind of product; in the feature values only, they describe an attribute of some other product.
 And so does what the item has that the query lacks ("vanity **lighting**" for "dorel vanity"). Per
-pair, over the item text's three fields (`title | class | feature values`, `retrieval.catalog.item_texts`):
+pair, over the item text's three fields (`title | class | feature values`, `catalog.item_texts`):
 
 - ``min_word_sim``: the worst-matched query word's best cosine anywhere (one missing modifier);
 - ``title_sim`` / ``class_sim`` / ``values_sim``: mean over query words of the best cosine in that field;

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from engines.model_repository import MODEL_NAME
+from engines.triton.repository import MODEL_NAME
 
 _PR_SET_PDEATHSIG = 1
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from retrieval.catalog.vocabulary import (
+from catalog.vocabulary import (
     GENERIC_NOUNS,
     STOPWORDS,
     UNITS,

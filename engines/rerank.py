@@ -1,7 +1,7 @@
 """The rerank step the pipeline calls: tokenize (query, doc) pairs, score them.
 
 `TritonRerankStage` (Triton over gRPC), `OrtRerankStage` (in-process onnxruntime) and
-`engines.torch_rerank_stage.TorchRerankStage` (PyTorch, CUDA) share the `RerankStage` protocol, so the
+`engines.torch_rerank.TorchRerankStage` (PyTorch, CUDA) share the `RerankStage` protocol, so the
 pipeline can swap Triton/in-process or CPU/GPU without changes.
 Both raise `RerankerUnavailable` when scoring fails or times out, so the caller can degrade.
 """
@@ -19,7 +19,7 @@ import numpy as np
 if TYPE_CHECKING:  # the stages import their engines' clients only where they are used
     import onnxruntime as ort
 
-    from engines.triton_client import TritonRerankerClient
+    from engines.triton_rerank import TritonRerankerClient
 
 
 class RerankerUnavailable(RuntimeError):

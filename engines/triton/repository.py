@@ -2,7 +2,7 @@
 
 Layout (`repo/`):
   reranker/config.pbtxt        Python backend + onnxruntime, loaded by our CPU Triton (pytriton wheel)
-  reranker/1/model.py          copy of engines/triton_model/model.py
+  reranker/1/model.py          copy of engines/triton/model.py
   reranker/1/model.onnx        hardlink/copy of the INT8 ONNX
   reranker_onnx/...            same model for the stock Triton image's onnxruntime backend; the
                                pytriton wheel has no ORT backend, so `TritonServer` starts Triton with
@@ -26,7 +26,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 MODEL_NAME = "reranker"
 ONNX_MODEL_NAME = "reranker_onnx"
 MODEL_INFO_FILE = "MODEL_INFO.json"
-TEMPLATE = Path(__file__).parent / "triton_model" / "model.py"
+TEMPLATE = Path(__file__).parent / "model.py"
 
 
 def file_sha256(path: Path) -> str:

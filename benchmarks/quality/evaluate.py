@@ -46,7 +46,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from server.pipeline import RankedItem, RankingPipeline, RankParams, RankSummary
+from pipeline.pipeline import RankedItem, RankingPipeline, RankParams, RankSummary
 
 SYSTEMS = ("bm25", "retrieval", "rerank", "rerank_mmr")
 # Our label -> ranx metric string.
@@ -97,7 +97,7 @@ def match_queries(file_queries: pd.DataFrame, catalog_queries: pd.DataFrame) -> 
 
 def graded_qrels(labels: pd.DataFrame, query_ids: Sequence[int]) -> dict[int, dict[str, int]]:
     """query_id -> {product id (str): gain} for Exact (2) and Partial (1); Irrelevant is left out (gain 0)."""
-    from retrieval.catalog import LABEL_GAIN
+    from catalog import LABEL_GAIN
 
     wanted = labels[labels["query_id"].isin(set(query_ids))]
     gains = wanted["label"].map(LABEL_GAIN).fillna(0).astype(int)
@@ -113,7 +113,7 @@ def select_queries(
     file_queries: pd.DataFrame, catalog_queries: pd.DataFrame, labels: pd.DataFrame, split: str = "all"
 ) -> EvalQueries:
     """The file's queries in `split` that can be scored, their qrels, and the skipped ones by reason."""
-    from engines.splits import split_labels
+    from training.splits import split_labels
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -550,10 +550,10 @@ def evaluate(
     per_query: bool = True,
 ) -> dict[str, Any]:
     """Rank every selected query with every system and return the report (see the module docstring)."""
-    from engines.model_repository import write_model_repository
-    from engines.triton_server import TritonServer
-    from retrieval.catalog import load_catalog
-    from retrieval.catalog.io import read_queries
+    from catalog import load_catalog
+    from catalog.io import read_queries
+    from engines.triton.repository import write_model_repository
+    from engines.triton.server import TritonServer
     from retrieval.index import META_FILE, build_item_index
     from server.app import load_pipeline
     from server.config import Settings
@@ -593,9 +593,9 @@ def evaluate(
     fp32_stage = None
     fp32_path = model / "model_fp32.onnx"
     if fp32 and fp32_path.exists():
-        from engines.export import ort_session
         from engines.pair_tokenizer import PairTokenizer
-        from engines.rerank_stage import OrtRerankStage
+        from engines.rerank import OrtRerankStage
+        from training.export import ort_session
 
         fp32_stage = OrtRerankStage(ort_session(fp32_path), PairTokenizer(),
                                     timeout_s=settings.triton_timeout_s)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from retrieval.catalog.io import (
+from catalog.io import (
     LABEL_COLUMNS,
     PRODUCT_COLUMNS,
     QUERY_COLUMNS,
@@ -28,8 +28,8 @@ from retrieval.catalog.io import (
     read_queries,
     write_tsv,
 )
-from retrieval.catalog.parse import Modifier, ParsedQuery, infer_class, parse_query, tokenize
-from retrieval.catalog.vocabulary import (
+from catalog.parse import Modifier, ParsedQuery, infer_class, parse_query, tokenize
+from catalog.vocabulary import (
     ATTRIBUTES,
     DEPARTMENT_PRICE,
     EXTRA_CLASSES,

@@ -5,8 +5,8 @@ See docs/catalog.md for the generation rules.
 
 from __future__ import annotations
 
-from retrieval.catalog.builder import BUILDER_VERSION, QueryRule, build_catalog, exact_pairs, query_rules
-from retrieval.catalog.io import LABEL_GAIN, LABELS, Catalog, feature_attrs, item_texts, load_catalog
+from catalog.builder import BUILDER_VERSION, QueryRule, build_catalog, exact_pairs, query_rules
+from catalog.io import LABEL_GAIN, LABELS, Catalog, feature_attrs, item_texts, load_catalog
 
 __all__ = [
     "BUILDER_VERSION",

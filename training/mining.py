@@ -6,8 +6,8 @@ unjudged same-class products and other-class items sharing a word. Training on t
 the way evaluation labels them (Exact 2, Partial 1, anything else 0: the builder guarantees no unjudged
 product satisfies a query's Exact rule), matches the training distribution to the serving one.
 
-Only train-split queries are mined (engines.splits), and candidates whose class is never relevant to a
-train query are dropped, for the reason `engines.training.training_judgments` gives.
+Only train-split queries are mined (training.splits), and candidates whose class is never relevant to a
+train query are dropped, for the reason `training.train.training_judgments` gives.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
-from engines.splits import split_queries
+from training.splits import split_queries
 
 MINE_DEPTH = 100
 
@@ -42,7 +42,7 @@ def hybrid_candidate_lists(
     import faiss
 
     from retrieval.bm25 import BM25Index
-    from retrieval.embedder import WordLlamaEmbedder
+    from retrieval.embed import WordLlamaEmbedder
     from retrieval.hybrid import BM25_WEIGHT, DEPTH_FACTOR, RRF_K, bm25_search_masked, rrf_fuse
 
     emb = WordLlamaEmbedder()
@@ -78,7 +78,7 @@ def mine_training_lists(
     ``allowed_classes``: keep irrelevant candidates only from these product classes (relevant ones are
     always kept).
     """
-    from engines.training import LABEL_REL
+    from training.train import LABEL_REL
 
     train = split_queries(queries)["train"].drop_duplicates("query_id")
     if train.empty:

@@ -1,9 +1,9 @@
-"""Fit the list-fusion head (`engines.list_fusion`) for one served reranker model.
+"""Fit the list-fusion head (`pipeline.fuse`) for one served reranker model.
 
 The lists are what serving reorders: each query's hybrid top 100 (`hybrid_candidate_lists`), scored by
 the served INT8 ONNX model in process, labelled as `rankserve eval` labels them (Exact 2, Partial 1,
 anything else 0). Gradient steps read ``train``-split queries only; ``val`` picks the epoch and is
-reported; ``dev`` is never read (engines.splits).
+reported; ``dev`` is never read (training.splits).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from engines.list_fusion import FEATURES, FILE_NAME, ListFusion, base_relevance, list_features
-from engines.match_features import MatchFeatures
-from engines.training import RerankData, labelled_candidate_lists, ndcg_at_k
+from pipeline.fuse import FEATURES, FILE_NAME, ListFusion, base_relevance, list_features
+from pipeline.match_features import MatchFeatures
+from training.train import RerankData, labelled_candidate_lists, ndcg_at_k
 
 ScoreFn = Callable[[str, list[str]], np.ndarray]  # (query, item texts) -> reranker scores
 
@@ -78,7 +78,7 @@ def fit_list_fusion(
     best val NDCG@10 is kept (train NDCG when there is no val list)."""
     import torch
 
-    from engines.training import listnet_loss
+    from training.train import listnet_loss
 
     lists = [sl for sl in train if sl.rels.any()]
     if not lists:
@@ -130,9 +130,9 @@ def fit_list_fusion(
 
 def ort_score_fn(model_path: Path) -> ScoreFn:
     """Scores from the served ONNX model in process, shaped like the Triton model's batches."""
-    from engines.export import ort_session
     from engines.pair_tokenizer import PairTokenizer
-    from engines.triton_model.model import score_bucketed
+    from engines.triton.model import score_bucketed
+    from training.export import ort_session
 
     sess = ort_session(Path(model_path))
     tok = PairTokenizer()

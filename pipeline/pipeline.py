@@ -15,10 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
-from engines.list_fusion import FusionStage, base_relevance
-from engines.rerank_stage import RerankStage
+from engines.rerank import RerankStage
+from pipeline.diversify import mmr
+from pipeline.fuse import FusionStage, base_relevance
 from retrieval.filters import Filters
-from server.mmr import mmr
 
 
 class Embedder(Protocol):
@@ -137,7 +137,7 @@ class RankingPipeline:
         # query's words the same score) and gives MMR graded relevance to trade against redundancy.
         self.retrieval_weight = retrieval_weight
         # When the model ships a list-fusion head it replaces that blend: a learned function of both
-        # scores and of where the list's best matches concentrate by product class (engines.list_fusion).
+        # scores and of where the list's best matches concentrate by product class (pipeline.fuse).
         self.fusion = fusion
         self.model_version = model_version
         self.index_version = index_version

@@ -23,9 +23,9 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from engines.cross_encoder import CrossEncoder, load_model
-from engines.list_fusion_training import build_list_fusion
 from engines.pair_tokenizer import PairTokenizer
-from engines.training import RerankData, TrainConfig, judgments, load_rerank_data, mean_ndcg, train_to_dir
+from training.list_fusion import build_list_fusion
+from training.train import RerankData, TrainConfig, judgments, load_rerank_data, mean_ndcg, train_to_dir
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "score"
@@ -342,7 +342,7 @@ def build_reranker(
     """The `rankserve train` flow: train -> export FP32 -> INT8 -> parity -> list-fusion head -> reports.
 
     Writes ``out_dir/hf/`` (HF folder), ``model_fp32.onnx``, ``model.onnx`` (INT8, served),
-    ``list_fusion.json`` (engines.list_fusion),
+    ``list_fusion.json`` (pipeline.fuse),
     ``train_report.json``, ``parity.json``, ``export_report.json``. Raises `ParityError` on a failed gate.
     """
     out_dir = Path(out_dir)

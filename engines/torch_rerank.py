@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from engines.cross_encoder import CrossEncoder
-from engines.rerank_stage import InProcessRerankStage, PairEncoder
+from engines.rerank import InProcessRerankStage, PairEncoder
 
 Precision = Literal["fp32", "fp16", "bf16"]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}

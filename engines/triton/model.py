@@ -1,6 +1,6 @@
 """Triton Python-backend model: the INT8 cross-encoder run by onnxruntime on CPU.
 
-Copied into `<repo>/reranker/1/model.py` by `engines.model_repository`. Runs inside the
+Copied into `<repo>/reranker/1/model.py` by `engines.triton.repository`. Runs inside the
 backend stub's embedded interpreter, which ignores PYTHONPATH, so the launcher passes the
 venv's site-packages in RANKSERVE_PYTHONPATH and we prepend it before importing numpy/ORT.
 """

@@ -1,6 +1,6 @@
 """Time-budgeted listwise training of the cross-encoder on the catalog's graded judgments.
 
-Only ``train``-split queries (engines.splits) are ever read for gradient steps: `training_judgments`
+Only ``train``-split queries (training.splits) are ever read for gradient steps: `training_judgments`
 is the single source of the trainer's data, and hard negatives are mined from it too, so neither
 dev nor val queries leak in. Each step samples one short list per query (1-2 Exact, 2 Partial, the
 rest Irrelevant plus optionally one mined hard negative) and minimises ListNet softmax
@@ -8,7 +8,7 @@ cross-entropy against the graded gains ``2**rel - 1``, which teaches Exact > Par
 rather than a pointwise threshold. The best checkpoint by validation NDCG@10 is kept.
 
 By default the gradient steps read a separate training catalog of the train queries plus synthetic
-train-class queries (`augmented_data`, engines.augment), built inside the time budget; validation
+train-class queries (`augmented_data`, training.augment), built inside the time budget; validation
 always reads the original catalog's val queries.
 """
 
@@ -31,9 +31,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engines.cross_encoder import CrossEncoder, CrossEncoderConfig, build_model, save_model
 from engines.pair_tokenizer import PairTokenizer
-from engines.splits import split_queries
+from training.splits import split_queries
 
-# Graded relevance of WANDS labels (same as retrieval.catalog.LABEL_GAIN).
+# Graded relevance of WANDS labels (same as catalog.LABEL_GAIN).
 LABEL_REL = {"Exact": 2, "Partial": 1, "Irrelevant": 0}
 
 
@@ -52,7 +52,7 @@ class RerankData:
 
 
 def load_rerank_data(catalog_dir: Path) -> RerankData:
-    from retrieval.catalog import item_texts, load_catalog
+    from catalog import item_texts, load_catalog
 
     cat = load_catalog(Path(catalog_dir))
     products = cat.products.sort_index()
@@ -101,12 +101,12 @@ def training_query_ids(data: RerankData) -> set[int]:
 def augmented_data(
     data: RerankData, cfg: TrainConfig, *, seed: int = 0, progress: bool = False
 ) -> tuple[RerankData, dict]:
-    """The data gradient steps read: a training catalog of train + synthetic queries (engines.augment).
+    """The data gradient steps read: a training catalog of train + synthetic queries (training.augment).
 
     Returns ``(data, {})`` unchanged when augmentation is off, when ``data`` is not a builder catalog
     (no ``products``: its texts would not match the generated ones) or there is nothing to augment.
     """
-    from engines.augment import build_training_catalog
+    from training.augment import build_training_catalog
 
     if data.products is None:
         return data, {}
@@ -184,7 +184,7 @@ def labelled_candidate_lists(
 
     Queries whose list comes back empty are left out. Needs the catalog's products.
     """
-    from engines.mining import hybrid_candidate_lists
+    from training.mining import hybrid_candidate_lists
 
     if data.products is None:
         raise ValueError("served candidate lists need the catalog's products (load_rerank_data)")
@@ -243,7 +243,7 @@ class ListSampler:
     lists: dict[int, tuple[str, dict[int, np.ndarray]]]  # qid -> (query, rel -> product ids)
     mined: dict[int, np.ndarray]  # qid -> hard-negative candidates
     list_size: int = 8
-    # qid -> rel -> product ids among the served retriever's candidates (engines.mining)
+    # qid -> rel -> product ids among the served retriever's candidates (training.mining)
     candidates: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
     candidate_fraction: float = 0.0  # share of lists drawn from `candidates`
 
@@ -393,10 +393,10 @@ class TrainConfig:
     evals: int = 5  # validation passes spread over the budget (plus one at the start and the end)
     min_eval_interval_s: float = 45.0  # short budgets skip mid-run evals: they'd eat the training time
     mine_negatives: bool = True
-    # Share of training lists drawn from the served retriever's top 100 (engines.mining); 0 disables.
+    # Share of training lists drawn from the served retriever's top 100 (training.mining); 0 disables.
     candidate_fraction: float = 0.5
     candidate_depth: int = 100
-    # Synthetic train-class queries judged in a separate training catalog (engines.augment); 0 disables.
+    # Synthetic train-class queries judged in a separate training catalog (training.augment); 0 disables.
     # Capped at `augment_per_query` x the train queries so small (test) catalogs stay fast.
     augment_queries: int = 2000
     augment_per_query: float = 8.0
@@ -426,7 +426,7 @@ class TrainReport:
     final_loss: float
     config: dict
     history: list[dict] = field(default_factory=list)
-    augment: dict = field(default_factory=dict)  # engines.augment report; empty when not augmenting
+    augment: dict = field(default_factory=dict)  # training.augment report; empty when not augmenting
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -477,7 +477,7 @@ def fit(
     if not sampler.lists:
         raise ValueError("no train query has a relevant judged product")
     if cfg.candidate_fraction > 0 and tdata.products is not None:
-        from engines.mining import mine_training_lists
+        from training.mining import mine_training_lists
 
         pc = tdata.product_class
         allowed = set(pc[train["product_id"].to_numpy()]) if pc is not None else None
