@@ -24,7 +24,7 @@ from catalog.io import PRODUCT_COLUMNS, read_queries
 from catalog.parse import parse_query
 from catalog.vocabulary import Lexicon, derive_nouns
 
-WANDS_QUERIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "wands" / "query.csv"
+WANDS_QUERIES = Path(__file__).resolve().parents[4] / "shared" / "data" / "wands" / "query.csv"
 
 # WANDS-like queries: colours/materials, a brand-only query, a class-less query, quotes, numbers, a
 # modifier-free query, a query with no class noun, and an empty query_class.

@@ -11,7 +11,7 @@ import yaml
 from cli.main import app
 from server.config import Settings
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes"
 
 
 def _containers() -> list[tuple[str, dict]]:

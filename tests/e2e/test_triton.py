@@ -30,7 +30,7 @@ from training.export import export_onnx, ort_session, quantize_int8
 
 # Merging concurrent requests needs a window wider than the test's request spread on 2 busy cores.
 BATCH_WINDOW_US = 100_000
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def triton_pids(marker: str = "") -> set[int]:
