@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from server.config import Settings
+from server.config import BuildSettings, Settings
 
 app = typer.Typer(help="rankserve: gRPC ranking server for product search.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -25,6 +25,10 @@ console = Console(stderr=True)
 def settings_from(**overrides: Any) -> Settings:
     """CLI flags win over RANKSERVE_* env vars, which win over defaults; unset flags are left out."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def build_settings_from(**overrides: Any) -> BuildSettings:
+    return BuildSettings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 @catalog_app.command("build")
@@ -90,19 +94,20 @@ def serve(
     train_minutes: Annotated[float | None, typer.Option(help="Demo reranker training budget.")] = None,
 ) -> None:
     """Serve the Ranker gRPC service (with health and reflection)."""
-    from server.app import ensure_artifacts
     from server.app import serve as run
+    from training.build import ensure_artifacts
 
     if not demo and catalog is None:
         raise typer.BadParameter("give --demo or --catalog DIR")
     settings = settings_from(catalog_dir=catalog, model_dir=model, host=host, port=port,
-                             triton_url=triton_url, metrics_port=metrics_port, queries=queries,
-                             products=products, train_minutes=train_minutes)
+                             triton_url=triton_url, metrics_port=metrics_port)
+    build = build_settings_from(catalog_dir=catalog, model_dir=model, queries=queries, products=products,
+                                train_minutes=train_minutes)
     if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
         raise typer.BadParameter(f"no catalog in {settings.catalog_dir}: run `rankserve catalog build` first")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t = time.perf_counter()
-    ensure_artifacts(settings, console=console)
+    ensure_artifacts(build, console=console)
     console.print(f"artifacts ready in {time.perf_counter() - t:.1f}s")
     asyncio.run(run(settings, console=console))
 
@@ -163,10 +168,11 @@ def bench_command(
     import dataclasses
 
     from benchmarks.bench import BenchConfig, print_summary, run_bench
-    from server.app import ensure_artifacts
+    from training.build import ensure_artifacts
 
     settings = settings_from(catalog_dir=catalog, model_dir=model)
-    ensure_artifacts(settings, progress=progress, console=console)
+    ensure_artifacts(build_settings_from(catalog_dir=catalog, model_dir=model), progress=progress,
+                     console=console)
     cfg = BenchConfig.quick() if quick else BenchConfig()
     overrides = {"duration_s": duration, "large_items": large_items}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from engines.rerank import PairEncoder, RerankStage
 from pipeline.fuse import FILE_NAME as FUSION_FILE
-from pipeline.fuse import FusionStage, ListFusion, head_is_current
+from pipeline.fuse import FusionStage, ListFusion
 from pipeline.pipeline import ItemTable, RankingPipeline
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from server.config import Settings
@@ -30,40 +30,6 @@ from server.service import RankerService
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranker"].full_name
-
-
-def ensure_artifacts(settings: Settings, *, progress: bool = True, console: Console | None = None) -> None:
-    """Build whatever is missing, in dependency order: catalog → index → reranker → Triton repository."""
-    from catalog import build_catalog
-    from engines.triton.repository import write_model_repository
-    from retrieval.index import META_FILE, build_item_index
-    from training.export import build_reranker
-
-    console = console or Console(stderr=True)
-    catalog_dir, model_dir = Path(settings.catalog_dir), Path(settings.model_dir)
-    if not (catalog_dir / "catalog.json").exists():
-        console.print(f"[bold]Building catalog[/] from {settings.queries} → {catalog_dir}")
-        build_catalog(settings.queries, catalog_dir, seed=settings.seed, products=settings.products,
-                      progress=progress)
-    if not (catalog_dir / META_FILE).exists():
-        console.print(f"[bold]Building index[/] {settings.index_factory} → {catalog_dir}")
-        build_item_index(catalog_dir, factory=settings.index_factory, progress=progress)
-    if not (model_dir / "model.onnx").exists():
-        console.print(f"[bold]Training reranker[/] ({settings.train_minutes:g} min budget) → {model_dir}")
-        build_reranker(catalog_dir, model_dir, minutes=settings.train_minutes, seed=settings.seed,
-                       progress=progress)
-    if settings.list_fusion and not head_is_current(model_dir / FUSION_FILE):
-        # Models built before the list-fusion head (or its current features) existed get one fitted
-        # in place (~1 min).
-        from training.list_fusion import build_list_fusion
-        from training.train import load_rerank_data
-
-        console.print(f"[bold]Fitting list-fusion head[/] → {model_dir / FUSION_FILE}")
-        build_list_fusion(model_dir / "model.onnx", load_rerank_data(catalog_dir), model_dir,
-                          progress=progress, seed=settings.seed)
-    # Always (re)written: cheap, and a repository written by older code would serve an older model.py.
-    write_model_repository(model_dir / "model.onnx", settings.triton_repo,
-                           instances=settings.triton_instances)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,18 +13,46 @@ DEFAULT_QUERIES = PROJECT_ROOT.parent / "shared" / "data" / "wands" / "query.csv
 DEFAULT_ARTIFACTS = PROJECT_ROOT / "artifacts"
 
 
-class Settings(BaseSettings):
+class _Locations(BaseSettings):
+    """Where the demo's inputs and built artifacts live: shared by building and serving."""
+
     model_config = SettingsConfigDict(env_prefix="RANKSERVE_", extra="ignore")
 
-    # Where the demo's inputs and built artifacts live.
     queries: Path = DEFAULT_QUERIES
     artifacts_dir: Path = DEFAULT_ARTIFACTS
     catalog_dir: Path | None = None  # default: <artifacts_dir>/catalog
     model_dir: Path | None = None  # default: <artifacts_dir>/model
+    # Serve the model's list-fusion head (<model_dir>/list_fusion.json) for relevance after reranking;
+    # off (or no head): the retrieval-weight blend. Building fits a missing head when on.
+    list_fusion: bool = True
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Self:
+        if self.catalog_dir is None:
+            self.catalog_dir = self.artifacts_dir / "catalog"
+        if self.model_dir is None:
+            self.model_dir = self.artifacts_dir / "model"
+        return self
+
+    @property
+    def triton_repo(self) -> Path:
+        assert self.model_dir is not None
+        return self.model_dir / "triton"
+
+
+class BuildSettings(_Locations):
+    """What `rankserve build` (and `serve --demo`) needs to make missing artifacts."""
+
     seed: int = 0
     products: int = Field(40_000, ge=100)
     train_minutes: float = Field(6.0, gt=0)
     index_factory: str = "HNSW32,Flat"
+    triton_instances: int = Field(1, ge=1)
+
+
+class Settings(_Locations):
+    """Serving: the gRPC server, the pipeline's defaults and limits, and where the reranker runs."""
+
     # "hybrid": BM25 and dense lists fused by reciprocal rank (filters inside both); "dense": FAISS only.
     retrieval: Literal["hybrid", "dense"] = "hybrid"
     ef_search: int = Field(128, ge=1)
@@ -53,9 +81,6 @@ class Settings(BaseSettings):
     default_mmr_lambda: float = Field(0.90, ge=0.0, le=1.0)  # chosen on val: docs/quality.md
     # Weight of the (min-max) retrieval score added to the (min-max) reranker score; chosen on val.
     rerank_retrieval_weight: float = Field(0.25, ge=0.0)
-    # Use the model's list-fusion head (<model_dir>/list_fusion.json) for relevance after reranking;
-    # off (or no head): the retrieval-weight blend above. ensure_artifacts fits a missing head.
-    list_fusion: bool = True
     max_query_chars: int = Field(512, ge=1)
 
     # Where the cross-encoder runs: "triton" (INT8 ONNX on Triton, the CPU deployment) or "torch" (the
@@ -68,7 +93,6 @@ class Settings(BaseSettings):
     triton_url: str | None = None
     triton_host: str = "127.0.0.1"
     triton_grpc_port: int = Field(0, ge=0, le=65535)  # 0 = pick a free port
-    triton_instances: int = Field(1, ge=1)
     # "reranker" (Python backend, our CPU Triton) or "reranker_onnx" (the stock Triton image, ORT backend).
     triton_model: str = "reranker"
     triton_timeout_s: float = Field(2.0, gt=0)
@@ -78,16 +102,7 @@ class Settings(BaseSettings):
     reranker_retry_after_s: float = Field(1.0, ge=0)
 
     @model_validator(mode="after")
-    def _derive_paths(self) -> Settings:
-        if self.catalog_dir is None:
-            self.catalog_dir = self.artifacts_dir / "catalog"
-        if self.model_dir is None:
-            self.model_dir = self.artifacts_dir / "model"
+    def _check_limits(self) -> Self:
         if self.default_candidates > self.max_candidates:
             raise ValueError("default_candidates must not exceed max_candidates")
         return self
-
-    @property
-    def triton_repo(self) -> Path:
-        assert self.model_dir is not None
-        return self.model_dir / "triton"

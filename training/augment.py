@@ -24,7 +24,7 @@ import pandas as pd
 
 from catalog.io import QUERY_COLUMNS, write_tsv
 from catalog.vocabulary import ATTRIBUTES, class_info, plural
-from training.splits import _norm, assign_split, split_queries
+from training.splits import assign_split, normalise_query, split_queries
 
 # Attribute families a shopper types before a noun, with how often each is drawn.
 _FAMILIES = (("color", 0.34), ("material", 0.26), ("style", 0.14), ("feature", 0.1), ("room", 0.08),
@@ -123,7 +123,7 @@ def synthetic_queries(queries: pd.DataFrame, n: int, *, seed: int = 0) -> tuple[
     if not classes or n <= 0:
         empty = pd.DataFrame(columns=QUERY_COLUMNS)
         return empty, AugmentReport(0, 0, len(classes), 0)
-    seen = {_norm(q) for q in queries["query"].astype(str)}
+    seen = {normalise_query(q) for q in queries["query"].astype(str)}
     rows: list[tuple[str, str]] = []
     dropped = 0
     # Round-robin over classes so every train class gets about n / len(classes) queries.
@@ -133,7 +133,7 @@ def synthetic_queries(queries: pd.DataFrame, n: int, *, seed: int = 0) -> tuple[
         cls = classes[order[i % len(order)]]
         i += 1
         text = synthetic_query(cls, rng)
-        key = _norm(text)
+        key = normalise_query(text)
         if key in seen:
             continue
         seen.add(key)

@@ -28,13 +28,14 @@ VAL_FRACTION = 0.15
 SPLITS = ("train", "val", "dev")
 
 
-def _norm(text: str) -> str:
+def normalise_query(text: str) -> str:
+    """Strip, lower-case and collapse spaces: the form two spellings of one query share."""
     return " ".join(str(text).lower().split())
 
 
 def unit_hash(salt: str, text: str) -> float:
     """Stable (process- and platform-independent) hash of ``text`` into [0, 1)."""
-    digest = hashlib.sha1(f"{salt}:{_norm(text)}".encode()).digest()
+    digest = hashlib.sha1(f"{salt}:{normalise_query(text)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 

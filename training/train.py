@@ -31,6 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engines.cross_encoder import CrossEncoder, CrossEncoderConfig, build_model, save_model
 from engines.pair_tokenizer import PairTokenizer
+from training.metrics import mean_ndcg, ndcg_at_k  # noqa: F401 - re-exported for callers
 from training.splits import split_queries
 
 # Graded relevance of WANDS labels (same as catalog.LABEL_GAIN).
@@ -125,44 +126,6 @@ def augmented_data(
 
 
 # ----------------------------------------------------------------------------------------- metrics
-
-
-def ndcg_at_k(
-    scores: np.ndarray, rels: np.ndarray, k: int = 10, ideal_rels: np.ndarray | None = None
-) -> float:
-    """NDCG@k with exponential gains 2**rel - 1 over one query's list; nan if no gain.
-
-    ``ideal_rels`` are the query's full judgments when the list holds only some of them (a served
-    candidate list): the ideal is computed from those, so relevant items the list misses count
-    against it. Default: the list itself is the whole judged set.
-    """
-    gains = np.exp2(np.asarray(rels, dtype=np.float64)) - 1.0
-    ideal_gains = gains if ideal_rels is None else np.exp2(np.asarray(ideal_rels, dtype=np.float64)) - 1.0
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = np.sort(ideal_gains)[::-1][:k]
-    idcg = float((ideal * discounts[: len(ideal)]).sum())
-    if idcg <= 0:
-        return float("nan")
-    # Stable sort on -score: ties resolve by list order, deterministically.
-    top = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:k]
-    return float((gains[top] * discounts[: len(top)]).sum()) / idcg
-
-
-def mean_ndcg(
-    judged: pd.DataFrame, scores: np.ndarray, k: int = 10, judged_rels: dict[int, np.ndarray] | None = None
-) -> float:
-    """Mean NDCG@k over the queries of ``judged`` (rows aligned with ``scores``).
-
-    ``judged_rels``: each query's full judgments (`ndcg_at_k`'s ``ideal_rels``) when ``judged`` holds
-    served candidate lists rather than whole judged sets. Queries without relevant judgments are skipped.
-    """
-    rels = judged["rel"].to_numpy()
-    vals = [
-        ndcg_at_k(scores[idx], rels[idx], k,
-                  None if judged_rels is None else judged_rels.get(int(qid), np.zeros(0)))
-        for qid, idx in judged.groupby("query_id", sort=True).indices.items()
-    ]
-    return float(np.nanmean(vals)) if vals else float("nan")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from pipeline.pipeline import RankedItem, RankingPipeline, RankParams, RankSummary
+from training.splits import normalise_query
 
 SYSTEMS = ("bm25", "retrieval", "rerank", "rerank_mmr")
 # Our label -> ranx metric string.
@@ -73,25 +74,21 @@ class EvalQueries:
         return sum(len(v) for v in self.skipped.values())
 
 
-def _norm(text: str) -> str:
-    return " ".join(str(text).lower().split())
-
-
 def match_queries(file_queries: pd.DataFrame, catalog_queries: pd.DataFrame) -> pd.Series:
     """Per file row, the catalog query_id it is scored against (<NA> when none); see the module docstring."""
     by_id: dict[int, str] = {}
     for qid, text in zip(catalog_queries["query_id"], catalog_queries["query"], strict=True):
-        by_id.setdefault(int(qid), _norm(text))  # a repeated id is judged from its first row
+        by_id.setdefault(int(qid), normalise_query(text))  # a repeated id is judged from its first row
     by_text: dict[tuple[str, str], int] = {}
     cols = ("query_id", "query", "query_class")
     for qid, text, cls in zip(*(catalog_queries[c] for c in cols), strict=True):
-        by_text.setdefault((_norm(text), _norm(cls)), int(qid))
+        by_text.setdefault((normalise_query(text), normalise_query(cls)), int(qid))
     out = []
     for qid, text, cls in zip(*(file_queries[c] for c in cols), strict=True):
-        if by_id.get(int(qid)) == _norm(text):
+        if by_id.get(int(qid)) == normalise_query(text):
             out.append(int(qid))
         else:
-            out.append(by_text.get((_norm(text), _norm(cls)), pd.NA))
+            out.append(by_text.get((normalise_query(text), normalise_query(cls)), pd.NA))
     return pd.Series(out, index=file_queries.index, dtype="Int64")
 
 
@@ -556,7 +553,7 @@ def evaluate(
     from engines.triton.server import TritonServer
     from retrieval.index import META_FILE, build_item_index
     from server.app import load_pipeline
-    from server.config import Settings
+    from server.config import BuildSettings, Settings
 
     console = console or Console(stderr=True)
     started = time.perf_counter()
@@ -572,9 +569,9 @@ def evaluate(
     if not (model / "model.onnx").exists():
         raise FileNotFoundError(f"no model in {model}: run `rankserve train` first (eval never trains)")
     if not (catalog_dir / META_FILE).exists():
-        console.print(f"[bold]Building index[/] {settings.index_factory} → {catalog_dir}")
-        build_item_index(catalog_dir, factory=settings.index_factory, progress=progress)
-    # Refreshed like server.app.ensure_artifacts does: eval measures what the current code serves.
+        console.print(f"[bold]Building index[/] {BuildSettings().index_factory} → {catalog_dir}")
+        build_item_index(catalog_dir, factory=BuildSettings().index_factory, progress=progress)
+    # Refreshed like training.build.ensure_artifacts does: eval measures what the current code serves.
     write_model_repository(model / "model.onnx", settings.triton_repo)
 
     catalog = load_catalog(catalog_dir)

@@ -11,7 +11,7 @@ import pytest
 from catalog import build_catalog
 from catalog.io import read_queries
 from training.augment import synthetic_queries, train_classes
-from training.splits import _norm, assign_split, split_queries
+from training.splits import assign_split, normalise_query, split_queries
 from training.train import TrainConfig, augmented_data, load_rerank_data, training_judgments
 
 QUERY_FILE = Path("/work/shared/data/wands/query.csv")
@@ -29,9 +29,9 @@ def test_synthetic_queries_are_new_train_split_texts_of_train_classes(queries: p
     # Most train classes get queries (round robin), not a few popular ones.
     assert df["query_class"].nunique() >= 0.9 * len(train_classes(queries))
     assert all(assign_split(q, c) == "train" for q, c in zip(df["query"], df["query_class"], strict=True))
-    source = {_norm(q) for q in queries["query"]}
-    assert not {_norm(q) for q in df["query"]} & source
-    assert df["query"].map(_norm).is_unique
+    source = {normalise_query(q) for q in queries["query"]}
+    assert not {normalise_query(q) for q in df["query"]} & source
+    assert df["query"].map(normalise_query).is_unique
     assert df["query_id"].min() > queries["query_id"].max() and df["query_id"].is_unique
     # Several WANDS shapes: single words (brand or attribute only), numbers, 3+ word queries.
     words = df["query"].str.split().str.len()
@@ -53,14 +53,14 @@ def test_training_data_never_holds_val_or_dev_queries_or_dev_classes(
     assert info["synthetic"] == 150 and len(tdata.queries) == 150 + len(split_queries(queries)["train"])
 
     splits = split_queries(queries)
-    held_out_texts = {_norm(q) for s in ("val", "dev") for q in splits[s]["query"]}
+    held_out_texts = {normalise_query(q) for s in ("val", "dev") for q in splits[s]["query"]}
     held_out_ids = set(splits["val"]["query_id"]) | set(splits["dev"]["query_id"])
     dev_only = set(splits["dev"]["query_class"]) - set(splits["train"]["query_class"])
     assert dev_only  # the split holds out whole classes; the check below is not vacuous
 
     # What the trainer reads: judgments (gradient lists) and every product text it can sample.
     read = training_judgments(tdata)
-    assert not {_norm(q) for q in read["query"]} & held_out_texts
+    assert not {normalise_query(q) for q in read["query"]} & held_out_texts
     assert not set(read["query_id"]) & held_out_ids
     assert not set(tdata.product_class) & dev_only
     # (Train rows with an empty class keep it; the builder infers one among the file's, i.e. train, classes.)
