@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import time
@@ -16,63 +15,13 @@ from catalog import (
     LABEL_GAIN,
     build_catalog,
     feature_attrs,
-    item_texts,
     load_catalog,
     query_rules,
 )
-from catalog.io import PRODUCT_COLUMNS, read_queries
-from catalog.parse import parse_query
-from catalog.vocabulary import Lexicon, derive_nouns
+from catalog.io import PRODUCT_COLUMNS
+from tests.unit.catalog.conftest import SMALL_QUERIES, write_queries
 
 WANDS_QUERIES = Path(__file__).resolve().parents[4] / "shared" / "data" / "wands" / "query.csv"
-
-# WANDS-like queries: colours/materials, a brand-only query, a class-less query, quotes, numbers, a
-# modifier-free query, a query with no class noun, and an empty query_class.
-SMALL_QUERIES = """query_id\tquery\tquery_class
-1\tnavy velvet sofa\tSofas
-2\tmarble\tEnd Tables
-3\toliver parsons\tDining Chairs
-4\t"writing desk 48\"\"\"\tDesks
-5\tturquoise pillows\tAccent Pillows
-6\tcoffee table fire pit\tOutdoor Fireplaces
-7\tblack 5 drawer dresser by guilford\tDressers & Chests
-8\tgray dresser\tDressers & Chests
-9\tunique coffee tables\tCoffee & Cocktail Tables
-10\tking size bed\tBeds
-11\tdumbbells\tFree Weights
-12\tdesk for kids\t
-13\tblk 18x18 seat cushions\tFurniture Cushions
-14\tgurney  slade 56\tChandeliers
-"""
-
-# Nothing here is in the built-in lexicons: invented classes and words, duplicate ids and texts.
-UNSEEN_QUERIES = """query_id\tquery\tquery_class
-100\tzorblax hammock\tHammocks
-101\tteal quilted glimmerpod\tGlimmerpods
-102\tstriped hammock with stand\tHammocks
-103\tcobalt wibbler rack\tWibblers & Snorf Racks
-104\tzorblax hammock\tHammocks
-104\tduplicate id, other text\tHammocks
-105\tsnorf rack 36 inch\tWibblers & Snorf Racks
-"""
-
-
-def _write(tmp: Path, text: str) -> Path:
-    path = tmp / "query.csv"
-    path.write_text(text)
-    return path
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("small")
-    return build_catalog(_write(tmp, SMALL_QUERIES), tmp / "cat", seed=7, products=3000, progress=False)
-
-
-@pytest.fixture(scope="module")
-def unseen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("unseen")
-    return build_catalog(_write(tmp, UNSEEN_QUERIES), tmp / "cat", seed=1, products=2000, progress=False)
 
 
 def _exact_by_brute_force(root: Path) -> set[tuple[int, int]]:
@@ -128,38 +77,11 @@ def test_files_and_columns(small: Path) -> None:
     assert meta["inferred_classes"] == {"12": "Desks"}  # only classes of the query file are candidates
 
 
-def test_queries_round_trip_exactly(small: Path, tmp_path: Path) -> None:
-    given = read_queries(_write(tmp_path, SMALL_QUERIES))
-    loaded = load_catalog(small).queries
-    pd.testing.assert_frame_equal(loaded, given)
-    assert 'writing desk 48"' in loaded["query"].tolist()
-    assert "gurney  slade 56" in loaded["query"].tolist()  # whitespace kept
-    assert loaded.loc[loaded["query_id"] == 12, "query_class"].item() == ""
-
-
-def test_titles_with_quotes_round_trip(small: Path) -> None:
-    with open(small / "product.csv", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    names = [r["product_name"] for r in rows]
-    assert any('"' in n for n in names)  # 48" and friends
-    assert load_catalog(small).products["product_name"].tolist() == names
-
-
-def test_item_texts(small: Path) -> None:
-    p = load_catalog(small).products
-    texts = item_texts(p.head(50))
-    assert len(texts) == 50
-    for t, (_, row) in zip(texts, p.head(50).iterrows(), strict=True):
-        name, cls, values = t.split(" | ")
-        assert name == row["product_name"] and cls == row["product_class"]
-        assert "brand" not in values
-
-
 # --- determinism --------------------------------------------------------------------------------------------
 
 
 def test_same_seed_same_bytes_other_seed_differs(small: Path, tmp_path: Path) -> None:
-    queries = _write(tmp_path, SMALL_QUERIES)
+    queries = write_queries(tmp_path, SMALL_QUERIES)
     again = build_catalog(queries, tmp_path / "again", seed=7, products=3000, progress=False)
     other = build_catalog(queries, tmp_path / "other", seed=8, products=3000, progress=False)
     for name in ("product.csv", "label.csv", "query.csv"):
@@ -253,33 +175,6 @@ def test_unseen_classes_and_words(unseen: Path) -> None:
     assert _exact_by_brute_force(unseen) == set(
         zip(lab.loc[lab["label"] == "Exact", "query_id"], lab.loc[lab["label"] == "Exact", "product_id"],
             strict=True))
-
-
-# --- parsing ------------------------------------------------------------------------------------------------
-
-
-def test_derive_nouns() -> None:
-    assert derive_nouns("Coffee & Cocktail Tables") == ["coffee table", "cocktail table"]
-    assert derive_nouns("Daybeds & Guest Beds") == ["daybed", "guest bed"]
-    assert derive_nouns("Vases, Urns, Jars, & Bottles") == ["vase", "urn", "jar", "bottle"]
-    assert derive_nouns("Cabinet and Drawer Pulls") == ["cabinet pull", "drawer pull"]
-    assert derive_nouns("Hammocks") == ["hammock"]
-
-
-def test_parse_query_examples() -> None:
-    lex = Lexicon.build(["Dressers & Chests", "Dining Chairs", "Desks", "Coffee & Cocktail Tables",
-                         "Outdoor Fireplaces"])
-    q = parse_query("black 5 drawer dresser by guilford", "Dressers & Chests", lex)
-    assert q.head == "dresser"
-    assert q.required() == (("collection", "guilford"), ("color", "black"), ("drawers", "5 drawer"))
-    brand = parse_query("oliver parsons", "Dining Chairs", lex)
-    assert brand.head is None and brand.required() == (("collection", "oliver parsons"),)
-    assert parse_query('writing desk 48"', "Desks", lex).required() == (
-        ("collection", "writing"), ("dimension", "48 in"))
-    grey, gray = (parse_query(t, "Desks", lex).required() for t in ("grey desk", "gray desks"))
-    assert grey == gray == (("color", "gray"),)
-    fire = parse_query("coffee table fire pit", "Outdoor Fireplaces", lex)
-    assert fire.head == "fire pit" and fire.required() == (("type", "coffee table"),)
 
 
 # --- the real query file ------------------------------------------------------------------------------------
