@@ -173,8 +173,7 @@ def build_training_catalog(
     ``fillers``: unjudged products as a share of the judged ones, so retriever-mined lists hold
     same-class products that are not relevant (as serving does).
     """
-    from catalog import build_catalog
-    from catalog.builder import JUDGED_PER_QUERY
+    from catalog.builder import JUDGED_PER_QUERY, build_catalog
 
     qdf, report = training_queries(queries, n_synthetic, seed=seed)
     out = Path(out)

@@ -1,6 +1,6 @@
 """ONNX export, INT8 quantisation and the FP32-vs-INT8 parity gate for the cross-encoder.
 
-Served graph contract (what Triton and `ort_session` callers see):
+Served graph contract (what Triton and `engines.ort_rerank` callers see):
   inputs  ``input_ids`` int64 (batch, seq), ``attention_mask`` int64 (batch, seq) -- both axes dynamic
   output  ``score`` float32 (batch, 1) -- one relevance logit per pair; higher is more relevant.
 """
@@ -22,10 +22,11 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from engines.cross_encoder import CrossEncoder, load_model
+from engines.cross_encoder import CrossEncoder
+from engines.ort_rerank import ort_scores, ort_session
 from engines.pair_tokenizer import PairTokenizer
-from training.list_fusion import build_list_fusion
-from training.train import RerankData, TrainConfig, judgments, load_rerank_data, mean_ndcg, train_to_dir
+from training.data import RerankData, judgments
+from training.metrics import mean_ndcg
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "score"
@@ -47,21 +48,6 @@ class _ScoreColumn(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids, attention_mask).unsqueeze(1)
-
-
-def ort_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
-    """CPU session, all graph optimisations; ``threads`` caps intra-op threads (None: ORT default)."""
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def ort_scores(sess: ort.InferenceSession, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-    out = sess.run([OUTPUT_NAME], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-    return out[:, 0]
 
 
 def export_onnx(model: CrossEncoder, path: Path, *, opset: int = 17) -> Path:
@@ -327,32 +313,4 @@ def package_reranker(model: CrossEncoder, data: RerankData, out_dir: Path, *, op
         "output_shape": ["batch", 1],
     }
     (out_dir / "export_report.json").write_text(json.dumps(report, indent=2))
-    return report
-
-
-def build_reranker(
-    catalog_dir: Path,
-    out_dir: Path,
-    *,
-    minutes: float = 6.0,
-    seed: int = 0,
-    progress: bool = True,
-    cfg: TrainConfig | None = None,
-) -> dict:
-    """The `rankserve train` flow: train -> export FP32 -> INT8 -> parity -> list-fusion head -> reports.
-
-    Writes ``out_dir/hf/`` (HF folder), ``model_fp32.onnx``, ``model.onnx`` (INT8, served),
-    ``list_fusion.json`` (pipeline.fuse),
-    ``train_report.json``, ``parity.json``, ``export_report.json``. Raises `ParityError` on a failed gate.
-    """
-    out_dir = Path(out_dir)
-    data = load_rerank_data(catalog_dir)
-    train = train_to_dir(data, out_dir, minutes=minutes, seed=seed, cfg=cfg, progress=progress)
-    model = load_model(out_dir / "hf")
-    report = package_reranker(model, data, out_dir)
-    fusion = build_list_fusion(out_dir / "model.onnx", data, out_dir, progress=progress, seed=seed)
-    report["list_fusion"] = {k: v for k, v in fusion.items() if k not in ("history", "train_query_ids")}
-    (out_dir / "export_report.json").write_text(json.dumps(report, indent=2, default=str))
-    report["train"] = {k: v for k, v in asdict(train).items() if k != "history"}
-    report["hf_dir"] = str(out_dir / "hf")
     return report

@@ -19,7 +19,8 @@ from rich.progress import Progress
 
 from pipeline.fuse import FEATURES, FILE_NAME, ListFusion, base_relevance, list_features
 from pipeline.match_features import MatchFeatures
-from training.train import RerankData, labelled_candidate_lists, ndcg_at_k
+from training.data import RerankData, labelled_candidate_lists
+from training.metrics import ndcg_at_k
 
 ScoreFn = Callable[[str, list[str]], np.ndarray]  # (query, item texts) -> reranker scores
 
@@ -130,9 +131,9 @@ def fit_list_fusion(
 
 def ort_score_fn(model_path: Path) -> ScoreFn:
     """Scores from the served ONNX model in process, shaped like the Triton model's batches."""
+    from engines.ort_rerank import ort_session
     from engines.pair_tokenizer import PairTokenizer
     from engines.triton.model import score_bucketed
-    from training.export import ort_session
 
     sess = ort_session(Path(model_path))
     tok = PairTokenizer()

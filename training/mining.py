@@ -7,15 +7,22 @@ the way evaluation labels them (Exact 2, Partial 1, anything else 0: the builder
 product satisfies a query's Exact rule), matches the training distribution to the serving one.
 
 Only train-split queries are mined (training.splits), and candidates whose class is never relevant to a
-train query are dropped, for the reason `training.train.training_judgments` gives.
+train query are dropped, for the reason `training.data.training_judgments` gives.
 """
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
+from catalog.io import LABEL_GAIN
+from retrieval.bm25 import BM25Index
+from retrieval.embed import WordLlamaEmbedder
+from retrieval.filters import FilterColumns
+from retrieval.hybrid import HybridRetriever
+from retrieval.index import ItemIndex
 from training.splits import split_queries
 
 MINE_DEPTH = 100
@@ -33,32 +40,26 @@ def hybrid_candidate_lists(
     products: pd.DataFrame, texts: list[str], queries: list[str], depth: int = MINE_DEPTH,
     *, progress: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(ids, fused scores) of the top ``depth`` per query from the served retrieval (exact dense search
-    + BM25, RRF-fused), best first.
+    """(ids, fused scores) of the top ``depth`` per query from the served retrieval
+    (`retrieval.hybrid.HybridRetriever`: dense + BM25, RRF-fused), best first.
 
-    Exact inner-product search stands in for the HNSW index (measured within 0.002 recall@100 of it),
-    so mining needs no index on disk and is deterministic.
+    An exact inner-product index stands in for the served HNSW one (measured within 0.002 recall@100
+    of it), so mining needs no index on disk and is deterministic. ``products`` must be indexed by
+    product_id 0..n-1 (`FilterColumns.from_products` checks), ``texts`` aligned with them.
     """
-    import faiss
-
-    from retrieval.bm25 import BM25Index
-    from retrieval.embed import WordLlamaEmbedder
-    from retrieval.hybrid import BM25_WEIGHT, DEPTH_FACTOR, RRF_K, bm25_search_masked, rrf_fuse
-
     emb = WordLlamaEmbedder()
     items = emb.embed(texts)
-    qv = emb.embed(queries)
-    bm25 = BM25Index.from_products(products, progress=False)
-    fetch = DEPTH_FACTOR * depth
-    _, dense = faiss.knn(qv, items, min(fetch, len(items)), metric=faiss.METRIC_INNER_PRODUCT)
+    flat = faiss.IndexFlatIP(items.shape[1])
+    flat.add(items)
+    columns = FilterColumns.from_products(products)
+    retriever = HybridRetriever(ItemIndex(flat, columns), BM25Index.from_products(products, progress=False))
     out = []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("mining candidates", total=len(queries))
-        for q, d in zip(queries, dense, strict=True):
-            lists = [d, bm25_search_masked(bm25, q, fetch)]
-            ids, scores = rrf_fuse(lists, [1.0, BM25_WEIGHT], depth, rrf_k=RRF_K)
-            keep = ids >= 0
-            out.append((ids[keep], scores[keep]))
+        for q, qv in zip(queries, emb.embed(queries), strict=True):
+            ids, scores = retriever.retrieve(q, qv, depth)
+            keep = ids[0] >= 0
+            out.append((ids[0][keep], scores[0][keep]))
             bar.advance(task)
     return out
 
@@ -78,14 +79,12 @@ def mine_training_lists(
     ``allowed_classes``: keep irrelevant candidates only from these product classes (relevant ones are
     always kept).
     """
-    from training.train import LABEL_REL
-
     train = split_queries(queries)["train"].drop_duplicates("query_id")
     if train.empty:
         return pd.DataFrame(columns=["query_id", "query", "product_id", "rank", "rel"])
     cands = hybrid_candidates(products, texts, train["query"].astype(str).tolist(), depth, progress=progress)
     rel_of = {
-        (int(q), int(p)): LABEL_REL[lab]
+        (int(q), int(p)): LABEL_GAIN[lab]
         for q, p, lab in zip(labels["query_id"], labels["product_id"], labels["label"], strict=True)
     }
     pclass = products["product_class"].to_numpy(dtype=object)

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from catalog import build_catalog
+from catalog.builder import build_catalog
 from catalog.io import read_queries
 from training.augment import synthetic_queries, train_classes
+from training.data import load_rerank_data, training_judgments
 from training.splits import assign_split, normalise_query, split_queries
-from training.train import TrainConfig, augmented_data, load_rerank_data, training_judgments
+from training.train import TrainConfig, augmented_data
 
 QUERY_FILE = Path("/work/shared/data/wands/query.csv")
 

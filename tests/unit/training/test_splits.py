@@ -1,0 +1,24 @@
+"""Query splits: deterministic, disjoint, independent of row order, holding out whole classes."""
+
+from __future__ import annotations
+
+from tests.unit.training.conftest import load_queries
+from training.splits import split_queries
+
+
+def test_splits_deterministic_disjoint_order_free() -> None:
+    queries = load_queries()
+    a = split_queries(queries)
+    b = split_queries(queries.sample(frac=1.0, random_state=7))
+    ids = {k: set(v["query_id"]) for k, v in a.items()}
+    assert all(ids[k] == set(b[k]["query_id"]) for k in ids)
+    assert not ids["train"] & ids["val"]
+    assert not ids["train"] & ids["dev"]
+    assert not ids["val"] & ids["dev"]
+    assert set().union(*ids.values()) == set(queries["query_id"])
+    n = len(queries)
+    assert 0.15 * n <= len(ids["dev"]) <= 0.25 * n
+    assert 0.08 * n <= len(ids["val"]) <= 0.18 * n
+    # Whole classes are held out: some dev classes have no train or val query at all.
+    unseen = set(a["dev"]["query_class"]) - set(a["train"]["query_class"]) - set(a["val"]["query_class"])
+    assert len(unseen) >= 5
