@@ -1,34 +1,40 @@
 # Two commands do all setup on a fresh machine:
-#   make run   — venv + install, build missing artifacts (catalog, index, model, Triton repo), serve the demo
-#   make test  — venv + install, ruff, the test suite
+#   make run   — venv + serving install, build missing artifacts (catalog, index, model, Triton repo), serve the demo
+#   make test  — venv + install with the dev and bench extras, ruff, the test suite
 PY      ?= /usr/bin/python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
 # The CPU torch wheel lies on disk here; pip looks there first.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
 .PHONY: run test lint install proto clean-artifacts
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(FIND_LINKS) -e '.[dev]'
-	@touch $(STAMP)
 
-install: $(STAMP)
+# Serving needs the base install only; tests, eval and bench add the dev and bench extras.
+$(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet $(FIND_LINKS) -e .
+	@touch $@
 
-run: $(STAMP)
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet $(FIND_LINKS) -e '.[dev,bench]'
+	@touch $@ $(VENV)/.installed-serve
+
+install: $(VENV)/.installed-test
+
+run: $(VENV)/.installed-serve
 	$(BIN)/rankserve serve --demo
 
-lint: $(STAMP)
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
-test: $(STAMP)
+test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-proto: $(STAMP)
+proto: $(VENV)/.installed-test
 	$(BIN)/python -m protos.generate
 
 clean-artifacts:

@@ -227,7 +227,7 @@ def run_e2e_bench(
     log: Path | None = None,
     note: Callable[[str], None] = lambda _: None,
 ) -> dict:
-    from catalog import load_catalog
+    from catalog.io import load_catalog
 
     queries = load_catalog(catalog).queries["query"].astype(str).tolist()
     note("e2e: starting rankserve + Triton")

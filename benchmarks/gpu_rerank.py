@@ -25,11 +25,11 @@ import numpy as np
 
 
 def prepare(catalog: Path, model: Path, out: Path, queries: int = 64, depth: int = 100) -> Path:
+    from engines.ort_rerank import ort_scores, ort_session
     from engines.pair_tokenizer import PairTokenizer
     from retrieval.wordllama import PAD_ID
-    from training.export import ort_scores, ort_session
+    from training.data import load_rerank_data
     from training.mining import hybrid_candidates
-    from training.train import load_rerank_data
 
     data = load_rerank_data(catalog)
     texts = data.queries["query"].astype(str).drop_duplicates().head(queries).tolist()

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.pair_tokenizer import PairTokenizer
+from engines.triton.model import DEFAULT_BUCKET_ROWS, score_bucketed, session_options
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,13 @@ def real_pair_batches(
     catalog_dir: Path, tokenizer: PairTokenizer, *, batch: int = 100, max_batches: int = 64
 ) -> PairBatches:
     """Each catalog query with its top-`batch` candidates from the served index."""
-    from catalog import item_texts, load_catalog
+    from catalog.io import item_texts, load_catalog
     from retrieval.embed import WordLlamaEmbedder
     from retrieval.index import load_item_index
 
     catalog = load_catalog(catalog_dir)
     texts = item_texts(catalog.products)
-    index = load_item_index(catalog_dir)
+    index = load_item_index(catalog_dir).item_index
     queries = catalog.queries["query"].astype(str).tolist()[:max_batches]
     cand, _ = index.search(WordLlamaEmbedder().embed(queries), batch)
     docs = [[texts[int(i)] for i in row if i >= 0] for row in cand]
@@ -176,7 +177,7 @@ def st_crossencoder_pairs_s(model_dir: Path, batches: PairBatches, seconds: floa
 
 
 def ort_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, threads: int) -> float:
-    from training.export import ort_scores, ort_session
+    from engines.ort_rerank import ort_scores, ort_session
 
     sess = ort_session(onnx_path, threads=threads)
     get = _cycle(batches)
@@ -197,7 +198,6 @@ def ort_tuned_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, thr
 
     import onnxruntime as ort
 
-    from engines.triton.model import score_bucketed, session_options
 
     parallel = bucket_parallel and bucket_rows > 0 and threads > 1
     opts = session_options(1 if parallel else threads)
@@ -217,7 +217,7 @@ def write_bench_repo(onnx_int8: Path, repo: Path, **kwargs) -> Path:
     """A Triton repository written by the current code (levers as keyword arguments), beside the bench."""
     from engines.triton.repository import write_model_repository
 
-    return write_model_repository(onnx_int8, repo, onnx_model_name=None, **kwargs)
+    return write_model_repository(onnx_int8, repo, stock_twin=False, **kwargs)
 
 
 def tokenize_pairs_s(tokenizer: PairTokenizer, batches: PairBatches, seconds: float) -> float:
@@ -318,7 +318,7 @@ def run_reranker_bench(
     batch: int = 100,
     gemm_n: int = 1024,
     triton_concurrency: int = 4,
-    bucket_rows: int = 16,
+    bucket_rows: int = DEFAULT_BUCKET_ROWS,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """All reranker figures of one run (see module doc); `seconds` is the timing window per engine."""
@@ -349,8 +349,8 @@ def run_reranker_bench(
     # Before/after of the serving levers in this same run: the repository as first written (one padded
     # batch, spinning ORT threads) and the one served now (length buckets, no spinning).
     note("reranker: Triton INT8 (baseline config)")
-    base = write_bench_repo(model_dir / "model.onnx", workdir / "repo_baseline", bucket_rows=0,
-                            ort_spinning=True)
+    base = write_bench_repo(model_dir / "model.onnx", workdir / "repo_baseline",
+                            parameters={"bucket_rows": "0", "ort_spinning": "1"})
     out["triton_int8_baseline_pairs_s"], out["triton_baseline_stats"] = triton_pairs_s(
         base, batches, seconds, concurrency=triton_concurrency, runtime_dir=workdir / "rt_baseline")
     note("reranker: Triton INT8")

@@ -181,7 +181,7 @@ def run_retrieval_bench(
     efs: tuple[int, ...] = DEFAULT_EFS,
     note: Callable[[str], None] = lambda _: None,
 ) -> dict:
-    from catalog import load_catalog
+    from catalog.io import load_catalog
     from retrieval.embed import WordLlamaEmbedder
     from retrieval.index import load_item_index
 

@@ -39,7 +39,8 @@ def catalog_build(
     products: Annotated[int, typer.Option(help="Total products, judged + filler.")] = 40_000,
 ) -> None:
     """Generate a catalog (product.csv, query.csv, label.csv) from a query file."""
-    from catalog import build_catalog, load_catalog
+    from catalog.builder import build_catalog
+    from catalog.io import load_catalog
 
     t = time.perf_counter()
     build_catalog(queries, out, seed=seed, products=products, progress=True)
@@ -72,7 +73,7 @@ def train(
 ) -> None:
     """Train the cross-encoder, export ONNX, quantize INT8, check parity, write the Triton repository."""
     from engines.triton.repository import write_model_repository
-    from training.export import build_reranker
+    from training.build import build_reranker
 
     report = build_reranker(catalog, out, minutes=minutes, seed=seed, progress=True)
     repo = write_model_repository(out / "model.onnx", out / "triton", instances=instances)
@@ -80,22 +81,45 @@ def train(
     console.print(f"Triton model repository → {repo}")
 
 
+# Options several commands share: one definition each.
+CatalogDir = Annotated[Path | None, typer.Option("--catalog", help="Catalog directory (default: demo's).")]
+ModelDir = Annotated[Path | None, typer.Option("--model", help="Model directory (default: the demo's).")]
+QueryFile = Annotated[Path | None, typer.Option("--queries", help="Query file a new catalog is built from.")]
+Products = Annotated[int | None, typer.Option("--products", help="Size of a catalog built here.")]
+TrainMinutes = Annotated[float | None, typer.Option("--train-minutes", help="Training budget, minutes.")]
+
+
+def build_missing(settings: BuildSettings, *, progress: bool = True) -> None:
+    from training.build import ensure_artifacts
+
+    t = time.perf_counter()
+    ensure_artifacts(settings, progress=progress, console=console)
+    console.print(f"artifacts ready in {time.perf_counter() - t:.1f}s")
+
+
+@app.command()
+def build(catalog: CatalogDir = None, model: ModelDir = None, queries: QueryFile = None,
+          products: Products = None, train_minutes: TrainMinutes = None) -> None:
+    """Build whatever is missing: catalog, index, reranker (with its list-fusion head), Triton repository."""
+    build_missing(build_settings_from(catalog_dir=catalog, model_dir=model, queries=queries,
+                                      products=products, train_minutes=train_minutes))
+
+
 @app.command()
 def serve(
     demo: Annotated[bool, typer.Option(help="Serve the demo default, building what is missing.")] = False,
-    catalog: Annotated[Path | None, typer.Option(help="Catalog directory to serve.")] = None,
-    model: Annotated[Path | None, typer.Option(help="Model directory (from `train`).")] = None,
+    catalog: CatalogDir = None,
+    model: ModelDir = None,
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
     triton_url: Annotated[str | None, typer.Option(help="External Triton HOST:PORT.")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port.")] = None,
-    queries: Annotated[Path | None, typer.Option(help="Query file for the demo catalog.")] = None,
-    products: Annotated[int | None, typer.Option(help="Demo catalog size.")] = None,
-    train_minutes: Annotated[float | None, typer.Option(help="Demo reranker training budget.")] = None,
+    queries: QueryFile = None,
+    products: Products = None,
+    train_minutes: TrainMinutes = None,
 ) -> None:
-    """Serve the Ranker gRPC service (with health and reflection)."""
+    """Serve the Ranker gRPC service (with health and reflection), building what is missing first."""
     from server.app import serve as run
-    from training.build import ensure_artifacts
 
     if not demo and catalog is None:
         raise typer.BadParameter("give --demo or --catalog DIR")
@@ -106,9 +130,7 @@ def serve(
     if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
         raise typer.BadParameter(f"no catalog in {settings.catalog_dir}: run `rankserve catalog build` first")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    t = time.perf_counter()
-    ensure_artifacts(build, console=console)
-    console.print(f"artifacts ready in {time.perf_counter() - t:.1f}s")
+    build_missing(build)
     asyncio.run(run(settings, console=console))
 
 
@@ -155,8 +177,8 @@ def eval_command(
 
 @app.command("bench")
 def bench_command(
-    catalog: Annotated[Path | None, typer.Option(help="Catalog directory (default: the demo's).")] = None,
-    model: Annotated[Path | None, typer.Option(help="Model directory (default: the demo's).")] = None,
+    catalog: CatalogDir = None,
+    model: ModelDir = None,
     duration: Annotated[float | None, typer.Option(help="Seconds per end-to-end load level.")] = None,
     quick: Annotated[bool, typer.Option(help="CI smoke run: small sizes, short windows.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
@@ -168,11 +190,9 @@ def bench_command(
     import dataclasses
 
     from benchmarks.bench import BenchConfig, print_summary, run_bench
-    from training.build import ensure_artifacts
 
     settings = settings_from(catalog_dir=catalog, model_dir=model)
-    ensure_artifacts(build_settings_from(catalog_dir=catalog, model_dir=model), progress=progress,
-                     console=console)
+    build_missing(build_settings_from(catalog_dir=catalog, model_dir=model), progress=progress)
     cfg = BenchConfig.quick() if quick else BenchConfig()
     overrides = {"duration_s": duration, "large_items": large_items}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

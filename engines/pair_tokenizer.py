@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from itertools import chain
 
 import numpy as np
+from cachetools import LRUCache
 from tokenizers import normalizers
 
 from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
@@ -79,8 +80,8 @@ def assemble_pairs(
 class PairTokenizer:
     """Batched pair encoder over the WordLlama (Llama-2) fast tokenizer.
 
-    ``doc_cache_size`` > 0 memoises the token ids of up to that many distinct doc texts (oldest
-    evicted first). Served docs are catalog texts that repeat across queries, so a warm cache
+    ``doc_cache_size`` > 0 memoises the token ids of up to that many distinct doc texts (least
+    recently used evicted first). Served docs are catalog texts that repeat across queries, so a warm cache
     leaves only the query to tokenize per request.
 
     Text is lower-cased first (``lowercase``): the cased Llama vocabulary splits "Navy" and "navy"
@@ -102,7 +103,7 @@ class PairTokenizer:
         self.max_length = max_length
         self.max_query_tokens = max_query_tokens
         self.doc_cache_size = doc_cache_size
-        self._doc_ids: dict[str, np.ndarray] = {}
+        self._doc_ids: LRUCache[str, np.ndarray] | None = LRUCache(doc_cache_size) if doc_cache_size else None
         self._tok = load_tokenizer()
         if lowercase:
             self._tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), self._tok.normalizer])
@@ -114,17 +115,15 @@ class PairTokenizer:
         return _ragged(self._tok.encode_batch(list(texts), add_special_tokens=False))
 
     def _encode_docs(self, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not self.doc_cache_size:
-            return self._encode(docs)
         cache = self._doc_ids
-        missing = [d for d in dict.fromkeys(docs) if d not in cache]
+        if cache is None:
+            return self._encode(docs)
+        known = {d: cache.get(d) for d in dict.fromkeys(docs)}
+        missing = [d for d, ids in known.items() if ids is None]
         encoded = self._tok.encode_batch(missing, add_special_tokens=False) if missing else []
-        fresh = {d: np.asarray(e.ids, dtype=np.int64) for d, e in zip(missing, encoded, strict=True)}
-        rows = [fresh[d] if d in fresh else cache[d] for d in docs]
-        for d, ids in fresh.items():
-            if len(cache) >= self.doc_cache_size:
-                del cache[next(iter(cache))]
-            cache[d] = ids
+        for d, e in zip(missing, encoded, strict=True):
+            known[d] = cache[d] = np.asarray(e.ids, dtype=np.int64)
+        rows = [known[d] for d in docs]
         lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         # Cached rows are arrays: concatenating them is ~10x faster than `_ragged`'s fromiter.
         return _with_starts(np.concatenate(rows) if rows else np.zeros(0, np.int64), lens)

@@ -1,25 +1,25 @@
-"""The rerank step the pipeline calls: tokenize (query, doc) pairs, score them.
+"""The rerank stage: one abstract class that every engine implements.
 
-`TritonRerankStage` (Triton over gRPC), `OrtRerankStage` (in-process onnxruntime) and
-`engines.torch_rerank.TorchRerankStage` (PyTorch, CUDA) share the `RerankStage` protocol, so the
-pipeline can swap Triton/in-process or CPU/GPU without changes.
-Both raise `RerankerUnavailable` when scoring fails or times out, so the caller can degrade.
+`rerank(query, docs)` tokenizes the (query, doc) pairs in the caller's thread and hands the token ids
+to the engine's `score`; the pipeline calls nothing else. Engines, one file each:
+`engines.triton_rerank` (Triton over gRPC), `engines.ort_rerank` (ONNX Runtime in process) and
+`engines.torch_rerank` (PyTorch, e.g. FP16 on CUDA); `engines.select_reranker` picks one from the config.
+
+An engine raises `RerankerUnavailable` when it cannot score (down, not ready, out of device memory), so
+the pipeline degrades to retrieval order instead of failing the request. The request deadline belongs to
+the pipeline: `timeout_s` is what is left of it, passed on as the engine's transport deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:  # the stages import their engines' clients only where they are used
-    import onnxruntime as ort
-
-    from engines.triton_rerank import TritonRerankerClient
 
 
 class RerankerUnavailable(RuntimeError):
@@ -39,93 +39,56 @@ class PairEncoder(Protocol):
 @dataclass(frozen=True)
 class RerankResult:
     scores: np.ndarray  # float32 (B,), aligned with the docs passed in
-    # "tokenize_ms", "infer_ms" always; TritonRerankStage also "triton_ms" (same value: the round trip).
+    # "tokenize_ms", "infer_ms" always; the Triton engine also "triton_ms" (same value: the round trip).
     timings: dict[str, float] = field(default_factory=dict)
-
-
-class RerankStage(Protocol):
-    async def rerank(
-        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
-    ) -> RerankResult: ...
 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-async def _tokenize_and_score(
-    tokenizer: PairEncoder, query: str, docs: Sequence[str],
-    score: Callable[[np.ndarray, np.ndarray], Awaitable[np.ndarray]],
-) -> RerankResult:
-    """The shared shape of every stage: tokenize in the caller's thread, then score; time both."""
-    t0 = time.perf_counter()
-    # Tokenizing ~100 short docs takes well under a millisecond: not worth a thread hop.
-    ids, mask = tokenizer.encode(query, docs)
-    tokenize_ms = _ms(t0)
-    t1 = time.perf_counter()
-    scores = await score(ids, mask) if len(ids) else np.zeros(0, np.float32)
-    return RerankResult(scores, {"tokenize_ms": tokenize_ms, "infer_ms": _ms(t1)})
+class RerankStage(ABC):
+    """Tokenize, then score with the engine; both timed."""
 
+    name = "reranker"
 
-class TritonRerankStage:
-    def __init__(self, client: TritonRerankerClient, tokenizer: PairEncoder) -> None:
-        self.client = client
+    def __init__(self, tokenizer: PairEncoder) -> None:
         self.tokenizer = tokenizer
 
     async def rerank(
         self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
     ) -> RerankResult:
-        result = await _tokenize_and_score(
-            self.tokenizer, query, docs, lambda ids, mask: self.client.score(ids, mask, timeout_s=timeout_s)
-        )
-        result.timings["triton_ms"] = result.timings["infer_ms"]
-        return result
+        t0 = time.perf_counter()
+        # Tokenizing ~100 short docs takes well under a millisecond: not worth a thread hop.
+        ids, mask = self.tokenizer.encode(query, docs)
+        tokenize_ms = _ms(t0)
+        t1 = time.perf_counter()
+        scores = await self.score(ids, mask, timeout_s) if len(ids) else np.zeros(0, np.float32)
+        return RerankResult(scores, {"tokenize_ms": tokenize_ms, "infer_ms": _ms(t1)})
+
+    @abstractmethod
+    async def score(self, ids: np.ndarray, mask: np.ndarray, timeout_s: float | None) -> np.ndarray:
+        """float32 (B,) scores of right-padded int64 (B, L) pairs; RerankerUnavailable when down."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook: most engines hold no connection
+        """Release connections bound to the event loop that used them."""
 
 
-class InProcessRerankStage:
-    """Scores in process; the blocking call runs in a worker thread, so the event loop keeps serving.
+class InProcessRerankStage(RerankStage):
+    """An engine that scores in this process: the blocking `_run` goes to a worker thread, so the event
+    loop keeps serving other streams meanwhile."""
 
-    Subclasses give `_run` (ids, mask -> scores) and may widen `_unavailable` (which of `_run`'s
-    errors mean "the engine is down": degrade rather than fail the request).
-    """
-
-    name = "in-process reranker"
-
-    def __init__(self, tokenizer: PairEncoder, timeout_s: float = 2.0) -> None:
-        self.tokenizer = tokenizer
-        self.timeout_s = timeout_s
-
-    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
 
     def _unavailable(self, exc: Exception) -> bool:
+        """Which of `_run`'s errors mean "the engine is down" (degrade) rather than a bug (surface)."""
         return False
 
-    async def rerank(
-        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
-    ) -> RerankResult:
-        timeout = self.timeout_s if timeout_s is None else timeout_s
-
-        async def score(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            try:
-                return await asyncio.wait_for(asyncio.to_thread(self._run, ids, mask), timeout)
-            except TimeoutError as exc:
-                raise RerankerUnavailable(f"{self.name}: timed out after {timeout}s") from exc
-            except Exception as exc:
-                if self._unavailable(exc):
-                    raise RerankerUnavailable(f"{self.name}: {exc}") from exc
-                raise
-
-        return await _tokenize_and_score(self.tokenizer, query, docs, score)
-
-
-class OrtRerankStage(InProcessRerankStage):
-    """onnxruntime in process (the eval harness's FP32 reference, tests)."""
-
-    def __init__(self, session: ort.InferenceSession, tokenizer: PairEncoder, timeout_s: float = 2.0) -> None:
-        super().__init__(tokenizer, timeout_s)
-        self.session = session
-
-    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        out = self.session.run(["score"], {"input_ids": ids, "attention_mask": mask})[0]
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+    async def score(self, ids: np.ndarray, mask: np.ndarray, timeout_s: float | None) -> np.ndarray:
+        try:
+            return await asyncio.to_thread(self._run, ids, mask)
+        except Exception as exc:
+            if self._unavailable(exc):
+                raise RerankerUnavailable(f"{self.name}: {exc}") from exc
+            raise

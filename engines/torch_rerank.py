@@ -56,12 +56,12 @@ class TorchReranker:
 
 
 class TorchRerankStage(InProcessRerankStage):
-    """`RerankStage` over a `TorchReranker`; scoring runs in a worker thread, bounded by the timeout."""
+    """`RerankStage` over a `TorchReranker`; scoring runs in a worker thread."""
 
     name = "torch reranker"
 
-    def __init__(self, reranker: TorchReranker, tokenizer: PairEncoder, timeout_s: float = 2.0) -> None:
-        super().__init__(tokenizer, timeout_s)
+    def __init__(self, reranker: TorchReranker, tokenizer: PairEncoder) -> None:
+        super().__init__(tokenizer)
         self.reranker = reranker
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Async gRPC client for the `reranker` model on Triton.
+"""The Triton rerank engine: an async gRPC client for the `reranker` model, and the stage over it.
 
 Every transport/server failure (connection refused, deadline, model not ready/unloaded, server-side
 errors) surfaces as `RerankerUnavailable`, so the ranking pipeline can degrade instead of failing.
@@ -7,6 +7,7 @@ errors) surfaces as `RerankerUnavailable`, so the ranking pipeline can degrade i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import grpc
 import numpy as np
@@ -14,10 +15,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from engines.rerank import RerankerUnavailable
+from engines.rerank import PairEncoder, RerankerUnavailable, RerankResult, RerankStage
 from engines.triton.repository import MODEL_NAME
-
-__all__ = ["RerankerUnavailable", "TritonRerankerClient"]
 
 
 def _unavailable(exc: BaseException, what: str) -> RerankerUnavailable:
@@ -63,10 +62,9 @@ class TritonRerankerClient:
         step = self.max_batch_size
         starts = range(0, len(ids), step)
         try:
-            # asyncio.timeout backs up the gRPC deadline (e.g. while the channel is still connecting).
-            async with asyncio.timeout(timeout + 0.5):
-                calls = [self._infer(ids[i : i + step], mask[i : i + step], timeout) for i in starts]
-                results = await asyncio.gather(*calls)
+            # The gRPC deadline is the transport's; the request's own deadline is the pipeline's.
+            calls = [self._infer(ids[i : i + step], mask[i : i + step], timeout) for i in starts]
+            results = await asyncio.gather(*calls)
         except (InferenceServerException, grpc.RpcError, TimeoutError, OSError) as exc:
             raise _unavailable(exc, f"{self.model}@{self.url}") from exc
         return np.concatenate(results)
@@ -116,3 +114,24 @@ class TritonRerankerClient:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
+
+
+class TritonRerankStage(RerankStage):
+    name = "triton reranker"
+
+    def __init__(self, client: TritonRerankerClient, tokenizer: PairEncoder) -> None:
+        super().__init__(tokenizer)
+        self.client = client
+
+    async def rerank(
+        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+    ) -> RerankResult:
+        result = await super().rerank(query, docs, timeout_s=timeout_s)
+        result.timings["triton_ms"] = result.timings["infer_ms"]
+        return result
+
+    async def score(self, ids: np.ndarray, mask: np.ndarray, timeout_s: float | None) -> np.ndarray:
+        return await self.client.score(ids, mask, timeout_s=timeout_s)
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -26,17 +26,6 @@ class MmrPick:
     redundancy: float  # max cosine similarity to the items picked before it
 
 
-def normalise(scores: np.ndarray) -> np.ndarray:
-    """Min-max to [0, 1] per request (the round-1 normalisation; `normalise_z` is the default)."""
-    scores = np.asarray(scores, dtype=np.float32)
-    if scores.size == 0:
-        return scores
-    lo, hi = float(scores.min()), float(scores.max())
-    if hi - lo < 1e-12:
-        return np.ones_like(scores)
-    return (scores - lo) / (hi - lo)
-
-
 Z_SPAN = 6.0  # standard deviations mapped onto one unit of relevance (mean -> 0.5)
 
 
@@ -57,19 +46,11 @@ def normalise_z(scores: np.ndarray) -> np.ndarray:
     return (0.5 + (scores - float(scores.mean())) / (Z_SPAN * std)).astype(np.float32)
 
 
-NORMALISERS = {"z": normalise_z, "minmax": normalise}
-
-
-def mmr(
-    relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float, *, norm: str = "z"
-) -> Iterator[MmrPick]:
-    """Yield up to k picks of n candidates; `vectors`: L2-normalised (n, d), `relevance`: raw scores (n,).
-
-    ``norm`` names the relevance normalisation (`NORMALISERS`): ``z`` (default) or ``minmax``.
-    """
+def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> Iterator[MmrPick]:
+    """Yield up to k picks of n candidates; `vectors`: L2-normalised (n, d), `relevance`: raw scores (n,)."""
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lambda must be in [0, 1], got {lam}")
-    rel = NORMALISERS[norm](relevance)
+    rel = normalise_z(relevance)
     n = rel.shape[0]
     k = min(k, n)
     if k <= 0:
@@ -89,3 +70,13 @@ def mmr(
             sims = vectors @ vectors[i]
             # The first pick sets the baseline, so a negative similarity counts as it is (no clamp at 0).
             max_sim = sims if step == 0 else np.maximum(max_sim, sims, out=max_sim)
+
+
+class Mmr:
+    """The diversify stage: MMR over the candidates' item vectors (row = item id)."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+
+    def select(self, relevance: np.ndarray, item_ids: np.ndarray, k: int, lam: float) -> Iterator[MmrPick]:
+        return mmr(relevance, self.vectors[item_ids], k, lam)

@@ -22,6 +22,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -150,8 +151,28 @@ def head_is_current(path: Path) -> bool:
     return True
 
 
+class Fuser(Protocol):
+    """The fuse stage: relevance (higher is better) of the reranked candidates, from both stages' scores."""
+
+    def relevance(self, query: str, item_ids: np.ndarray, rerank: np.ndarray, retrieval: np.ndarray
+                  ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class BlendFusion:
+    """No head: minmax(rerank) + weight·minmax(retrieval) (`base_relevance`); weight 0 keeps the reranker's
+    scores as they are. The retrieval score orders items the reranker ties (the word-MaxSim prior gives
+    every item that holds all the query's words the same score) and gives MMR graded relevance."""
+
+    weight: float = BASE_RETRIEVAL_WEIGHT
+
+    def relevance(self, query: str, item_ids: np.ndarray, rerank: np.ndarray, retrieval: np.ndarray
+                  ) -> np.ndarray:
+        return rerank if self.weight <= 0 else base_relevance(rerank, retrieval, self.weight)
+
+
 class FusionStage:
-    """The pipeline's fusion step: a fitted head plus the catalog-side inputs its features need."""
+    """The fused relevance of a fitted list-fusion head, plus the catalog-side inputs its features need."""
 
     def __init__(self, head: ListFusion, texts: Sequence[str], categories: Sequence[str]) -> None:
         self.head = head
@@ -163,3 +184,12 @@ class FusionStage:
         """Relevance (higher is better) of the candidates ``item_ids``, given both stages' scores."""
         match = self.match.features(query, item_ids)
         return self.head.score(list_features(rerank, retrieval, self.class_codes[item_ids], match))
+
+
+def select_fusion(model_dir: Path, texts: Sequence[str], categories: Sequence[str], *, use_head: bool,
+                  weight: float) -> Fuser:
+    """The model's list-fusion head when it ships one (and `use_head`), else the blend at `weight`."""
+    path = Path(model_dir) / FILE_NAME
+    if use_head and path.exists():
+        return FusionStage(ListFusion.load(path), texts, categories)
+    return BlendFusion(weight)

@@ -22,10 +22,10 @@ words against the vocabulary plus a few vectorised gathers over the candidates.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
+from cachetools import LRUCache
 
 MATCH_FEATURES = (
     "min_word_sim", "title_sim", "class_sim", "values_sim", "exact_all", "exact_title", "exact_class",
@@ -49,26 +49,6 @@ def split_fields(text: str) -> tuple[str, str, str]:
     return title, cls, " ".join(v for v in values if v)
 
 
-class LRU(OrderedDict):
-    """A bounded memo: query words are open-ended, a long-running server must not grow without end."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def get_fresh(self, key: str) -> np.ndarray | None:
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def put(self, key: str, value: np.ndarray) -> np.ndarray:
-        self[key] = value
-        if len(self) > self.size:
-            self.popitem(last=False)
-        return value
-
-
 class WordVectors:
     """Unit word vectors from WordLlama's piece embeddings (mean over the word's pieces), memoised."""
 
@@ -77,7 +57,8 @@ class WordVectors:
 
         self._table = load_token_embeddings()
         self._tok = load_tokenizer()
-        self._cache = LRU(cache_size)
+        # Query words are open-ended: a long-running server must not grow the memo without end.
+        self._cache: LRUCache[str, np.ndarray] = LRUCache(cache_size)
 
     @property
     def dim(self) -> int:
@@ -93,12 +74,12 @@ class WordVectors:
     def __call__(self, batch: Sequence[str]) -> np.ndarray:
         if not batch:
             return np.zeros((0, self.dim), np.float32)
-        if len(batch) > self._cache.size:  # a bulk call (a catalog's vocabulary): don't churn the memo
+        if len(batch) > self._cache.maxsize:  # a bulk call (a catalog's vocabulary): don't churn the memo
             return np.stack(self._compute(list(batch)))
-        found = {w: self._cache.get_fresh(w) for w in dict.fromkeys(batch)}
+        found = {w: self._cache.get(w) for w in dict.fromkeys(batch)}
         missing = [w for w, v in found.items() if v is None]
         for w, v in zip(missing, self._compute(missing), strict=True):
-            found[w] = self._cache.put(w, v)
+            found[w] = self._cache[w] = v
         return np.stack([found[w] for w in batch])
 
 
@@ -121,7 +102,7 @@ class MatchFeatures:
         self._folded = folded
         # Each query word's cosines to the whole vocabulary (+ a padding column). The product reads
         # the whole (V, d) table, which outgrows the cache; queries repeat their words, so keep rows.
-        self._sim_rows = LRU(sim_cache_size)
+        self._sim_rows: LRUCache[str, np.ndarray] = LRUCache(sim_cache_size)
         # All three fields side by side, one padded row of word ids per item: a request is then one
         # gather and a few segment reductions (`reduceat` at `bounds`), not a loop of small ops per field.
         blocks = []
@@ -135,13 +116,13 @@ class MatchFeatures:
         self.bounds = np.cumsum([0] + [b.shape[1] for b in blocks[:-1]])  # where each field starts
 
     def _similarities(self, qwords: list[str]) -> np.ndarray:
-        rows = {w: self._sim_rows.get_fresh(w) for w in dict.fromkeys(qwords)}
+        rows = {w: self._sim_rows.get(w) for w in dict.fromkeys(qwords)}
         missing = [w for w, r in rows.items() if r is None]
         if missing:
             sims = np.full((len(missing), len(self.vocab) + 1), -np.inf, dtype=np.float32)  # -inf: padding
             sims[:, :-1] = self.vectors(missing) @ self.word_vectors.T
             for w, row in zip(missing, sims, strict=True):
-                rows[w] = self._sim_rows.put(w, row)
+                rows[w] = self._sim_rows[w] = row
         return np.stack([rows[w] for w in qwords])
 
     def features(self, query: str, item_ids: np.ndarray) -> np.ndarray:

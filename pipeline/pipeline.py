@@ -1,92 +1,40 @@
-"""The ranking pipeline: embed → retrieve (FAISS, filtered) → rerank (cross-encoder + list fusion) → MMR,
-as a stream.
+"""The ranking pipeline: embed → retrieve → rerank → fuse → diversify, streamed.
 
-Each stage is a small object with one method, so a stage can be swapped (CPU/GPU index, Triton/in-process
-reranker) without touching the others. The eval harness and the server run this same object.
+Each stage is a small object with one method, behind a protocol in a file named after it
+(`retrieval.embed`, `retrieval.retrieve`, `engines.rerank`, `pipeline.fuse`, `pipeline.diversify`), so a
+stage can be swapped (CPU/GPU index, Triton/in-process reranker) without touching the others. This
+module only sequences them, times each one, owns the request's deadline, and degrades to retrieval
+order when the reranker is down. The server and the quality harness run this same object.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
-from engines.rerank import RerankStage
-from pipeline.diversify import mmr
-from pipeline.fuse import FusionStage, base_relevance
-from retrieval.filters import Filters
+from engines.rerank import RerankerUnavailable, RerankStage
+from pipeline.diversify import Mmr
+from pipeline.fuse import BlendFusion, Fuser
+from pipeline.types import Deadline, ItemTable, RankedItem, RankParams, RankSummary
+from retrieval.embed import Embedder
+from retrieval.retrieve import Retriever
+
+# What "the reranker is down" looks like: degrade to retrieval order rather than fail the request.
+UNAVAILABLE = (RerankerUnavailable, TimeoutError, ConnectionError)
 
 
-class Embedder(Protocol):
-    def embed_query(self, text: str) -> np.ndarray: ...
-
-
-class Retriever(Protocol):
-    """The retrieval stage: dense (retrieval.index.ItemIndex) or hybrid (retrieval.hybrid.HybridRetriever)."""
-
-    def retrieve(
-        self, query: str, query_vector: np.ndarray, k: int, filters: Filters | None = None
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class DeadlineExceeded(Exception):
-    """The request's deadline passed before the pipeline finished; the remaining work was skipped."""
-
-
-@dataclass(frozen=True)
-class ItemTable:
-    """Per-item columns the pipeline needs, row = product_id."""
-
-    titles: np.ndarray  # object (str)
-    categories: np.ndarray  # object (str)
-    prices: np.ndarray  # float32
-    texts: Sequence[str]  # what the reranker reads for an item
-    vectors: np.ndarray  # (n, d) float32, L2-normalised, for MMR
-
-    def __len__(self) -> int:
-        return len(self.titles)
-
-
-@dataclass(frozen=True)
-class RankParams:
-    query: str
-    k: int
-    mmr_lambda: float
-    candidates: int
-    filters: Filters | None = None
-    request_id: str = ""
-    use_reranker: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class RankedItem:
-    rank: int
-    item_id: int
-    title: str
-    category: str
-    price: float
-    score: float
-    retrieval_score: float
-    rerank_score: float
-    redundancy_penalty: float
-
-
-@dataclass
-class RankSummary:
-    request_id: str
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    candidates_retrieved: int = 0
-    candidates_reranked: int = 0
-    items_returned: int = 0
-    model_version: str = ""
-    index_version: str = ""
-    degraded: bool = False
-    degraded_reason: str = ""
-    mmr_lambda: float = 0.0
+@contextmanager
+def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the block's wall time in milliseconds under `stage`."""
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = (time.perf_counter() - t) * 1e3
 
 
 class RerankerGate:
@@ -114,86 +62,74 @@ class RankingPipeline:
     def __init__(
         self,
         embedder: Embedder,
-        index: Retriever,
+        retriever: Retriever,
         items: ItemTable,
         reranker: RerankStage | None,
         *,
+        fusion: Fuser | None = None,
+        diversifier: Mmr | None = None,
         reranker_timeout_s: float = 2.0,
         reranker_retry_after_s: float = 1.0,
         model_version: str = "",
         index_version: str = "",
-        unavailable_errors: tuple[type[BaseException], ...] = (),
-        retrieval_weight: float = 0.0,
-        fusion: FusionStage | None = None,
     ) -> None:
         self.embedder = embedder
-        self.index = index
+        self.retriever = retriever
         self.items = items
         self.reranker = reranker
+        # Relevance after reranking: the model's list-fusion head, or a blend of the two stages' scores.
+        self.fusion = fusion or BlendFusion(0.0)
+        self.diversifier = diversifier or Mmr(items.vectors)
         self.reranker_timeout_s = reranker_timeout_s
         self.gate = RerankerGate(reranker_retry_after_s)
-        # Relevance after reranking = minmax(reranker) + w * minmax(retrieval): the retrieval score
-        # orders items the reranker ties (the word-MaxSim prior gives every item that holds all the
-        # query's words the same score) and gives MMR graded relevance to trade against redundancy.
-        self.retrieval_weight = retrieval_weight
-        # When the model ships a list-fusion head it replaces that blend: a learned function of both
-        # scores and of where the list's best matches concentrate by product class (pipeline.fuse).
-        self.fusion = fusion
         self.model_version = model_version
         self.index_version = index_version
-        # Errors that mean "the reranker is down" (degrade) rather than a bug (propagate).
-        self._unavailable = (*unavailable_errors, asyncio.TimeoutError, ConnectionError)
 
     async def rank(
         self, params: RankParams, *, deadline: float | None = None
     ) -> AsyncIterator[RankedItem | RankSummary]:
         """Yield RankedItems best first as MMR picks them, then one RankSummary.
 
-        `deadline` is a time.monotonic() instant; past it the pipeline raises DeadlineExceeded.
+        `deadline` is a time.monotonic() instant; past it the pipeline raises DeadlineExceeded. A filter
+        that cannot apply raises FilterError before any work.
         """
         t_start = time.perf_counter()
+        clock = Deadline(deadline)
         summary = RankSummary(request_id=params.request_id, model_version=self.model_version,
                               index_version=self.index_version, mmr_lambda=params.mmr_lambda)
         timings = summary.timings_ms
-
-        def remaining() -> float | None:
-            if deadline is None:
-                return None
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DeadlineExceeded("deadline passed before ranking finished")
-            return left
-
-        t = time.perf_counter()
-        qvec = self.embedder.embed_query(params.query).reshape(1, -1).astype(np.float32, copy=False)
-        timings["embed"] = (time.perf_counter() - t) * 1e3
-        remaining()
-
-        t = time.perf_counter()
-        # FAISS and BM25 release the GIL: keep the event loop free for other streams while they search.
-        ids, scores = await asyncio.to_thread(
-            self.index.retrieve, params.query, qvec, params.candidates, params.filters
-        )
-        timings["retrieve"] = (time.perf_counter() - t) * 1e3
+        mask = self.items.filter_mask(params.filters)
+        with timed(timings, "embed"):
+            qvec = self.embedder.embed_query(params.query).reshape(1, -1).astype(np.float32, copy=False)
+        clock.remaining()
+        with timed(timings, "retrieve"):
+            # FAISS and BM25 release the GIL: keep the event loop free for other streams while they search.
+            ids, scores = await asyncio.to_thread(
+                self.retriever.retrieve, params.query, qvec, params.candidates, mask
+            )
         keep = ids[0] >= 0
-        cand_ids = ids[0][keep]
-        retrieval_scores = scores[0][keep].astype(np.float32)
+        cand_ids, retrieval_scores = ids[0][keep], scores[0][keep].astype(np.float32)
         summary.candidates_retrieved = int(cand_ids.size)
 
         rerank_scores = retrieval_scores
         if cand_ids.size and params.use_reranker:
-            rerank_scores = await self._rerank(params.query, cand_ids, retrieval_scores, summary, remaining)
-
+            rerank_scores = await self._rerank(params.query, cand_ids, retrieval_scores, summary, clock)
         relevance = rerank_scores
-        if summary.candidates_reranked and self.fusion is not None:
-            t = time.perf_counter()
-            relevance = self.fusion.relevance(params.query, cand_ids, rerank_scores, retrieval_scores)
-            timings["fusion"] = (time.perf_counter() - t) * 1e3
-        elif summary.candidates_reranked and self.retrieval_weight > 0:
-            relevance = base_relevance(rerank_scores, retrieval_scores, self.retrieval_weight)
-        # MMR picks are computed lazily, one per item sent: time the picking apart from the sending.
+        if summary.candidates_reranked:
+            with timed(timings, "fusion"):
+                relevance = self.fusion.relevance(params.query, cand_ids, rerank_scores, retrieval_scores)
+        async for item in self._diversify(params, cand_ids, relevance, retrieval_scores, rerank_scores,
+                                          summary):
+            yield item
+        timings["total"] = (time.perf_counter() - t_start) * 1e3
+        yield summary
+
+    async def _diversify(self, params: RankParams, cand_ids: np.ndarray, relevance: np.ndarray,
+                         retrieval_scores: np.ndarray, rerank_scores: np.ndarray, summary: RankSummary
+                         ) -> AsyncIterator[RankedItem]:
+        """MMR picks lazily, one per item sent: the picking is timed apart from the sending."""
         mmr_s = send_s = 0.0
-        picks = mmr(relevance, self.items.vectors[cand_ids], params.k, params.mmr_lambda)
+        picks = self.diversifier.select(relevance, cand_ids, params.k, params.mmr_lambda)
         rank = 0
         while True:
             t = time.perf_counter()
@@ -201,43 +137,36 @@ class RankingPipeline:
             mmr_s += time.perf_counter() - t
             if pick is None:
                 break
-            i = pick.index
-            item_id = int(cand_ids[i])
+            i, item_id = pick.index, int(cand_ids[pick.index])
             rank += 1
             t = time.perf_counter()
             yield RankedItem(
-                rank=rank,
-                item_id=item_id,
-                title=str(self.items.titles[item_id]),
-                category=str(self.items.categories[item_id]),
-                price=float(self.items.prices[item_id]),
-                score=pick.score,
-                retrieval_score=float(retrieval_scores[i]),
-                rerank_score=float(rerank_scores[i]),
-                redundancy_penalty=pick.redundancy,
+                rank=rank, item_id=item_id, title=str(self.items.titles[item_id]),
+                category=str(self.items.categories[item_id]), price=float(self.items.prices[item_id]),
+                score=pick.score, retrieval_score=float(retrieval_scores[i]),
+                rerank_score=float(rerank_scores[i]), redundancy_penalty=pick.redundancy,
             )
             send_s += time.perf_counter() - t
-        timings["mmr"] = mmr_s * 1e3
-        timings["send"] = send_s * 1e3
+        summary.timings_ms["mmr"] = mmr_s * 1e3
+        summary.timings_ms["send"] = send_s * 1e3
         summary.items_returned = rank
-        timings["total"] = (time.perf_counter() - t_start) * 1e3
-        yield summary
 
-    async def _rerank(self, query, cand_ids, retrieval_scores, summary, remaining) -> np.ndarray:
+    async def _rerank(self, query: str, cand_ids: np.ndarray, retrieval_scores: np.ndarray,
+                      summary: RankSummary, clock: Deadline) -> np.ndarray:
         if self.reranker is None:
             summary.degraded, summary.degraded_reason = True, "reranker_not_configured"
             return retrieval_scores
         if not self.gate.open():
             summary.degraded, summary.degraded_reason = True, "reranker_unavailable"
             return retrieval_scores
-        left = remaining()
-        timeout = self.reranker_timeout_s if left is None else min(self.reranker_timeout_s, left)
+        timeout = clock.cap(self.reranker_timeout_s)
         docs = [self.items.texts[int(i)] for i in cand_ids]
         t = time.perf_counter()
         try:
-            result = await asyncio.wait_for(self.reranker.rerank(query, docs, timeout_s=timeout), timeout)
-        except self._unavailable:
-            remaining()  # the deadline, not the reranker, may be what ran out
+            async with asyncio.timeout(timeout):
+                result = await self.reranker.rerank(query, docs, timeout_s=timeout)
+        except UNAVAILABLE:
+            clock.remaining()  # the deadline, not the reranker, may be what ran out
             self.gate.failed()
             summary.degraded, summary.degraded_reason = True, "reranker_unavailable"
             summary.timings_ms["rerank"] = (time.perf_counter() - t) * 1e3

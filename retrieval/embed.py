@@ -1,4 +1,5 @@
-"""Static WordLlama sentence embeddings: mean of pretrained 256-d token vectors, L2-normalised.
+"""The embed stage: static WordLlama sentence embeddings, mean of pretrained 256-d token vectors,
+L2-normalised.
 
 No model forward pass: tokenising with the fast (Rust) tokenizer and one gather + segment sum per batch
 is all it takes, so 40k item texts embed in a few seconds on a CPU.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Protocol
 
 import numpy as np
 from rich.progress import Progress
@@ -17,6 +19,12 @@ from tokenizers import Tokenizer
 from retrieval.wordllama import EMBEDDING_DIM, EOS_ID, load_token_embeddings, load_tokenizer
 
 DEFAULT_MAX_TOKENS = 64
+
+
+class Embedder(Protocol):
+    """The embed stage: one query text -> its (dim,) float32 vector in the index's space."""
+
+    def embed_query(self, text: str) -> np.ndarray: ...
 
 
 @dataclass
@@ -63,8 +71,8 @@ class WordLlamaEmbedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One text -> (dim,) float32."""
-        return self.embed([text])[0]
+        """One text -> (dim,) float32 (no progress bar, no batching: the per-request path)."""
+        return self._embed_batch([str(text)])[0]
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         # Strip so whitespace-only text is empty (the tokenizer would emit a lone "▁" token for it).

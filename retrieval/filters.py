@@ -109,11 +109,6 @@ class FilterColumns:
     def n(self) -> int:
         return len(self.class_codes)
 
-    @property
-    def category_codes(self) -> dict[str, int]:
-        """Exact product_class name -> code in `class_codes`."""
-        return {c: i for i, c in enumerate(self.class_names)}
-
     @classmethod
     def from_products(cls, products: pd.DataFrame) -> FilterColumns:
         """Products must be indexed by product_id 0..n-1 in order (the catalog contract)."""
@@ -131,15 +126,13 @@ class FilterColumns:
             hierarchy_names=tuple(hierarchy.categories),
         )
 
-    def known_categories(self) -> list[str]:
-        """Every accepted category value (exact classes first, then hierarchy prefixes), normalized."""
-        return list(self._class_lookup) + [p for p in self._prefix_lookup if p not in self._class_lookup]
-
     def category_mask(self, category: str) -> np.ndarray:
-        self.validate(Filters(category=category))
+        """Items of that product class or under that hierarchy prefix; FilterError if it names neither."""
         key = normalize_category(category)
         code = self._class_lookup.get(key)
         prefix_codes = self._prefix_lookup.get(key)
+        if code is None and prefix_codes is None:
+            raise FilterError("category", f"unknown category {category!r}")
         mask = np.zeros(self.n, dtype=bool)
         if code is not None:
             mask |= self.class_codes == code
@@ -147,15 +140,9 @@ class FilterColumns:
             mask |= np.isin(self.hierarchy_codes, prefix_codes)
         return mask
 
-    def validate(self, filters: Filters | None) -> None:
-        """Raise FilterError if `filters` cannot be applied (prices are checked by Filters itself)."""
-        if filters is not None and filters.category is not None:
-            key = normalize_category(filters.category)
-            if key not in self._class_lookup and key not in self._prefix_lookup:
-                raise FilterError("category", f"unknown category {filters.category!r}")
-
     def mask(self, filters: Filters | None) -> np.ndarray | None:
-        """Boolean (n,) mask of allowed items, or None when nothing is filtered."""
+        """Boolean (n,) mask of allowed items, or None when nothing is filtered. The one place filters are
+        checked against the catalog: FilterError for a category it does not have."""
         if filters is None or filters.empty:
             return None
         mask = np.ones(self.n, dtype=bool)

@@ -18,7 +18,6 @@ from typing import Protocol
 import numpy as np
 
 from retrieval.bm25 import BM25Index
-from retrieval.filters import FilterColumns, Filters
 
 RRF_K = 10
 BM25_WEIGHT = 2.0
@@ -27,8 +26,8 @@ DEPTH_FACTOR = 2
 
 
 class VectorSearch(Protocol):
-    def search(
-        self, query_vectors: np.ndarray, k: int, filters: Filters | None = None
+    def search_masked(
+        self, query_vectors: np.ndarray, k: int, mask: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -89,7 +88,6 @@ class HybridRetriever:
 
     dense: VectorSearch
     bm25: BM25Index
-    columns: FilterColumns
     rrf_k: float = RRF_K
     bm25_weight: float = BM25_WEIGHT
     depth_factor: int = DEPTH_FACTOR
@@ -98,13 +96,14 @@ class HybridRetriever:
         return bm25_search_masked(self.bm25, query, k, mask)
 
     def retrieve(
-        self, query: str, query_vector: np.ndarray, k: int, filters: Filters | None = None
+        self, query: str, query_vector: np.ndarray, k: int, mask: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of the items `mask` allows (None: all), as (ids (1, k), scores (1, k))."""
         if k < 1:
             raise ValueError("k must be >= 1")
         depth = max(self.depth_factor * k, k)
-        mask = self.columns.mask(filters)  # also validates: FilterError for an unknown category
-        dense_ids, _ = self.dense.search(np.asarray(query_vector, np.float32).reshape(1, -1), depth, filters)
+        dense_ids, _ = self.dense.search_masked(np.asarray(query_vector, np.float32).reshape(1, -1), depth,
+                                                mask)
         if mask is not None and not mask.any():
             return np.full((1, k), -1, np.int64), np.full((1, k), -np.inf, np.float32)
         bm25_ids = self.bm25_search(query, depth, mask)

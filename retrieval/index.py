@@ -124,6 +124,22 @@ def _ivf(index: faiss.Index) -> Any | None:
         return None
 
 
+def gpu_copy(index: faiss.Index) -> faiss.Index | None:
+    """``index``'s vectors replicated on every visible GPU, or None without faiss-gpu or a GPU.
+
+    HNSW has no GPU implementation, so its flat storage is copied: exact search on a GPU is fast at
+    catalog sizes. Replicas, not shards: the catalog fits on one GPU and replicas add throughput.
+    """
+    if not (hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0):
+        return None
+    cpu = faiss.downcast_index(index)
+    if isinstance(cpu, faiss.IndexHNSW):
+        cpu = faiss.downcast_index(cpu.storage)
+    options = faiss.GpuMultipleClonerOptions()
+    options.shard = False
+    return faiss.index_cpu_to_all_gpus(cpu, co=options)
+
+
 class ItemIndex:
     """The retrieval stage: top-k items by inner product, optionally restricted by `Filters`.
 
@@ -143,6 +159,7 @@ class ItemIndex:
         vectors: np.ndarray | None = None,
         exact_fraction: float = 0.3,
         num_threads: int | None = None,
+        gpu: bool = False,
     ) -> None:
         if index.ntotal != columns.n:
             raise ValueError(f"index has {index.ntotal} items but filter columns have {columns.n}")
@@ -165,6 +182,9 @@ class ItemIndex:
             self._ivf.make_direct_map()  # lets reconstruct_batch serve the exact-search path
         if num_threads is not None:
             faiss.omp_set_num_threads(num_threads)
+        # Unfiltered searches go to an exact copy on the GPUs when asked and there are any (faiss-gpu);
+        # filtered ones stay here: GPU indexes take no ID selectors.
+        self._gpu = gpu_copy(index) if gpu else None
 
     @property
     def n(self) -> int:
@@ -175,10 +195,10 @@ class ItemIndex:
         return int(self.index.d)
 
     def retrieve(
-        self, query: str, query_vector: np.ndarray, k: int, filters: Filters | None = None
+        self, query: str, query_vector: np.ndarray, k: int, mask: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The pipeline's retrieval stage: dense search for one query (the text is for lexical stages)."""
-        return self.search(np.asarray(query_vector, np.float32).reshape(1, -1), k, filters)
+        return self.search_masked(np.asarray(query_vector, np.float32).reshape(1, -1), k, mask)
 
     def search(
         self, query_vectors: np.ndarray, k: int, filters: Filters | None = None
@@ -188,6 +208,12 @@ class ItemIndex:
         Missing results (fewer than k items allowed) have id -1 and score -inf.
         Raises FilterError for an invalid filter (e.g. unknown category).
         """
+        return self.search_masked(query_vectors, k, self.columns.mask(filters))
+
+    def search_masked(
+        self, query_vectors: np.ndarray, k: int, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`search` over the items a boolean (n,) `mask` allows (None: all of them)."""
         if k < 1:
             raise ValueError("k must be >= 1")
         q = np.ascontiguousarray(query_vectors, dtype=np.float32)
@@ -195,9 +221,11 @@ class ItemIndex:
             q = q[None, :]
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise ValueError(f"expected (q, {self.dim}) query vectors, got shape {query_vectors.shape}")
-        mask = self.columns.mask(filters)
         if mask is None:
-            scores, ids = self.index.search(q, k, params=self._params(None, k))
+            if self._gpu is not None:
+                scores, ids = self._gpu.search(q, k)
+            else:
+                scores, ids = self.index.search(q, k, params=self._params(None, k))
             return _finish(ids, scores)
         selected = int(mask.sum())
         if selected == 0:
@@ -270,11 +298,6 @@ class LoadedIndex:
     def version(self) -> str:
         return str(self.meta["version"])
 
-    def search(
-        self, query_vectors: np.ndarray, k: int, filters: Filters | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return self.item_index.search(query_vectors, k, filters)
-
 
 def _content_version(factory: str, embedder_id: str, texts: list[str], columns: FilterColumns) -> str:
     h = hashlib.sha1()
@@ -304,7 +327,7 @@ def build_item_index(
     progress: bool = True,
 ) -> Path:
     """Embed the catalog's item texts, build + save the index files; returns the index directory."""
-    from catalog import item_texts, load_catalog  # lazy: the catalog package is heavier
+    from catalog.io import item_texts, load_catalog
 
     started = time.perf_counter()
     catalog = load_catalog(catalog_dir)
@@ -348,6 +371,7 @@ def load_item_index(
     ef_search: int = 128,
     num_threads: int | None = None,
     embedder_id: str | None = None,
+    gpu: bool = False,
 ) -> LoadedIndex:
     """Load what `build_item_index` wrote. Pass `embedder_id` to refuse an index from another embedder."""
     root = Path(index_dir)
@@ -362,5 +386,6 @@ def load_item_index(
             f"inconsistent index dir {root}: index {index.ntotal}, vectors {len(vectors)}, "
             f"filters {columns.n}, meta {meta['n']}"
         )
-    item_index = ItemIndex(index, columns, ef_search=ef_search, vectors=vectors, num_threads=num_threads)
+    item_index = ItemIndex(index, columns, ef_search=ef_search, vectors=vectors, num_threads=num_threads,
+                           gpu=gpu)
     return LoadedIndex(path=root, item_index=item_index, vectors=vectors, columns=columns, meta=meta)

@@ -1,4 +1,4 @@
-"""Wire everything into a running server: build missing artifacts, start Triton, serve gRPC.
+"""The running server: gRPC with health and reflection, the Ranker service, and the Triton it owns.
 
 Start order matters for Kubernetes probes: the gRPC port (with health NOT_SERVING) comes up first,
 then the index loads and Triton starts; health flips to SERVING only when both are ready.
@@ -7,109 +7,25 @@ then the index loads and Triton starts; health flips to SERVING only when both a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from rich.console import Console
 
-from engines.rerank import PairEncoder, RerankStage
-from pipeline.fuse import FILE_NAME as FUSION_FILE
-from pipeline.fuse import FusionStage, ListFusion
-from pipeline.pipeline import ItemTable, RankingPipeline
+from engines.triton.server import TritonServer
+from engines.triton_rerank import TritonRerankerClient
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from server.config import Settings
 from server.metrics import Metrics
 from server.service import RankerService
+from server.wiring import load_pipeline
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranker"].full_name
-
-
-@dataclass
-class Loaded:
-    pipeline: RankingPipeline
-    service_kwargs: dict
-
-
-def reranker_stage(settings: Settings, triton_url: str | None, tokenizer: PairEncoder
-                   ) -> tuple[RerankStage, str]:
-    """The configured rerank stage and its model version."""
-    if settings.reranker_engine == "torch":
-        from engines.cross_encoder import load_model
-        from engines.torch_rerank import TorchReranker, TorchRerankStage
-
-        model_dir = Path(settings.model_dir)  # type: ignore[arg-type]
-        reranker = TorchReranker(load_model(model_dir / "hf"), device=settings.torch_device,
-                                 precision=settings.torch_precision)
-        version = f"hf:{(model_dir / 'hf' / 'model.safetensors').stat().st_mtime_ns}"
-        return TorchRerankStage(reranker, tokenizer, timeout_s=settings.triton_timeout_s), version
-    from engines.rerank import TritonRerankStage
-    from engines.triton.repository import read_model_info
-    from engines.triton_rerank import TritonRerankerClient
-
-    if triton_url is None:
-        raise ValueError("reranker_engine=triton needs a Triton URL")
-    client = TritonRerankerClient(triton_url, model=settings.triton_model,
-                                  timeout_s=settings.triton_timeout_s)
-    model_version = ""
-    with contextlib.suppress(Exception):
-        model_version = str(read_model_info(settings.triton_repo).get("version", ""))
-    return TritonRerankStage(client, tokenizer), model_version
-
-
-def load_pipeline(settings: Settings, triton_url: str | None) -> Loaded:
-    """Load catalog, index and reranker stage into a pipeline (blocking; run off the event loop)."""
-    from catalog import item_texts, load_catalog
-    from engines.pair_tokenizer import PairTokenizer
-    from engines.rerank import RerankerUnavailable
-    from retrieval.embed import WordLlamaEmbedder
-    from retrieval.index import load_item_index
-
-    catalog = load_catalog(Path(settings.catalog_dir))
-    loaded = load_item_index(Path(settings.catalog_dir), ef_search=settings.ef_search)
-    products = catalog.products
-    items = ItemTable(
-        titles=products["product_name"].to_numpy(dtype=object),
-        categories=products["product_class"].to_numpy(dtype=object),
-        prices=products["price"].to_numpy(dtype="float32"),
-        texts=item_texts(products),
-        vectors=loaded.vectors,
-    )
-    index_stage = loaded.item_index
-    # Hybrid (BM25 + dense, RRF) unless a `retrieval = "dense"` setting asks for dense only. BM25 is
-    # built from the catalog at load (~2.5 s for 40k products): no extra artifact to keep in sync.
-    if settings.retrieval == "hybrid":
-        from retrieval.bm25 import BM25Index
-        from retrieval.hybrid import HybridRetriever
-
-        index_stage = HybridRetriever(loaded.item_index, BM25Index.from_products(products, progress=False),
-                                      loaded.columns)
-    tokenizer = PairTokenizer(doc_cache_size=settings.doc_token_cache)
-    stage, model_version = reranker_stage(settings, triton_url, tokenizer)
-    fusion_path = Path(settings.model_dir) / FUSION_FILE
-    fusion = None
-    if settings.list_fusion and fusion_path.exists():
-        fusion = FusionStage(ListFusion.load(fusion_path), items.texts, items.categories)
-    pipeline = RankingPipeline(
-        WordLlamaEmbedder(), index_stage, items, stage,
-        reranker_timeout_s=settings.triton_timeout_s, reranker_retry_after_s=settings.reranker_retry_after_s,
-        model_version=model_version, index_version=loaded.version,
-        unavailable_errors=(RerankerUnavailable,), retrieval_weight=settings.rerank_retrieval_weight,
-        fusion=fusion,
-    )
-    columns = loaded.columns
-    return Loaded(pipeline, dict(
-        validate_filters=columns.validate,
-        categories=sorted(catalog.categories()),
-        index_factory=str(loaded.meta.get("factory", "")),
-    ))
 
 
 class RankServer:
@@ -120,8 +36,8 @@ class RankServer:
         self.console = console or Console(stderr=True)
         self.metrics = Metrics()
         self.health = health.aio.HealthServicer()
-        self.service: RankerService | None = None
-        self.triton = None
+        self.service = RankerService(settings, metrics=self.metrics)
+        self.triton: TritonServer | None = None
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._watch: asyncio.Task | None = None
@@ -129,8 +45,7 @@ class RankServer:
     async def start(self) -> int:
         s = self.settings
         self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        ranker = _LazyRanker(self)
-        ranking_pb2_grpc.add_RankerServicer_to_server(ranker, self._server)
+        ranking_pb2_grpc.add_RankerServicer_to_server(self.service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
                                             self._server)
@@ -146,8 +61,6 @@ class RankServer:
         t0 = time.perf_counter()
         triton_url = s.triton_url
         if s.reranker_engine == "triton" and triton_url is None:
-            from engines.triton.server import TritonServer
-
             self.triton = TritonServer(s.triton_repo, host=s.triton_host, grpc_port=s.triton_grpc_port,
                                        metrics_port=None, stop_grace_s=s.triton_stop_grace_s,
                                        handle_signals=False)
@@ -157,7 +70,7 @@ class RankServer:
         loaded = await asyncio.to_thread(load_pipeline, s, triton_url)
         if s.reranker_engine == "triton":
             await self._wait_reranker_ready(triton_url)
-        self.service = RankerService(loaded.pipeline, s, metrics=self.metrics, **loaded.service_kwargs)
+        self.service.loaded = loaded
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("ready in %.1fs (reranker: %s)", time.perf_counter() - t0,
@@ -166,8 +79,6 @@ class RankServer:
 
     async def _wait_reranker_ready(self, triton_url: str) -> None:
         """An external Triton may still be loading: stay NOT_SERVING until its model is ready."""
-        from engines.triton_rerank import TritonRerankerClient
-
         # A probe of its own: the request timeout (triton_timeout_s) may be far tighter than a probe needs.
         probe = TritonRerankerClient(triton_url, model=self.settings.triton_model, timeout_s=2.0)
         t0 = time.monotonic()
@@ -200,26 +111,6 @@ class RankServer:
             await self._server.stop(self.settings.grace_s)
         if self.triton is not None:
             await asyncio.to_thread(self.triton.stop)
-
-
-class _LazyRanker(ranking_pb2_grpc.RankerServicer):
-    """Answers UNAVAILABLE until the pipeline is loaded, then delegates to the RankerService."""
-
-    def __init__(self, owner: RankServer) -> None:
-        self.owner = owner
-
-    async def Rank(self, request, context):  # type: ignore[override]
-        service = self.owner.service
-        if service is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "starting: index or reranker not ready")
-        async for response in service.Rank(request, context):
-            yield response
-
-    async def Info(self, request, context):  # type: ignore[override]
-        service = self.owner.service
-        if service is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is starting")
-        return await service.Info(request, context)
 
 
 async def serve(settings: Settings, *, console: Console | None = None) -> None:

@@ -8,6 +8,8 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.fuse import BASE_RETRIEVAL_WEIGHT
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QUERIES = PROJECT_ROOT.parent / "shared" / "data" / "wands" / "query.csv"
 DEFAULT_ARTIFACTS = PROJECT_ROOT / "artifacts"
@@ -56,6 +58,9 @@ class Settings(_Locations):
     # "hybrid": BM25 and dense lists fused by reciprocal rank (filters inside both); "dense": FAISS only.
     retrieval: Literal["hybrid", "dense"] = "hybrid"
     ef_search: int = Field(128, ge=1)
+    # Unfiltered dense searches run exact on the GPUs (faiss-gpu, the `gpu` extra) when the host has any;
+    # filtered ones stay on the CPU index (GPU indexes take no ID selectors). Off, or no GPU: CPU only.
+    faiss_gpu: bool = False
 
     # gRPC server.
     host: str = "127.0.0.1"
@@ -80,7 +85,7 @@ class Settings(_Locations):
     max_candidates: int = Field(1000, ge=1)
     default_mmr_lambda: float = Field(0.90, ge=0.0, le=1.0)  # chosen on val: docs/quality.md
     # Weight of the (min-max) retrieval score added to the (min-max) reranker score; chosen on val.
-    rerank_retrieval_weight: float = Field(0.25, ge=0.0)
+    rerank_retrieval_weight: float = Field(BASE_RETRIEVAL_WEIGHT, ge=0.0)
     max_query_chars: int = Field(512, ge=1)
 
     # Where the cross-encoder runs: "triton" (INT8 ONNX on Triton, the CPU deployment) or "torch" (the

@@ -49,10 +49,10 @@ def small_queries(tmp_path_factory: pytest.TempPathFactory, shared_queries: Path
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory, small_queries: Path) -> Artifacts:
-    from catalog import build_catalog
+    from catalog.builder import build_catalog
     from engines.triton.repository import write_model_repository
     from retrieval.index import build_item_index
-    from training.export import build_reranker
+    from training.build import build_reranker
 
     root = tmp_path_factory.mktemp("artifacts")
     catalog = build_catalog(small_queries, root / "catalog", seed=0, products=TEST_PRODUCTS, progress=False)

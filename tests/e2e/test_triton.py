@@ -21,12 +21,13 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import model_config_pb2 as mc
 
 from engines.cross_encoder import CrossEncoderConfig, build_model
+from engines.ort_rerank import OrtRerankStage, ort_session
 from engines.pair_tokenizer import PairTokenizer
-from engines.rerank import OrtRerankStage, RerankStage, TritonRerankStage
+from engines.rerank import RerankerUnavailable, RerankStage
 from engines.triton.repository import read_config, read_model_info, write_model_repository
 from engines.triton.server import TritonServer, TritonStartError, free_ports
-from engines.triton_rerank import RerankerUnavailable, TritonRerankerClient
-from training.export import export_onnx, ort_session, quantize_int8
+from engines.triton_rerank import TritonRerankerClient, TritonRerankStage
+from training.export import export_onnx, quantize_int8
 
 # Merging concurrent requests needs a window wider than the test's request spread on 2 busy cores.
 BATCH_WINDOW_US = 100_000
@@ -96,11 +97,12 @@ def onnx_models(workdir: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def repo(workdir: Path, onnx_models: tuple[Path, Path]) -> Path:
     fp32, int8 = onnx_models
-    repo = write_model_repository(int8, workdir / "repo", max_queue_delay_us=500, ort_threads=1)
+    repo = write_model_repository(int8, workdir / "repo", max_queue_delay_us=500,
+                                  parameters={"ort_threads": "1"})
     # FP32 twin with a wide batching window: padding/splitting must be exact there (INT8's dynamic
     # activation ranges make batched scores depend slightly on the batch's other rows).
     write_model_repository(
-        fp32, repo, model_name="reranker_fp32", onnx_model_name=None, max_queue_delay_us=BATCH_WINDOW_US
+        fp32, repo, model_name="reranker_fp32", stock_twin=False, max_queue_delay_us=BATCH_WINDOW_US
     )
     return repo
 
@@ -323,7 +325,7 @@ def test_stop_leaves_no_process(repo: Path, workdir: Path) -> None:
 def test_start_error_carries_log_and_cleans_up(workdir: Path) -> None:
     bad = workdir / "bad.onnx"
     bad.write_bytes(b"not an onnx model")
-    repo = write_model_repository(bad, workdir / "bad-repo", onnx_model_name=None)
+    repo = write_model_repository(bad, workdir / "bad-repo", stock_twin=False)
     marker = str(workdir / "rt-bad")
     srv = TritonServer(repo, runtime_dir=Path(marker), startup_timeout_s=60)
     with pytest.raises(TritonStartError, match="reranker"):

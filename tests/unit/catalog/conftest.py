@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog import build_catalog
+from catalog.builder import build_catalog
 
-# WANDS-like queries: colours/materials, a brand-only query, a class-less query, quotes, numbers, a
 # modifier-free query, a query with no class noun, and an empty query_class.
 SMALL_QUERIES = """query_id\tquery\tquery_class
 1\tnavy velvet sofa\tSofas

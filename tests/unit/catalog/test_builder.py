@@ -11,14 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from catalog import (
-    LABEL_GAIN,
-    build_catalog,
-    feature_attrs,
-    load_catalog,
-    query_rules,
-)
-from catalog.io import PRODUCT_COLUMNS
+from catalog.builder import build_catalog
+from catalog.io import LABEL_GAIN, PRODUCT_COLUMNS, feature_attrs, load_catalog
+from catalog.rules import query_rules
 from tests.unit.catalog.conftest import SMALL_QUERIES, write_queries
 
 WANDS_QUERIES = Path(__file__).resolve().parents[4] / "shared" / "data" / "wands" / "query.csv"

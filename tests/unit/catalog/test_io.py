@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from catalog import item_texts, load_catalog
-from catalog.io import read_queries
+from catalog.io import item_texts, load_catalog, read_queries
 from tests.unit.catalog.conftest import SMALL_QUERIES, write_queries
 
 

@@ -10,11 +10,11 @@ import torch
 from scipy.stats import spearmanr
 
 from engines.cross_encoder import load_model
+from engines.ort_rerank import ort_scores, ort_session
 from engines.pair_tokenizer import PairTokenizer
 from engines.torch_rerank import TorchReranker, TorchRerankStage
 from tests.conftest import Artifacts
-from training.export import ort_scores, ort_session
-from training.train import load_rerank_data
+from training.data import load_rerank_data
 
 
 @pytest.fixture(scope="module")

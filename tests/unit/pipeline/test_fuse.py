@@ -1,4 +1,4 @@
-"""The list-fusion head: its features on hand-made lists, fitting it, and its place in the pipeline."""
+"""The fuse stage: the list-fusion head's features on hand-made lists, its file, its place in the pipeline."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from engines.rerank import RerankResult
-from pipeline.fuse import FEATURES, LIST_FEATURES, FusionStage, ListFusion, list_features
+from pipeline.fuse import FEATURES, LIST_FEATURES, BlendFusion, FusionStage, ListFusion, list_features
 from pipeline.match_features import MATCH_FEATURES
-from pipeline.pipeline import ItemTable, RankedItem, RankingPipeline, RankParams
-from training.list_fusion import ScoredList, base_score, fit_list_fusion, mean_list_ndcg
+from pipeline.pipeline import RankingPipeline
+from pipeline.types import ItemTable, RankedItem, RankParams
 
 F = {name: i for i, name in enumerate(FEATURES)}
 
@@ -82,43 +82,13 @@ def test_head_json_roundtrip_and_feature_check(tmp_path) -> None:
         ListFusion.from_json(obj)
 
 
-def synthetic_list(rng: np.random.Generator, class_base: int, n: int = 60) -> ScoredList:
-    """A list where the cross-encoder ties the query's class with look-alikes from other classes.
-
-    8 relevant items (one class) and 22 distractors spread over 11 other classes all "hold every query
-    word" (rerank 1.0); the rest score lower. Retrieval order is random. Only the class concentration
-    tells the relevant items apart, and the classes of val lists are never seen in training.
-    """
-    classes = np.concatenate([np.full(8, class_base), class_base + 1 + np.arange(22) % 11,
-                              class_base + 20 + rng.integers(0, 5, n - 30)])
-    rerank = np.concatenate([np.ones(30), rng.uniform(0.2, 0.8, n - 30)])
-    rels = np.concatenate([np.full(8, 2), np.zeros(n - 8, int)])
-    order = rng.permutation(n)
-    retrieval = np.sort(rng.uniform(0, 1, n))[::-1]
-    return ScoredList(class_base, list_features(rerank[order], retrieval, classes[order], no_match(n)),
-                      rels[order], np.full(8, 2))
-
-
-def test_fit_learns_class_intent_on_unseen_classes() -> None:
-    rng = np.random.default_rng(0)
-    train = [synthetic_list(rng, 1000 * i) for i in range(40)]
-    val = [synthetic_list(rng, 1000 * (100 + i)) for i in range(15)]
-    head, report = fit_list_fusion(train, val, epochs=8)
-    base = mean_list_ndcg(val, base_score)
-    assert base < 0.6  # ties broken by a random retrieval order
-    assert report["val_ndcg@10"] == pytest.approx(mean_list_ndcg(val, head.score))
-    assert report["val_ndcg@10"] > base + 0.3, report["history"]
-    assert report["val_ndcg@10_base"] == pytest.approx(base)
-    assert 1 <= report["best_epoch"] <= 8 and len(report["history"]) == 8
-
-
 class Embed:
     def embed_query(self, text: str) -> np.ndarray:
         return np.ones(2, np.float32)
 
 
 class Retrieve:
-    def retrieve(self, query, qvec, k, filters):
+    def retrieve(self, query, qvec, k, mask=None):
         return np.arange(4)[None, :k], np.linspace(1.0, 0.4, 4, dtype=np.float32)[None, :k]
 
 
@@ -132,8 +102,8 @@ def pipeline_order(fusion: ListFusion | None) -> tuple[list[int], dict]:
     texts = [f"item {i}" for i in range(4)]
     items = ItemTable(np.array(texts, object), np.array(["Sofas", "Mugs", "Mugs", "Mugs"], object),
                       np.ones(4, np.float32), texts, np.eye(4, dtype=np.float32))
-    stage = None if fusion is None else FusionStage(fusion, texts, items.categories)
-    pipe = RankingPipeline(Embed(), Retrieve(), items, Rerank(), retrieval_weight=0.0, fusion=stage)
+    stage = BlendFusion(0.0) if fusion is None else FusionStage(fusion, texts, items.categories)
+    pipe = RankingPipeline(Embed(), Retrieve(), items, Rerank(), fusion=stage)
 
     async def run() -> tuple[list[int], dict]:
         out = [e async for e in pipe.rank(RankParams(query="q", k=4, mmr_lambda=1.0, candidates=4))]
@@ -150,15 +120,3 @@ def test_pipeline_ranks_by_the_head() -> None:
     assert order == [1, 2, 3, 0]
     assert "fusion" in timings
     assert pipeline_order(hand_head("retrieval_rank"))[0] == [3, 2, 1, 0]
-
-
-def test_fusion_trains_on_train_queries_only(artifacts) -> None:
-    from training.splits import split_queries
-    from training.train import load_rerank_data
-
-    report = json.loads((artifacts.model / "list_fusion_report.json").read_text())
-    splits = split_queries(load_rerank_data(artifacts.catalog).queries)
-    trained_on = set(report["train_query_ids"])
-    assert trained_on and trained_on <= set(splits["train"]["query_id"])
-    assert not trained_on & (set(splits["dev"]["query_id"]) | set(splits["val"]["query_id"]))
-    assert (artifacts.model / "list_fusion.json").exists()

@@ -1,15 +1,20 @@
-"""RankingPipeline's combination of retrieval and reranker scores (stages are tested on their own)."""
+"""RankingPipeline: how it combines the stages' scores, degrades when the reranker is down or slow, and
+owns the deadline (the stages are tested on their own)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from engines.rerank import RerankResult
-from pipeline.pipeline import ItemTable, RankedItem, RankingPipeline, RankParams
+from engines.rerank import RerankerUnavailable, RerankResult
+from pipeline.fuse import BlendFusion
+from pipeline.pipeline import RankingPipeline, RerankerGate
+from pipeline.types import DeadlineExceeded, ItemTable, RankedItem, RankParams, RankSummary
+from retrieval.filters import FilterError, Filters
 
 N = 4
 
@@ -22,7 +27,7 @@ class FixedEmbedder:
 class FixedRetriever:
     """Items 0..3 in that order, with descending retrieval scores."""
 
-    def retrieve(self, query, qvec, k, filters):
+    def retrieve(self, query, qvec, k, mask=None):
         return np.arange(N)[None, :k], np.linspace(1.0, 0.4, N, dtype=np.float32)[None, :k]
 
 
@@ -43,7 +48,7 @@ def rank(ce: list[float], weight: float, lam: float = 1.0) -> list[RankedItem]:
     items = ItemTable(np.array(texts, object), np.array(["c"] * N, object), np.ones(N, np.float32), texts,
                       np.eye(N, dtype=np.float32))
     stage = ScoresByText(dict(zip(texts, ce, strict=True)))
-    pipe = RankingPipeline(FixedEmbedder(), FixedRetriever(), items, stage, retrieval_weight=weight)
+    pipe = RankingPipeline(FixedEmbedder(), FixedRetriever(), items, stage, fusion=BlendFusion(weight))
 
     async def run() -> list[RankedItem]:
         params = RankParams(query="q", k=N, mmr_lambda=lam, candidates=N)
@@ -69,3 +74,82 @@ def test_retrieval_weight_trades_reranker_against_retrieval() -> None:
     assert [r.item_id for r in rank(ce, weight=0.0)] == [3, 2, 1, 0]
     assert [r.item_id for r in rank(ce, weight=0.25)] == [3, 0, 1, 2]  # small CE gaps yield to retrieval
     assert [r.item_id for r in rank(ce, weight=10.0)] == [0, 1, 2, 3]
+
+
+class Down:
+    """A reranker that is down (raises) or hangs (sleeps past any timeout); counts its calls."""
+
+    def __init__(self, hang_s: float = 0.0) -> None:
+        self.hang_s = hang_s
+        self.calls = 0
+
+    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+                     ) -> RerankResult:
+        self.calls += 1
+        if self.hang_s:
+            await asyncio.sleep(self.hang_s)
+        raise RerankerUnavailable("down")
+
+
+def run_once(pipe: RankingPipeline, deadline: float | None = None, **params: object
+             ) -> tuple[list[int], RankSummary]:
+    async def run() -> tuple[list[int], RankSummary]:
+        p = RankParams(query="q", k=N, mmr_lambda=1.0, candidates=N, **params)  # type: ignore[arg-type]
+        out = [e async for e in pipe.rank(p, deadline=deadline)]
+        return [e.item_id for e in out if isinstance(e, RankedItem)], out[-1]
+
+    return asyncio.run(run())
+
+
+def items_table() -> ItemTable:
+    texts = [f"item {i}" for i in range(N)]
+    return ItemTable(np.array(texts, object), np.array(["c"] * N, object), np.ones(N, np.float32), texts,
+                     np.eye(N, dtype=np.float32))
+
+
+@pytest.mark.parametrize("hang_s", [0.0, 5.0])
+def test_reranker_down_or_slow_degrades_to_retrieval_order_and_the_gate_skips_it(hang_s: float) -> None:
+    stage = Down(hang_s)
+    pipe = RankingPipeline(FixedEmbedder(), FixedRetriever(), items_table(), stage,  # type: ignore[arg-type]
+                           reranker_timeout_s=0.05, reranker_retry_after_s=60.0)
+    t = time.perf_counter()
+    ids, summary = run_once(pipe)
+    assert time.perf_counter() - t < 2.0  # the pipeline's timeout, not the hang, ended the call
+    assert ids == [0, 1, 2, 3] and summary.degraded and summary.degraded_reason == "reranker_unavailable"
+    assert summary.candidates_reranked == 0 and stage.calls == 1
+    ids, summary = run_once(pipe)  # the gate is closed: no second call while it cools down
+    assert summary.degraded and stage.calls == 1
+
+
+def test_no_reranker_is_reported() -> None:
+    pipe = RankingPipeline(FixedEmbedder(), FixedRetriever(), items_table(), None)
+    ids, summary = run_once(pipe)
+    assert ids == [0, 1, 2, 3] and summary.degraded_reason == "reranker_not_configured"
+
+
+def test_a_passed_deadline_stops_the_work() -> None:
+    stage = Down()
+    pipe = RankingPipeline(FixedEmbedder(), FixedRetriever(), items_table(), stage)  # type: ignore[arg-type]
+    with pytest.raises(DeadlineExceeded):
+        run_once(pipe, deadline=time.monotonic() - 1.0)
+    assert stage.calls == 0
+
+
+def test_a_filter_the_catalog_cannot_apply_fails_before_any_work() -> None:
+    stage = Down()
+    pipe = RankingPipeline(FixedEmbedder(), FixedRetriever(), items_table(), stage)  # type: ignore[arg-type]
+    with pytest.raises(FilterError):
+        run_once(pipe, filters=Filters(category="Sofas"))
+    assert stage.calls == 0
+
+
+def test_reranker_gate_retries_after_cooldown() -> None:
+    now = [100.0]
+    gate = RerankerGate(retry_after_s=1.0, clock=lambda: now[0])
+    assert gate.open()
+    gate.failed()
+    assert not gate.open()
+    now[0] += 1.01
+    assert gate.open()
+    gate.succeeded()
+    assert gate.open()

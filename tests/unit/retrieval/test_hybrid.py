@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -30,14 +28,13 @@ def test_rrf_fuse_ties_keep_first_seen_and_empty() -> None:
 
 @pytest.fixture(scope="module")
 def hybrid(artifacts) -> tuple[HybridRetriever, object]:
-    from catalog import load_catalog
+    from catalog.io import load_catalog
     from retrieval.bm25 import BM25Index
     from retrieval.index import load_item_index
 
     cat = load_catalog(artifacts.catalog)
     loaded = load_item_index(artifacts.catalog)
-    return HybridRetriever(loaded.item_index, BM25Index.from_products(cat.products, progress=False),
-                           loaded.columns), cat
+    return HybridRetriever(loaded.item_index, BM25Index.from_products(cat.products, progress=False)), cat
 
 
 def test_hybrid_fuses_both_lists(hybrid) -> None:
@@ -66,8 +63,8 @@ def test_hybrid_respects_filters(hybrid) -> None:
     query, category = str(row["query"]), str(row["query_class"])
     qv = WordLlamaEmbedder().embed_query(query)
     filters = Filters(category=category, max_price=float(cat.products["price"].median()), in_stock_only=True)
-    mask = retriever.columns.mask(filters)
-    ids, _ = retriever.retrieve(query, qv, 20, filters)
+    mask = retriever.dense.columns.mask(filters)
+    ids, _ = retriever.retrieve(query, qv, 20, mask)
     found = ids[0][ids[0] >= 0]
     assert len(found) == min(20, int(mask.sum()))
     assert mask[found].all()
@@ -75,29 +72,5 @@ def test_hybrid_respects_filters(hybrid) -> None:
     lexical = bm25_search_masked(retriever.bm25, query, 50, mask)
     assert mask[lexical[lexical >= 0]].all()
     empty = Filters(category=category, min_price=1e9)
-    ids, _ = retriever.retrieve(query, qv, 5, empty)
+    ids, _ = retriever.retrieve(query, qv, 5, retriever.dense.columns.mask(empty))
     assert (ids == -1).all()
-
-
-def test_mined_lists_train_only_and_labelled(artifacts) -> None:
-    from catalog import item_texts, load_catalog
-    from training.mining import mine_training_lists
-    from training.splits import split_labels
-    from training.train import LABEL_REL
-
-    cat = load_catalog(Path(artifacts.catalog))
-    products = cat.products
-    train_classes = {"Accent Pillows"} | set(products["product_class"].iloc[:50])
-    mined = mine_training_lists(cat.queries, cat.labels, products, list(item_texts(products)), depth=30,
-                                allowed_classes=train_classes)
-    assert len(mined)
-    splits = dict(zip(cat.queries["query_id"], split_labels(cat.queries), strict=True))
-    assert {splits[q] for q in mined["query_id"]} == {"train"}  # never a dev or val query
-    assert mined.groupby("query_id").size().max() <= 30
-    triples = cat.labels[["query_id", "product_id", "label"]].itertuples(index=False)
-    labels = {(q, p): LABEL_REL[lab] for q, p, lab in triples}
-    want = [labels.get((q, p), 0) for q, p in zip(mined["query_id"], mined["product_id"], strict=True)]
-    assert mined["rel"].tolist() == want  # unjudged candidates are 0, as evaluation scores them
-    neg = mined[mined["rel"] == 0]
-    assert set(products["product_class"].to_numpy()[neg["product_id"].to_numpy()]) <= train_classes
-    assert (mined["rel"] > 0).any()

@@ -4,7 +4,6 @@ import asyncio
 
 import pytest
 
-from pipeline.pipeline import RerankerGate
 from server.admission import Admission, Overloaded
 
 
@@ -41,15 +40,3 @@ def test_slots_are_released_on_error() -> None:
             return adm.running
 
     assert asyncio.run(scenario()) == 1
-
-
-def test_reranker_gate_retries_after_cooldown() -> None:
-    now = [100.0]
-    gate = RerankerGate(retry_after_s=1.0, clock=lambda: now[0])
-    assert gate.open()
-    gate.failed()
-    assert not gate.open()
-    now[0] += 1.01
-    assert gate.open()
-    gate.succeeded()
-    assert gate.open()

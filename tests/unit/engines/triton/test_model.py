@@ -11,7 +11,7 @@ import pytest
 from engines.pair_tokenizer import PairTokenizer
 from engines.triton.model import score_bucketed, session_options
 from tests.conftest import Artifacts
-from training.train import load_rerank_data
+from training.data import load_rerank_data
 
 
 @pytest.fixture(scope="module")

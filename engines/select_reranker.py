@@ -1,0 +1,58 @@
+"""The one place that chooses the rerank engine from the config (`Settings.reranker_engine`)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from engines.pair_tokenizer import PairTokenizer
+from engines.rerank import RerankStage
+
+
+class RerankerSettings(Protocol):
+    """The fields of `server.config.Settings` the choice reads (engines never import the server)."""
+
+    reranker_engine: str
+    model_dir: Path | None
+    doc_token_cache: int
+    torch_device: str
+    torch_precision: str
+    triton_model: str
+    triton_timeout_s: float
+
+    @property
+    def triton_repo(self) -> Path: ...
+
+
+@dataclass(frozen=True)
+class SelectedReranker:
+    stage: RerankStage
+    version: str  # reported in every Summary: which model ranked it
+
+
+def select_reranker(settings: RerankerSettings, triton_url: str | None) -> SelectedReranker:
+    """``triton``: the INT8 ONNX model on Triton at ``triton_url``; ``torch``: the trained HF model in
+    process with PyTorch (FP16 on a GPU host). Each engine's modules are imported only when chosen."""
+    tokenizer = PairTokenizer(doc_cache_size=settings.doc_token_cache)
+    model_dir = Path(settings.model_dir)  # type: ignore[arg-type]
+    if settings.reranker_engine == "torch":
+        from engines.cross_encoder import load_model
+        from engines.torch_rerank import TorchReranker, TorchRerankStage
+
+        reranker = TorchReranker(load_model(model_dir / "hf"), device=settings.torch_device,
+                                 precision=settings.torch_precision)  # type: ignore[arg-type]
+        version = f"hf:{(model_dir / 'hf' / 'model.safetensors').stat().st_mtime_ns}"
+        return SelectedReranker(TorchRerankStage(reranker, tokenizer), version)
+    from engines.triton.repository import read_model_info
+    from engines.triton_rerank import TritonRerankerClient, TritonRerankStage
+
+    if triton_url is None:
+        raise ValueError("reranker_engine=triton needs a Triton URL")
+    client = TritonRerankerClient(triton_url, model=settings.triton_model,
+                                  timeout_s=settings.triton_timeout_s)
+    version = ""
+    with contextlib.suppress(OSError, ValueError):
+        version = str(read_model_info(settings.triton_repo).get("version", ""))
+    return SelectedReranker(TritonRerankStage(client, tokenizer), version)

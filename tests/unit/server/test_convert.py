@@ -1,0 +1,70 @@
+"""The schema boundary: every out-of-range field is refused by name, and items/summaries map back."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.types import RankedItem, RankSummary
+from protos.ranking.v1 import ranking_pb2
+from retrieval.filters import Filters
+from server.config import Settings
+from server.convert import InvalidArgument, item_message, parse_request, summary_message
+
+SETTINGS = Settings()
+
+
+def request(**fields: object) -> ranking_pb2.RankRequest:
+    filters = fields.pop("filters", None)
+    req = ranking_pb2.RankRequest(query=str(fields.pop("query", "sofa")), **fields)
+    if filters is not None:
+        req.filters.CopyFrom(ranking_pb2.Filters(**filters))
+    return req
+
+
+def test_defaults_fill_unset_fields() -> None:
+    params = parse_request(request(), SETTINGS)
+    assert (params.k, params.mmr_lambda, params.candidates) == (
+        SETTINGS.default_k, SETTINGS.default_mmr_lambda, SETTINGS.default_candidates)
+    assert params.filters is None and len(params.request_id) == 32  # one is made when none is given
+    assert parse_request(request(request_id="r1"), SETTINGS).request_id == "r1"
+    # candidates default to at least k.
+    assert parse_request(request(k=150), SETTINGS).candidates == 150
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"query": "  "}, "query"),
+    ({"query": "x" * (SETTINGS.max_query_chars + 1)}, "query"),
+    ({"k": 0}, "k"),
+    ({"k": SETTINGS.max_k + 1}, "k"),
+    ({"mmr_lambda": 1.5}, "mmr_lambda"),
+    ({"mmr_lambda": float("nan")}, "mmr_lambda"),
+    ({"k": 20, "candidates": 10}, "candidates"),
+    ({"candidates": SETTINGS.max_candidates + 1}, "candidates"),
+    ({"filters": {"min_price": -1.0}}, "filters.min_price"),
+    ({"filters": {"min_price": 50.0, "max_price": 10.0}}, "filters.min_price"),
+])
+def test_bad_fields_are_named(fields: dict, field: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        parse_request(request(**fields), SETTINGS)
+    assert err.value.field == field and str(err.value).startswith(f"{field}: ")
+
+
+def test_filters_parse_and_blank_means_none() -> None:
+    wanted = {"category": " Sofas ", "max_price": 300.0, "in_stock_only": True}
+    params = parse_request(request(filters=wanted), SETTINGS)
+    assert params.filters == Filters(category="Sofas", max_price=300.0, in_stock_only=True)
+    assert parse_request(request(filters={"category": "  "}), SETTINGS).filters is None
+
+
+def test_messages_carry_every_field() -> None:
+    item = RankedItem(rank=2, item_id=7, title="t", category="c", price=9.5, score=0.75,
+                      retrieval_score=0.5, rerank_score=3.0, redundancy_penalty=0.25)
+    assert item_message(item).item == ranking_pb2.RankedItem(
+        rank=2, item_id=7, title="t", category="c", price=9.5, score=0.75, retrieval_score=0.5,
+        rerank_score=3.0, redundancy_penalty=0.25)
+    summary = RankSummary(request_id="r", timings_ms={"embed": 1.0, "rerank": 4.0, "fusion": 0.5},
+                          candidates_retrieved=100, degraded=True, degraded_reason="reranker_unavailable")
+    msg = summary_message(summary, 2.0, cache_hit=True).summary
+    assert (msg.timings.embed_ms, msg.timings.rerank_ms, msg.timings.fusion_ms, msg.timings.queue_ms) == (
+        1.0, 4.0, 0.5, 2.0)
+    assert msg.degraded and msg.degraded_reason == "reranker_unavailable" and msg.cache_hit
