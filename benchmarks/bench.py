@@ -112,7 +112,7 @@ def targets(report: dict) -> dict:
 def bench_model_dir(model: Path, out: Path) -> Path:
     """`model`'s weights (linked) with a Triton repository written by the current code, so the bench
     measures today's serving config whatever repository the artifacts were built with."""
-    from engines.triton.repository import write_model_repository
+    from engines.model_dir import write_served_repository
 
     out.mkdir(parents=True, exist_ok=True)
     for name in ("hf", "model.onnx", "model_fp32.onnx"):
@@ -120,7 +120,7 @@ def bench_model_dir(model: Path, out: Path) -> Path:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to((Path(model) / name).resolve())
-    write_model_repository(out / "model.onnx", out / "triton")
+    write_served_repository(out)
     return out
 
 

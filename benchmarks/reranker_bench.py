@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import tempfile
 import time
@@ -66,9 +67,11 @@ def real_pair_batches(
     return PairBatches(queries, docs, [e[0] for e in encoded], [e[1] for e in encoded])
 
 
-def ops_per_pair(cfg, length: float) -> float:
-    """Multiply-adds x 2 of one BERT forward at sequence length `length` (embeddings gathers excluded)."""
-    h, i, n = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
+def ops_per_pair(bert_config: dict, length: float) -> float:
+    """Multiply-adds x 2 of one BERT forward at sequence length `length` (embeddings gathers excluded);
+    `bert_config` is the checkpoint's config.json."""
+    h, i = bert_config["hidden_size"], bert_config["intermediate_size"]
+    n = bert_config["num_hidden_layers"]
     per_layer = 8 * length * h * h + 4 * length * h * i + 4 * length * length * h  # QKVO, FFN, attention
     return n * per_layer + 2 * h * h + 2 * h  # + pooler and classifier
 
@@ -141,10 +144,10 @@ def _cycle(batches: PairBatches) -> Callable[[int], tuple[np.ndarray, np.ndarray
 def torch_eager_pairs_s(model_dir: Path, batches: PairBatches, seconds: float, threads: int) -> float:
     import torch
 
-    from engines.cross_encoder import load_model
+    from engines.model_dir import load_served_model
 
     torch.set_num_threads(threads)
-    model = load_model(model_dir / "hf")
+    model = load_served_model(model_dir)
     get = _cycle(batches)
 
     @torch.inference_mode()
@@ -160,10 +163,10 @@ def st_crossencoder_pairs_s(model_dir: Path, batches: PairBatches, seconds: floa
     import torch
     from sentence_transformers import CrossEncoder
 
-    from engines.cross_encoder import load_model
+    from engines.model_dir import pair_tokenizer_for
 
     torch.set_num_threads(threads)
-    max_length = load_model(model_dir / "hf").cfg.max_length
+    max_length = pair_tokenizer_for(model_dir).max_length
     model = CrossEncoder(str(model_dir / "hf"), device="cpu", max_length=max_length)
     k = len(batches.docs)
     pairs = [[(q, d) for d in docs] for q, docs in zip(batches.queries, batches.docs, strict=True)]
@@ -322,12 +325,12 @@ def run_reranker_bench(
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """All reranker figures of one run (see module doc); `seconds` is the timing window per engine."""
-    from engines.cross_encoder import load_model
+    from engines.model_dir import pair_tokenizer_for
 
     threads = threads or os.cpu_count() or 1
     note = progress or (lambda _: None)
-    cfg = load_model(model_dir / "hf").cfg
-    tokenizer = PairTokenizer(cfg.max_length, cfg.max_query_tokens)
+    bert_config = json.loads((model_dir / "hf" / "config.json").read_text())
+    tokenizer = pair_tokenizer_for(model_dir)
     batches = real_pair_batches(catalog_dir, tokenizer, batch=batch)
     out: dict = {"batch": batch, "threads": threads, "batches": len(batches.ids),
                  "seconds_per_engine": seconds, "mean_length": batches.mean_length(),
@@ -360,7 +363,7 @@ def run_reranker_bench(
     out["bucket_rows"] = bucket_rows
     out["triton_concurrency"] = triton_concurrency
     out["perf_analyzer_pairs_s"], out["perf_analyzer_note"] = perf_analyzer_status()
-    out["ops_per_pair"] = ops_per_pair(cfg, out["mean_length"])
+    out["ops_per_pair"] = ops_per_pair(bert_config, out["mean_length"])
     out["reranker_gops"] = out["triton_int8_pairs_s"] * out["ops_per_pair"] / 1e9
     out["ort_int8_gops"] = out["ort_int8_pairs_s"] * out["ops_per_pair"] / 1e9
     out["ratios"] = {

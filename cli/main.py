@@ -17,8 +17,10 @@ app = typer.Typer(help="rankserve: gRPC ranking server for product search.", no_
                   pretty_exceptions_enable=False)
 catalog_app = typer.Typer(help="Generated WANDS-format catalogs.", no_args_is_help=True)
 index_app = typer.Typer(help="Item embeddings and FAISS index.", no_args_is_help=True)
+model_app = typer.Typer(help="Served reranker models.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(index_app, name="index")
+app.add_typer(model_app, name="model")
 console = Console(stderr=True)
 
 
@@ -63,6 +65,28 @@ def index_build(
     console.print(f"index {factory} → {path} ({time.perf_counter() - t:.1f}s)")
 
 
+@model_app.command("import")
+def model_import(
+    source: Annotated[Path, typer.Argument(
+        help="Hugging Face cross-encoder folder (config, weights, tokenizer.json); a missing "
+             "classification head starts fresh.")],
+    out: Annotated[Path, typer.Option(help="Model directory to write (serve/eval/bench --model).")],
+    catalog: Annotated[Path, typer.Option(help="Catalog whose judged pairs the INT8 parity gate reads.")],
+    seed: Annotated[int, typer.Option(help="Seed of a fresh classification head.")] = 0,
+    max_length: Annotated[int, typer.Option(help="Pair length in tokens the model is served with.")] = 64,
+    precision: Annotated[str, typer.Option(help="int8 (quantised, parity-gated) or fp32.")] = "int8",
+) -> None:
+    """Package an existing cross-encoder without training: ONNX, INT8, parity gate, Triton repository."""
+    from training.import_model import import_cross_encoder
+
+    if precision not in ("int8", "fp32"):
+        raise typer.BadParameter("--precision must be int8 or fp32")
+    report = import_cross_encoder(source, out, catalog, seed=seed, max_length=max_length,
+                                  int8=precision == "int8")
+    console.print(f"parity: {report['parity']}")
+    console.print(f"served model → {out} (Triton repository {out / 'triton'})")
+
+
 @app.command()
 def train(
     catalog: Annotated[Path, typer.Option(help="Catalog directory.")],
@@ -72,11 +96,11 @@ def train(
     instances: Annotated[int, typer.Option(help="Triton instance count.")] = 1,
 ) -> None:
     """Train the cross-encoder, export ONNX, quantize INT8, check parity, write the Triton repository."""
-    from engines.triton.repository import write_model_repository
+    from engines.model_dir import write_served_repository
     from training.build import build_reranker
 
     report = build_reranker(catalog, out, minutes=minutes, seed=seed, progress=True)
-    repo = write_model_repository(out / "model.onnx", out / "triton", instances=instances)
+    repo = write_served_repository(out, instances=instances)
     console.print(report)
     console.print(f"Triton model repository → {repo}")
 

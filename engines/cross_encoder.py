@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
+from engines.pair_tokenizer import PairTokenizer
 from retrieval.wordllama import EMBEDDING_DIM, EOS_ID, PAD_ID, load_token_embeddings, tokenizer_path
 
 # "▁|": the separator between a product text's fields (title | class | features); not a word.
@@ -181,20 +182,31 @@ class CrossEncoder(nn.Module):
             score = score + self.prior_scale * prior
         return score
 
-    @torch.inference_mode()
     def score(self, input_ids: np.ndarray, attention_mask: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Eval-mode float32 scores for numpy inputs (restores the previous train/eval mode)."""
-        was_training = self.training
-        self.eval()
-        out = [
-            self(
-                torch.from_numpy(input_ids[i : i + batch_size]),
-                torch.from_numpy(attention_mask[i : i + batch_size]),
-            )
-            for i in range(0, len(input_ids), batch_size)
-        ]
-        self.train(was_training)
-        return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
+        return score_numpy(self, input_ids, attention_mask, batch_size)
+
+    def pair_tokenizer(self, doc_cache_size: int = 0) -> PairTokenizer:
+        return PairTokenizer(self.cfg.max_length, self.cfg.max_query_tokens, doc_cache_size=doc_cache_size)
+
+    @property
+    def int8_embeddings(self) -> bool:
+        """INT8 word vectors moved the prior's cosines enough to fail the parity gate: keep them FP32."""
+        return not self.cfg.compares_word_vectors
+
+
+@torch.inference_mode()
+def score_numpy(model: nn.Module, input_ids: np.ndarray, attention_mask: np.ndarray, batch_size: int = 256
+                ) -> np.ndarray:
+    """Eval-mode float32 scores of a served-graph module for numpy inputs (restores its train/eval mode)."""
+    was_training = model.training
+    model.eval()
+    out = [
+        model(torch.from_numpy(input_ids[i : i + batch_size]),
+              torch.from_numpy(attention_mask[i : i + batch_size]))
+        for i in range(0, len(input_ids), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
 
 
 def build_model(cfg: CrossEncoderConfig | None = None, *, pretrained_embeddings: bool = True) -> CrossEncoder:

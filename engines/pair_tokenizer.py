@@ -1,25 +1,40 @@
 """(query, document) pair tokenisation for the cross-encoder.
 
-Layout of every row: ``<s> query </s> doc </s>`` followed by ``PAD_ID`` padding up to the batch's
-longest pair. The query is capped first (``max_query_tokens``) so a long query can't starve the doc;
-the doc is then truncated to what is left of ``max_length``. Sub-word tokenisation is done by the
-Rust fast tokenizer (``encode_batch``); rows are assembled with numpy index arithmetic, never
-Python loops over tokens.
+Layout of every row: ``CLS query SEP doc SEP`` followed by padding up to the batch's longest pair:
+``<s> q </s> d </s>`` over the WordLlama (Llama-2) vocabulary of the in-house model, ``[CLS] q [SEP] d
+[SEP]`` over a BERT WordPiece vocabulary (`PairTokenizer.from_file`, a Hugging Face tokenizer.json).
+The query is capped first (``max_query_tokens``) so a long query can't starve the doc; the doc is then
+truncated to what is left of ``max_length``. Sub-word tokenisation is done by the Rust fast tokenizer
+(``encode_batch``); rows are assembled with numpy index arithmetic, never Python loops over tokens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import chain
+from pathlib import Path
 
 import numpy as np
 from cachetools import LRUCache
-from tokenizers import normalizers
+from tokenizers import Tokenizer, normalizers
 
 from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
 
-# <s>, </s>, </s>
+# CLS, SEP, SEP
 NUM_SPECIAL = 3
+
+
+@dataclass(frozen=True)
+class PairLayout:
+    """The special token ids a pair is laid out with."""
+
+    cls_id: int
+    sep_id: int
+    pad_id: int
+
+
+WORDLLAMA = PairLayout(BOS_ID, EOS_ID, PAD_ID)
 
 
 def _with_starts(flat: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,8 +58,9 @@ def assemble_pairs(
     d_flat: np.ndarray,
     d_starts: np.ndarray,
     d_lens: np.ndarray,
+    layout: PairLayout = WORDLLAMA,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lay out rows ``<s> q </s> d </s>`` from ragged (already truncated) query/doc token ids.
+    """Lay out rows ``CLS q SEP d SEP`` from ragged (already truncated) query/doc token ids.
 
     ``q_starts`` may repeat (one query shared by all rows). Returns int64 ``(ids, mask)`` of shape
     ``(n, L)`` with L the longest row.
@@ -57,7 +73,7 @@ def assemble_pairs(
     col = np.arange(width, dtype=np.int64)[None, :]
     ql = q_lens[:, None]
     dl = d_lens[:, None]
-    ids = np.full((n, width), PAD_ID, dtype=np.int64)
+    ids = np.full((n, width), layout.pad_id, dtype=np.int64)
 
     in_q = (col >= 1) & (col <= ql)
     d_off = col - ql - 2
@@ -69,16 +85,17 @@ def assemble_pairs(
         ids = np.where(in_q, q_flat[q_idx], ids)
     if len(d_flat):
         ids = np.where(in_d, d_flat[d_idx], ids)
-    ids[:, 0] = BOS_ID
+    ids[:, 0] = layout.cls_id
     rows = np.arange(n)
-    ids[rows, q_lens + 1] = EOS_ID
-    ids[rows, total - 1] = EOS_ID
+    ids[rows, q_lens + 1] = layout.sep_id
+    ids[rows, total - 1] = layout.sep_id
     mask = (col < total[:, None]).astype(np.int64)
     return ids, mask
 
 
 class PairTokenizer:
-    """Batched pair encoder over the WordLlama (Llama-2) fast tokenizer.
+    """Batched pair encoder over a fast tokenizer: WordLlama's (Llama-2) by default, or any BERT-family
+    tokenizer.json (`from_file`).
 
     ``doc_cache_size`` > 0 memoises the token ids of up to that many distinct doc texts (least
     recently used evicted first). Served docs are catalog texts that repeat across queries, so a warm cache
@@ -95,6 +112,8 @@ class PairTokenizer:
         *,
         doc_cache_size: int = 0,
         lowercase: bool = True,
+        tokenizer: Tokenizer | None = None,
+        layout: PairLayout = WORDLLAMA,
     ) -> None:
         if max_length < max_query_tokens + NUM_SPECIAL + 1:
             raise ValueError("max_length must leave room for the query, a doc token and 3 specials")
@@ -104,7 +123,9 @@ class PairTokenizer:
         self.max_query_tokens = max_query_tokens
         self.doc_cache_size = doc_cache_size
         self._doc_ids: LRUCache[str, np.ndarray] | None = LRUCache(doc_cache_size) if doc_cache_size else None
-        self._tok = load_tokenizer()
+        self.layout = layout
+        self._tok = tokenizer or load_tokenizer()
+        self._tok.no_padding()
         if lowercase:
             self._tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), self._tok.normalizer])
         # Rust-side cap so very long docs are never fully materialised; the exact per-row cap
@@ -135,7 +156,7 @@ class PairTokenizer:
         d_flat, d_starts, d_lens = d
         q_lens = np.minimum(q_lens, self.max_query_tokens)
         d_lens = np.minimum(d_lens, self.max_length - NUM_SPECIAL - q_lens)
-        return assemble_pairs(q_flat, q_starts, q_lens, d_flat, d_starts, d_lens)
+        return assemble_pairs(q_flat, q_starts, q_lens, d_flat, d_starts, d_lens, self.layout)
 
     def encode(self, query: str, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)``, int64, shape ``(len(docs), L)``, L = longest pair."""
@@ -149,3 +170,16 @@ class PairTokenizer:
         if len(queries) != len(docs):
             raise ValueError(f"{len(queries)} queries for {len(docs)} docs")
         return self._finish(self._encode(queries), self._encode(docs))
+
+    @classmethod
+    def from_file(cls, path: Path, max_length: int = 64, max_query_tokens: int = 16, *,
+                  doc_cache_size: int = 0) -> PairTokenizer:
+        """A BERT-family tokenizer.json: ``[CLS] q [SEP] d [SEP]``, padded with its ``[PAD]``. Its own
+        normalizer decides casing (an uncased WordPiece vocabulary lower-cases already)."""
+        tok = Tokenizer.from_file(str(path))
+        ids = {name: tok.token_to_id(name) for name in ("[CLS]", "[SEP]", "[PAD]")}
+        if None in ids.values():
+            missing = [name for name, i in ids.items() if i is None]
+            raise ValueError(f"{path}: not a BERT-family tokenizer (no {missing})")
+        return cls(max_length, max_query_tokens, doc_cache_size=doc_cache_size, lowercase=False,
+                   tokenizer=tok, layout=PairLayout(ids["[CLS]"], ids["[SEP]"], ids["[PAD]"]))

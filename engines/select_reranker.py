@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from engines.pair_tokenizer import PairTokenizer
+from engines.model_dir import load_served_model, pair_tokenizer_for
 from engines.rerank import RerankStage
 
 
@@ -35,13 +35,12 @@ class SelectedReranker:
 def select_reranker(settings: RerankerSettings, triton_url: str | None) -> SelectedReranker:
     """``triton``: the INT8 ONNX model on Triton at ``triton_url``; ``torch``: the trained HF model in
     process with PyTorch (FP16 on a GPU host). Each engine's modules are imported only when chosen."""
-    tokenizer = PairTokenizer(doc_cache_size=settings.doc_token_cache)
     model_dir = Path(settings.model_dir)  # type: ignore[arg-type]
+    tokenizer = pair_tokenizer_for(model_dir, settings.doc_token_cache)
     if settings.reranker_engine == "torch":
-        from engines.cross_encoder import load_model
         from engines.torch_rerank import TorchReranker, TorchRerankStage
 
-        reranker = TorchReranker(load_model(model_dir / "hf"), device=settings.torch_device,
+        reranker = TorchReranker(load_served_model(model_dir), device=settings.torch_device,
                                  precision=settings.torch_precision)  # type: ignore[arg-type]
         version = f"hf:{(model_dir / 'hf' / 'model.safetensors').stat().st_mtime_ns}"
         return SelectedReranker(TorchRerankStage(reranker, tokenizer), version)

@@ -50,7 +50,7 @@ def small_queries(tmp_path_factory: pytest.TempPathFactory, shared_queries: Path
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory, small_queries: Path) -> Artifacts:
     from catalog.builder import build_catalog
-    from engines.triton.repository import write_model_repository
+    from engines.model_dir import write_served_repository
     from retrieval.index import build_item_index
     from training.build import build_reranker
 
@@ -59,7 +59,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, small_queries: Path) -> 
     build_item_index(catalog, factory="HNSW32,Flat", progress=False)
     model = root / "model"
     build_reranker(catalog, model, minutes=TRAIN_MINUTES, seed=0, progress=False)
-    write_model_repository(model / "model.onnx", model / "triton")
+    write_served_repository(model)
     return Artifacts(queries=small_queries, catalog=catalog, model=model)
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from catalog.builder import build_catalog
 from engines.cross_encoder import load_model
-from engines.triton.repository import write_model_repository
+from engines.model_dir import write_served_repository
 from pipeline.fuse import FILE_NAME as FUSION_FILE
 from pipeline.fuse import head_is_current
 from retrieval.index import META_FILE, build_item_index
@@ -79,5 +79,4 @@ def ensure_artifacts(
         build_list_fusion(model_dir / "model.onnx", load_rerank_data(catalog_dir), model_dir,
                           progress=progress, seed=settings.seed)
     # Always (re)written: cheap, and a repository written by older code would serve an older model.py.
-    write_model_repository(model_dir / "model.onnx", settings.triton_repo,
-                           instances=settings.triton_instances)
+    write_served_repository(model_dir, settings.triton_repo, instances=settings.triton_instances)

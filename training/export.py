@@ -8,6 +8,7 @@ Served graph contract (what Triton and `engines.ort_rerank` callers see):
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -22,7 +23,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from engines.cross_encoder import CrossEncoder
+from engines.model_dir import ServedModel
 from engines.ort_rerank import ort_scores, ort_session
 from engines.pair_tokenizer import PairTokenizer
 from training.data import RerankData, judgments
@@ -42,7 +43,7 @@ class ParityError(RuntimeError):
 class _ScoreColumn(nn.Module):
     """(batch,) scores -> (batch, 1): Triton's batched outputs want a per-item dimension."""
 
-    def __init__(self, model: CrossEncoder) -> None:
+    def __init__(self, model: ServedModel) -> None:
         super().__init__()
         self.model = model
 
@@ -50,12 +51,12 @@ class _ScoreColumn(nn.Module):
         return self.model(input_ids, attention_mask).unsqueeze(1)
 
 
-def export_onnx(model: CrossEncoder, path: Path, *, opset: int = 17) -> Path:
+def export_onnx(model: ServedModel, path: Path, *, opset: int = 17) -> Path:
     """Export with the TorchScript exporter (stable for BERT) and check it against PyTorch."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
-    tok = PairTokenizer(model.cfg.max_length, model.cfg.max_query_tokens)
+    tok = model.pair_tokenizer()
     ids, mask = tok.encode("example query", ["a product title", "another, longer product title text"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -150,7 +151,7 @@ def _per_query_scores(
 
 
 def check_parity(
-    model: CrossEncoder,
+    model: ServedModel,
     int8_path: Path,
     judged: pd.DataFrame,
     texts: np.ndarray,
@@ -168,7 +169,7 @@ def check_parity(
     """
     if len(judged) < min_pairs:
         raise ParityError(f"parity needs >= {min_pairs} pairs, got {len(judged)}")
-    tok = PairTokenizer(model.cfg.max_length, model.cfg.max_query_tokens)
+    tok = model.pair_tokenizer()
     sess = ort_session(int8_path)
     fp32 = _per_query_scores(model.score, tok, judged, texts)
     int8 = _per_query_scores(lambda i, m: ort_scores(sess, i, m), tok, judged, texts)
@@ -244,7 +245,7 @@ def parity_pairs(data: RerankData, min_pairs: int = MIN_PARITY_PAIRS) -> pd.Data
     return pd.concat([val, train[train["query_id"].isin(need)]], ignore_index=True)
 
 
-def export_and_quantize(model: CrossEncoder, out_dir: Path, *, optimize: bool = False) -> tuple[Path, Path]:
+def export_and_quantize(model: ServedModel, out_dir: Path, *, optimize: bool = False) -> tuple[Path, Path]:
     """Write ``model_fp32.onnx`` and the served INT8 ``model.onnx``; returns both paths.
 
     The FP32 file is the plain export (portable, e.g. for TensorRT). ``optimize`` quantises ORT's
@@ -264,49 +265,69 @@ def export_and_quantize(model: CrossEncoder, out_dir: Path, *, optimize: bool = 
         except Exception as err:  # fusion is an optimisation only; never fail the build on it
             warnings.warn(f"ORT BERT fusion failed, quantising the plain export: {err}", stacklevel=2)
     # Models that compare word vectors keep the embedding table FP32 (see `quantize_int8`).
-    embeddings_int8 = not model.cfg.compares_word_vectors
+    embeddings_int8 = model.int8_embeddings
     int8 = quantize_int8(source, out_dir / "model.onnx", quantize_embeddings=embeddings_int8)
     if source != fp32:
         source.unlink(missing_ok=True)
     return fp32, int8
 
 
-def package_reranker(model: CrossEncoder, data: RerankData, out_dir: Path, *, optimize: bool = False) -> dict:
-    """Export -> quantise -> parity gate -> speed report for a trained model; returns the report dict."""
-    out_dir = Path(out_dir)
+def _quantised(model: ServedModel, data: RerankData, val: pd.DataFrame, out_dir: Path, optimize: bool
+               ) -> tuple[Path, Path, ParityReport, bool]:
+    """(fp32, int8, parity, fused) of an INT8 export that passed the gate; raises ParityError if none did."""
+    report = out_dir / "parity.json"
     fp32, int8 = export_and_quantize(model, out_dir, optimize=optimize)
-    val = parity_pairs(data)
     try:
-        parity = check_parity(model, int8, val, data.texts, report_path=out_dir / "parity.json")
+        return fp32, int8, check_parity(model, int8, val, data.texts, report_path=report), optimize
     except ParityError:
         if not optimize:
             raise
-        # Fused attention occasionally quantises worse; retry from the plain export before failing.
-        fp32, int8 = export_and_quantize(model, out_dir, optimize=False)
-        parity = check_parity(model, int8, val, data.texts, report_path=out_dir / "parity.json")
+    # Fused attention occasionally quantises worse; retry from the plain export before failing.
+    fp32, int8 = export_and_quantize(model, out_dir, optimize=False)
+    return fp32, int8, check_parity(model, int8, val, data.texts, report_path=report), False
+
+
+def package_reranker(
+    model: ServedModel, data: RerankData, out_dir: Path, *, optimize: bool = False, int8: bool = True
+) -> dict:
+    """Export -> quantise -> parity gate -> speed report for a trained model; returns the report dict.
+
+    ``int8=False`` serves the FP32 export itself (``model.onnx`` is a copy of ``model_fp32.onnx``): no
+    quantisation, so no parity gate to pass.
+    """
+    out_dir = Path(out_dir)
+    val = parity_pairs(data)
+    parity: ParityReport | None = None
+    if int8:
+        fp32, served, parity, optimize = _quantised(model, data, val, out_dir, optimize)
+    else:
+        fp32 = export_onnx(model, out_dir / "model_fp32.onnx")
+        served = Path(shutil.copyfile(fp32, out_dir / "model.onnx"))
+        (out_dir / "parity.json").unlink(missing_ok=True)
         optimize = False
     # Speed on a serving-shaped request: the first val query against 100 judged items.
-    tok = PairTokenizer(model.cfg.max_length, model.cfg.max_query_tokens)
+    tok = model.pair_tokenizer()
     qid = val["query_id"].iloc[0]
     rows = val[val["query_id"] == qid]
     pids = np.resize(rows["product_id"].to_numpy(), 100)
     ids, mask = tok.encode(str(rows["query"].iloc[0]), data.texts[pids].tolist())
-    speed = speed_report(fp32, int8, ids, mask)
+    speed = speed_report(fp32, served, ids, mask)
     # Held-out quality of the served INT8 model (dev queries and classes were never trained on).
     dev = judgments(data, "dev")
-    sess = ort_session(int8)
+    sess = ort_session(served)
     dev_ndcg = (
         mean_ndcg(dev, _per_query_scores(lambda i, m: ort_scores(sess, i, m), tok, dev, data.texts))
         if len(dev)
         else float("nan")
     )
     report = {
-        "model": str(int8),
+        "model": str(served),
         "model_fp32": str(fp32),
+        "precision": "int8" if int8 else "fp32",
         "fused": optimize,
-        "parity": asdict(parity),
+        "parity": asdict(parity) if parity else None,
         "speed_100_pairs": speed,
-        "dev_ndcg10_int8": dev_ndcg,
+        "dev_ndcg10_served": dev_ndcg,
         "dev_queries": int(dev["query_id"].nunique()),
         "inputs": list(INPUT_NAMES),
         "output": OUTPUT_NAME,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
+from engines.model_dir import pair_tokenizer_for
 from pipeline.fuse import FEATURES, FILE_NAME, ListFusion, base_relevance, list_features
 from pipeline.match_features import MatchFeatures
 from training.data import RerankData, labelled_candidate_lists
@@ -132,11 +133,10 @@ def fit_list_fusion(
 def ort_score_fn(model_path: Path) -> ScoreFn:
     """Scores from the served ONNX model in process, shaped like the Triton model's batches."""
     from engines.ort_rerank import ort_session
-    from engines.pair_tokenizer import PairTokenizer
     from engines.triton.model import score_bucketed
 
     sess = ort_session(Path(model_path))
-    tok = PairTokenizer()
+    tok = pair_tokenizer_for(Path(model_path).parent)
 
     def score(query: str, docs: list[str]) -> np.ndarray:
         ids, mask = tok.encode(query, docs)

