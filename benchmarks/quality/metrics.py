@@ -30,7 +30,8 @@ METRIC_DEFINITIONS = {
     "classes@10": "distinct product classes in the top 10",
     "gains": "Exact=2, Partial=1, Irrelevant/unjudged=0",
 }
-SIGNIFICANCE_PAIRS = (("rerank_mmr", "bm25"), ("rerank_mmr", "retrieval"), ("rerank", "retrieval"))
+SIGNIFICANCE_PAIRS = (("rerank_mmr", "bm25"), ("rerank_mmr", "retrieval"), ("rerank", "retrieval"),
+                      ("cross_encoder", "retrieval"))
 
 Qrels = Mapping[str, Mapping[str, int]]  # query key -> {item id (str): gain > 0}
 RankingsByQuery = Mapping[str, Sequence[int]]  # query key -> item ids, best first

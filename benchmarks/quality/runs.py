@@ -7,7 +7,9 @@ the swappable rerank stage differ:
     bm25         BM25 (bm25s) over name + class + description + features, top 100
     retrieval    the retrieval stage alone (hybrid BM25 + dense RRF, retrieval.hybrid, unless the
                  settings ask for dense only): use_reranker=False, λ=1, k=100
-    rerank       retrieval -> cross-encoder (Triton, INT8): λ=1, k=100, candidates=100
+    cross_encoder  the model's scores alone over the retrieved 100: no retrieval blend, no list-fusion
+                 head, λ=1 (ties keep the retrieval order)
+    rerank       retrieval -> cross-encoder (Triton, INT8) -> fuse (the served head or blend): λ=1, k=100
     rerank_mmr   the full pipeline at Settings().default_mmr_lambda, k=100 (MMR orders all 100)
     rerank_fp32  as `rerank`, with the FP32 ONNX in-process (OrtRerankStage): INT8 vs FP32 parity
 
@@ -18,7 +20,7 @@ The rerank stage is wrapped in a memo keyed by (query, candidate texts), so `rer
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +28,11 @@ import pandas as pd
 from cachetools import LRUCache
 from rich.progress import Progress
 
-from pipeline.pipeline import RankedItem, RankingPipeline, RankParams, RankSummary
+from pipeline.fuse import BlendFusion
+from pipeline.pipeline import RankingPipeline
+from pipeline.types import RankedItem, RankParams, RankSummary
 
-SYSTEMS = ("bm25", "retrieval", "rerank", "rerank_mmr")
+SYSTEMS = ("bm25", "retrieval", "cross_encoder", "rerank", "rerank_mmr")
 DEPTH = 100
 LAMBDAS = tuple(round(i / 10, 1) for i in range(11))
 # Memo entries per query: every run reranks the same candidates (one entry); the rest is headroom, as an
@@ -123,6 +127,17 @@ class NeuralRuns:
     seconds: dict[str, float]
 
 
+async def model_alone(pipeline: RankingPipeline, run: Callable[[str, float], Awaitable[Rankings]]
+                      ) -> Rankings:
+    """The `cross_encoder` system: the served stages with fusion swapped for the reranker's raw scores."""
+    served = pipeline.fusion
+    pipeline.fusion = BlendFusion(0.0)
+    try:
+        return await run("cross_encoder", 1.0)
+    finally:
+        pipeline.fusion = served
+
+
 async def neural_rankings(
     pipeline: RankingPipeline,
     queries: pd.DataFrame,
@@ -148,6 +163,7 @@ async def neural_rankings(
 
     try:
         systems = {"retrieval": await run("retrieval", 1.0, use_reranker=False),
+                   "cross_encoder": await model_alone(pipeline, run),
                    "rerank": await run("rerank", 1.0)}
         # The default λ joins the sweep, so the plot and table always show the served trade-off.
         grid = sorted({*map(float, lambdas), float(default_lambda)})

@@ -47,10 +47,11 @@ def test_eval_end_to_end(artifacts, tmp_path: Path) -> None:
         for key in ("ndcg@10", "mrr@10", "recall@100", "diversity@10"):
             assert 0.0 <= m[key] <= 1.0, (name, key, m[key])
     s = report["systems"]
-    # retrieval, rerank and rerank_mmr order the same 100 candidates: identical recall@100.
+    # retrieval, cross_encoder, rerank and rerank_mmr order the same 100 candidates: identical recall@100.
     assert s["retrieval"]["recall@100"] == pytest.approx(s["rerank"]["recall@100"])
+    assert s["cross_encoder"]["recall@100"] == pytest.approx(s["rerank"]["recall@100"])
     assert s["rerank"]["recall@100"] == pytest.approx(s["rerank_mmr"]["recall@100"])
-    # One Triton call per query: rerank, the λ sweep and rerank_mmr share cached scores.
+    # One Triton call per query: cross_encoder, rerank, the λ sweep and rerank_mmr share cached scores.
     assert report["reranker_calls"]["triton"] == 12
 
     sweep = report["lambda_sweep"]
@@ -63,7 +64,8 @@ def test_eval_end_to_end(artifacts, tmp_path: Path) -> None:
     assert all(0.0 <= r["ndcg@10"] <= 1.0 and 0.0 <= r["diversity@10"] <= 1.0 for r in sweep)
 
     pairs = {(r["a"], r["b"]) for r in report["significance"]}
-    assert pairs == {("rerank_mmr", "bm25"), ("rerank_mmr", "retrieval"), ("rerank", "retrieval")}
+    assert pairs == {("rerank_mmr", "bm25"), ("rerank_mmr", "retrieval"), ("rerank", "retrieval"),
+                     ("cross_encoder", "retrieval")}
     for r in report["significance"]:
         assert 0.0 <= r["p_student"] <= 1.0 and 0.0 <= r["p_randomisation"] <= 1.0
     assert abs(report["rerank_fp32"]["int8_minus_fp32_ndcg@10"]) <= 1.0

@@ -18,7 +18,8 @@ def small_report() -> dict[str, Any]:
                 "classes@10": 2.0}
 
     report: dict[str, Any] = {
-        "systems": {"bm25": m(0.5, 0.8, 0.4), "retrieval": m(0.6, 0.95, 0.4), "rerank": m(0.8, 0.95, 0.3),
+        "systems": {"bm25": m(0.5, 0.8, 0.4), "retrieval": m(0.6, 0.95, 0.4),
+                    "cross_encoder": m(0.65, 0.95, 0.3), "rerank": m(0.8, 0.95, 0.3),
                     "rerank_mmr": m(0.7, 0.95, 0.36)},
         "significance": [{"a": "rerank", "b": "retrieval", "metric": "ndcg@10", "a_score": 0.8,
                           "b_score": 0.6, "p_student": 1e-5, "p_randomisation": math.nan,
@@ -38,6 +39,7 @@ def test_targets() -> None:
     assert targets["rerank beats retrieval p (paired t-test)"]["met"]
     assert targets["rerank_mmr diversity@10 gain over rerank"]["met"]  # 0.36 / 0.3 - 1 = 0.2
     assert not targets["rerank_mmr ndcg@10 drop vs rerank"]["met"]  # 1 - 0.7 / 0.8 = 0.125
+    assert not targets["cross_encoder - retrieval ndcg@10"]["met"]  # 0.05 < 0.08
     assert "|int8 - fp32| ndcg@10" not in targets  # no FP32 run, no parity target
 
 
