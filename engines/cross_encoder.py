@@ -65,6 +65,10 @@ class CrossEncoderConfig:
         """The graph computes `word_matches` (cosines of word vectors): match features or the maxsim prior."""
         return self.match_features or (self.dense_prior and self.prior == "maxsim")
 
+    def pair_tokenizer(self, doc_cache_size: int = 0) -> PairTokenizer:
+        """The pair tokenizer with this model's limits."""
+        return PairTokenizer(self.max_length, self.max_query_tokens, doc_cache_size=doc_cache_size)
+
     def bert_config(self) -> BertConfig:
         return BertConfig(
             vocab_size=self.vocab_size,
@@ -186,7 +190,7 @@ class CrossEncoder(nn.Module):
         return score_numpy(self, input_ids, attention_mask, batch_size)
 
     def pair_tokenizer(self, doc_cache_size: int = 0) -> PairTokenizer:
-        return PairTokenizer(self.cfg.max_length, self.cfg.max_query_tokens, doc_cache_size=doc_cache_size)
+        return self.cfg.pair_tokenizer(doc_cache_size)
 
     @property
     def int8_embeddings(self) -> bool:
@@ -295,15 +299,20 @@ def save_model(model: CrossEncoder, path: Path) -> Path:
     return path
 
 
-def load_model(path: Path) -> CrossEncoder:
-    """Load a folder written by `save_model` (eval mode, CPU)."""
-    path = Path(path)
-    raw = json.loads((path / CONFIG_FILE).read_text())
+def read_config(path: Path) -> CrossEncoderConfig:
+    """The `CrossEncoderConfig` of a folder written by `save_model`."""
+    raw = json.loads((Path(path) / CONFIG_FILE).read_text())
     # Models saved before these options existed.
     raw.setdefault("dense_prior", False)
     raw.setdefault("prior", "mean")
     raw.setdefault("match_features", False)
-    cfg = CrossEncoderConfig(**raw)
+    return CrossEncoderConfig(**raw)
+
+
+def load_model(path: Path) -> CrossEncoder:
+    """Load a folder written by `save_model` (eval mode, CPU)."""
+    path = Path(path)
+    cfg = read_config(path)
     bert = BertForSequenceClassification.from_pretrained(path, attn_implementation="eager")
     model = CrossEncoder(bert, cfg)
     if model.prior_scale is not None:

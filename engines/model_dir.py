@@ -8,10 +8,9 @@ list-fusion head and the Triton repository ``triton/``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from engines.cross_encoder import CONFIG_FILE, CrossEncoder, load_model
+from engines.cross_encoder import CONFIG_FILE, CrossEncoder, load_model, read_config
 from engines.hf_cross_encoder import HfCrossEncoder, load_hf_cross_encoder, pair_limits
 from engines.pair_tokenizer import PairTokenizer
 from engines.triton.repository import write_model_repository
@@ -35,9 +34,7 @@ def pair_tokenizer_for(model_dir: Path, doc_cache_size: int = 0) -> PairTokenize
     """The pair tokenizer the model was built with, without loading its weights."""
     hf = Path(model_dir) / "hf"
     if is_in_house(model_dir):
-        cfg = json.loads((hf / CONFIG_FILE).read_text())
-        return PairTokenizer(cfg.get("max_length", 48), cfg.get("max_query_tokens", 16),
-                             doc_cache_size=doc_cache_size)
+        return read_config(hf).pair_tokenizer(doc_cache_size)
     return PairTokenizer.from_file(hf / "tokenizer.json", **pair_limits(hf), doc_cache_size=doc_cache_size)
 
 

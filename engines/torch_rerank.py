@@ -1,7 +1,7 @@
 """GPU reranking in process with PyTorch: the trained cross-encoder on CUDA, FP16/BF16 autocast.
 
 The CPU deployment serves the INT8 ONNX model through Triton. On a GPU host the same trained model (its
-HF folder, `engines.cross_encoder.load_model`) runs here behind the same `RerankStage` protocol, so the
+HF folder, `engines.model_dir.load_served_model`) runs here behind the same `RerankStage` protocol, so the
 pipeline does not change. Autocast keeps softmax, layer norm and the word-MaxSim prior's reductions in
 FP32 while the matrix products run on the tensor cores; ``precision="fp32"`` runs everything in FP32.
 Requests are right-padded by the tokenizer; each batch is cropped to its longest real row first.
@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from engines.cross_encoder import CrossEncoder
+from engines.model_dir import ServedModel
 from engines.rerank import InProcessRerankStage, PairEncoder
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -23,9 +23,9 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchReranker:
-    """Scores (input_ids, attention_mask) batches with a CrossEncoder on ``device``."""
+    """Scores (input_ids, attention_mask) batches with a served model on ``device``."""
 
-    def __init__(self, model: CrossEncoder, *, device: str = "cuda", precision: Precision = "fp16",
+    def __init__(self, model: ServedModel, *, device: str = "cuda", precision: Precision = "fp16",
                  max_batch: int = 1024) -> None:
         if precision not in ("fp32", *DTYPES):
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")

@@ -58,7 +58,6 @@ def ensure_artifacts(
     settings: BuildSettings, *, progress: bool = True, console: Console | None = None
 ) -> None:
     """Build whatever is missing, in dependency order: catalog → index → reranker → Triton repository."""
-
     console = console or Console(stderr=True)
     catalog_dir, model_dir = Path(settings.catalog_dir), Path(settings.model_dir)
     if not (catalog_dir / "catalog.json").exists():

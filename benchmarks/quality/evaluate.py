@@ -65,8 +65,9 @@ def prepare_artifacts(settings: Settings, *, progress: bool, console: Console) -
     if not (model / "model.onnx").exists():
         raise FileNotFoundError(f"no model in {model}: run `rankserve train` first (eval never trains)")
     if not (catalog_dir / META_FILE).exists():
-        console.print(f"[bold]Building index[/] {BuildSettings().index_factory} → {catalog_dir}")
-        build_item_index(catalog_dir, factory=BuildSettings().index_factory, progress=progress)
+        factory = BuildSettings().index_factory
+        console.print(f"[bold]Building index[/] {factory} → {catalog_dir}")
+        build_item_index(catalog_dir, factory=factory, progress=progress)
     # Refreshed like training.build.ensure_artifacts does: eval measures what the current code serves.
     write_served_repository(model, settings.triton_repo)
 
