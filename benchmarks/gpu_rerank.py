@@ -6,7 +6,7 @@ Two steps, because the GPU host has PyTorch but not this project's retrieval sta
    tokenizes serving-shaped requests (each of the first ``--queries`` catalog queries with its hybrid
    top-100 candidates, exactly what the server reranks) and stores the FP32 ONNX model's scores as the
    reference;
-2. on the GPU host: ``python -m benchmarks.gpu_rerank run --pairs pairs.npz --model DIR/hf --json out.json``
+2. on the GPU host: ``python -m benchmarks.gpu_rerank run --pairs pairs.npz --model DIR --json out.json``
    scores them with `TorchReranker` in FP32, FP16 and BF16 autocast and reports, per precision: parity
    with the reference (max |Δ|, mean per-request Spearman, top-10 overlap), pairs/s for 100-pair requests
    one at a time (the serving shape) and for all pairs in large batches; and the same host's CPU (PyTorch
@@ -25,20 +25,20 @@ import numpy as np
 
 
 def prepare(catalog: Path, model: Path, out: Path, queries: int = 64, depth: int = 100) -> Path:
+    from engines.model_dir import pair_tokenizer_for
     from engines.ort_rerank import ort_scores, ort_session
-    from engines.pair_tokenizer import PairTokenizer
-    from retrieval.wordllama import PAD_ID
     from training.data import load_rerank_data
     from training.mining import hybrid_candidates
 
     data = load_rerank_data(catalog)
     texts = data.queries["query"].astype(str).drop_duplicates().head(queries).tolist()
     cands = hybrid_candidates(data.products, list(data.texts), texts, depth)
-    tok = PairTokenizer()
+    tok = pair_tokenizer_for(model)
+    pad = tok.layout.pad_id
     encoded = [tok.encode(q, data.texts[ids].tolist()) for q, ids in zip(texts, cands, strict=True)]
     width = max(ids.shape[1] for ids, _ in encoded)
     n = min(len(ids) for ids, _ in encoded)
-    ids = np.stack([np.pad(i[:n], ((0, 0), (0, width - i.shape[1])), constant_values=PAD_ID)
+    ids = np.stack([np.pad(i[:n], ((0, 0), (0, width - i.shape[1])), constant_values=pad)
                     for i, _ in encoded])
     mask = np.stack([np.pad(m[:n], ((0, 0), (0, width - m.shape[1]))) for _, m in encoded])
     sess = ort_session(model / "model_fp32.onnx")
@@ -67,7 +67,7 @@ def run(pairs: Path, model_dir: Path, seconds: float = 3.0, *, device: str = "cu
         precisions: tuple[str, ...] = ("fp32", "fp16", "bf16")) -> dict:
     import torch
 
-    from engines.cross_encoder import load_model
+    from engines.model_dir import load_served_model
     from engines.torch_rerank import TorchReranker
 
     z = np.load(pairs)
@@ -83,11 +83,11 @@ def run(pairs: Path, model_dir: Path, seconds: float = 3.0, *, device: str = "cu
                     "python": platform.python_version()},
         "precisions": {},
     }
-    model = load_model(model_dir)
+    model = load_served_model(model_dir)
     cpu = TorchReranker(model, device="cpu", precision="fp32")
     report["cpu_eager_fp32_pairs_s"] = _pairs_per_s(cpu.score, requests[:8], seconds)
     for precision in precisions:
-        gpu = TorchReranker(load_model(model_dir), device=device, precision=precision, max_batch=8192)
+        gpu = TorchReranker(load_served_model(model_dir), device=device, precision=precision, max_batch=8192)
         got = np.stack([gpu.score(i, m) for i, m in requests])
         top = [len(set(np.argsort(-g)[:10]) & set(np.argsort(-r)[:10])) / 10
                for g, r in zip(got, ref, strict=True)]

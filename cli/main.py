@@ -91,15 +91,21 @@ def model_import(
 def train(
     catalog: Annotated[Path, typer.Option(help="Catalog directory.")],
     out: Annotated[Path, typer.Option(help="Model output directory.")],
-    minutes: Annotated[float, typer.Option(help="Training time budget.")] = 6.0,
+    base_model: Annotated[Path | None, typer.Option(
+        help="Local Hugging Face BERT-family checkpoint to fine-tune (default: the pinned "
+             "all-MiniLM-L6-v2 from the `pretrained` extra).")] = None,
+    steps: Annotated[int, typer.Option(help="Fine-tuning budget in optimizer steps.")] = 400,
+    layers: Annotated[int, typer.Option(help="Keep the base model's first N layers (0: all).")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     instances: Annotated[int, typer.Option(help="Triton instance count.")] = 1,
 ) -> None:
-    """Train the cross-encoder, export ONNX, quantize INT8, check parity, write the Triton repository."""
+    """Fine-tune the cross-encoder, export ONNX, quantize INT8, check parity, write the Triton repository."""
     from engines.model_dir import write_served_repository
     from training.build import build_reranker
+    from training.finetune import FinetuneConfig
 
-    report = build_reranker(catalog, out, minutes=minutes, seed=seed, progress=True)
+    report = build_reranker(catalog, out, base_model=base_model, seed=seed, progress=True,
+                            cfg=FinetuneConfig(steps=steps, layers=layers))
     repo = write_served_repository(out, instances=instances)
     console.print(report)
     console.print(f"Triton model repository → {repo}")
@@ -110,7 +116,7 @@ CatalogDir = Annotated[Path | None, typer.Option("--catalog", help="Catalog dire
 ModelDir = Annotated[Path | None, typer.Option("--model", help="Model directory (default: the demo's).")]
 QueryFile = Annotated[Path | None, typer.Option("--queries", help="Query file a new catalog is built from.")]
 Products = Annotated[int | None, typer.Option("--products", help="Size of a catalog built here.")]
-TrainMinutes = Annotated[float | None, typer.Option("--train-minutes", help="Training budget, minutes.")]
+TrainSteps = Annotated[int | None, typer.Option("--train-steps", help="Fine-tuning budget, optimizer steps.")]
 
 
 def build_missing(settings: BuildSettings, *, progress: bool = True) -> None:
@@ -123,10 +129,10 @@ def build_missing(settings: BuildSettings, *, progress: bool = True) -> None:
 
 @app.command()
 def build(catalog: CatalogDir = None, model: ModelDir = None, queries: QueryFile = None,
-          products: Products = None, train_minutes: TrainMinutes = None) -> None:
+          products: Products = None, train_steps: TrainSteps = None) -> None:
     """Build whatever is missing: catalog, index, reranker (with its list-fusion head), Triton repository."""
     build_missing(build_settings_from(catalog_dir=catalog, model_dir=model, queries=queries,
-                                      products=products, train_minutes=train_minutes))
+                                      products=products, train_steps=train_steps))
 
 
 @app.command()
@@ -140,7 +146,7 @@ def serve(
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port.")] = None,
     queries: QueryFile = None,
     products: Products = None,
-    train_minutes: TrainMinutes = None,
+    train_steps: TrainSteps = None,
 ) -> None:
     """Serve the Ranker gRPC service (with health and reflection), building what is missing first."""
     from server.app import serve as run
@@ -150,7 +156,7 @@ def serve(
     settings = settings_from(catalog_dir=catalog, model_dir=model, host=host, port=port,
                              triton_url=triton_url, metrics_port=metrics_port)
     build = build_settings_from(catalog_dir=catalog, model_dir=model, queries=queries, products=products,
-                                train_minutes=train_minutes)
+                                train_steps=train_steps)
     if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
         raise typer.BadParameter(f"no catalog in {settings.catalog_dir}: run `rankserve catalog build` first")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -189,14 +195,18 @@ def eval_command(
     plot: Annotated[Path | None, typer.Option(help="Write the λ sweep plot (PNG) here.")] = None,
     split: Annotated[str, typer.Option(help="Queries to score: all, train, val or dev.")] = "all",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    ablation: Annotated[bool, typer.Option(
+        help="Also re-rank with parts of the reranker taken out (transformer, priors, blend, head, MMR).")
+    ] = False,
 ) -> None:
-    """Ranking quality of bm25, retrieval, rerank and rerank_mmr (NDCG@10, MRR@10, recall@100, diversity)."""
+    """Ranking quality of bm25, retrieval, cross_encoder, rerank and rerank_mmr (NDCG@10, MRR@10, recall@100,
+    diversity)."""
     from benchmarks.quality.evaluate import SPLITS, run_eval
 
     if split not in SPLITS:
         raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}")
     run_eval(catalog, queries, model, split=split, json_out=json_out, plot_out=plot, progress=progress,
-             console=console)
+             console=console, ablation=ablation)
 
 
 @app.command("bench")

@@ -42,6 +42,7 @@ FEATURES = LIST_FEATURES + MATCH_FEATURES
 BASE_RETRIEVAL_WEIGHT = 0.25  # base = minmax(rerank) + w·minmax(retrieval): the pre-fusion relevance
 TOP = 20
 FILE_NAME = "list_fusion.json"
+REPORT_FILE = "list_fusion_report.json"  # written by every fit; `kept` says whether the head shipped
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
@@ -60,33 +61,59 @@ def base_relevance(rerank: np.ndarray, retrieval: np.ndarray, weight: float = BA
     return minmax(rerank) + weight * minmax(retrieval)
 
 
+def class_code_matrix(categories: Sequence[str], sep: str = "|") -> np.ndarray:
+    """(n, k) int class ids per item, -1 padded: a multi-valued class (``A|B``, as WANDS has) gives
+    several, an empty one none (an item of no class carries no class evidence)."""
+    names = [[c.strip() for c in str(cat).split(sep) if c.strip()] for cat in categories]
+    ids: dict[str, int] = {}
+    width = max((len(n) for n in names), default=0) or 1
+    out = np.full((len(names), width), -1, dtype=np.int64)
+    for i, row in enumerate(names):
+        out[i, : len(row)] = [ids.setdefault(c, len(ids)) for c in row]
+    return out
+
+
+def _class_totals(classes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per item, the largest total of ``weights`` over the list's items sharing one of its classes."""
+    valid = classes >= 0
+    rows = np.nonzero(valid)[0]
+    _, inv = np.unique(classes[valid], return_inverse=True)
+    totals = np.bincount(inv, weights=weights[rows])
+    per = np.zeros(classes.shape)
+    per[valid] = totals[inv]
+    return per.max(axis=1)
+
+
 def list_features(
-    rerank: np.ndarray, retrieval: np.ndarray, class_codes: np.ndarray, match: np.ndarray
+    rerank: np.ndarray, retrieval: np.ndarray, classes: np.ndarray, match: np.ndarray
 ) -> np.ndarray:
     """(n, len(FEATURES)) float32 features of one candidate list, in retrieval order.
 
-    ``rerank``/``retrieval``: the two stages' scores per candidate; ``class_codes``: any integer id of
-    each candidate's product class (only equality is used); ``match``: the candidates'
-    `MatchFeatures.features` rows, appended as they are.
+    ``rerank``/``retrieval``: the two stages' scores per candidate; ``classes``: (n,) or (n, k) integer
+    class ids per candidate (`class_code_matrix`; -1 pads, only equality is used); ``match``: the
+    candidates' `MatchFeatures.features` rows, appended as they are.
     """
     rerank = np.asarray(rerank, dtype=np.float64).reshape(-1)
     retrieval = np.asarray(retrieval, dtype=np.float64).reshape(-1)
     match = np.asarray(match, dtype=np.float32).reshape(-1, len(MATCH_FEATURES))
+    classes = np.asarray(classes)
+    classes = classes[:, None] if classes.ndim == 1 else classes
     n = rerank.size
-    if not (retrieval.size == n == np.asarray(class_codes).size == len(match)):
+    if not (retrieval.size == n == len(classes) == len(match)):
         raise ValueError(f"list_features: {n} rerank, {retrieval.size} retrieval, "
-                         f"{np.asarray(class_codes).size} class, {len(match)} match rows")
+                         f"{len(classes)} class, {len(match)} match rows")
     out = np.zeros((n, len(FEATURES)), dtype=np.float32)
     if n == 0:
         return out
-    _, inv, counts = np.unique(np.asarray(class_codes).reshape(-1), return_inverse=True, return_counts=True)
     base = base_relevance(rerank, retrieval)
-    cols = [rerank, minmax(rerank), minmax(retrieval), np.arange(n) / n, counts[inv] / n]
+    share = _class_totals(classes, np.ones(n)) / n
+    cols = [rerank, minmax(rerank), minmax(retrieval), np.arange(n) / n, share]
     for tau in (5.0, 20.0):
         w = np.exp(tau * (base - base.max()))
-        cols.append((np.bincount(inv, weights=w, minlength=counts.size) / w.sum())[inv])
-    top = np.argsort(-base, kind="stable")[:TOP]
-    cols.append((np.bincount(inv[top], minlength=counts.size) / top.size)[inv])
+        cols.append(_class_totals(classes, w) / w.sum())
+    top = np.zeros(n)
+    top[np.argsort(-base, kind="stable")[:TOP]] = 1.0 / min(TOP, n)
+    cols.append(_class_totals(classes, top))
     out[:, : len(LIST_FEATURES)] = np.stack(cols, axis=1)
     out[:, len(LIST_FEATURES) :] = match
     return out
@@ -151,6 +178,19 @@ def head_is_current(path: Path) -> bool:
     return True
 
 
+def head_is_decided(model_dir: Path) -> bool:
+    """Whether a head was fitted for ``model_dir`` on this build's features: shipped (current) or
+    declined because it did not beat the blend on val (then serving blends, and nothing is refitted)."""
+    model_dir = Path(model_dir)
+    if head_is_current(model_dir / FILE_NAME):
+        return True
+    try:
+        report = json.loads((model_dir / REPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return report.get("kept") is False and report.get("features") == list(FEATURES)
+
+
 class Fuser(Protocol):
     """The fuse stage: relevance (higher is better) of the reranked candidates, from both stages' scores."""
 
@@ -177,7 +217,7 @@ class FusionStage:
     def __init__(self, head: ListFusion, texts: Sequence[str], categories: Sequence[str]) -> None:
         self.head = head
         self.match = MatchFeatures(texts)
-        self.class_codes = np.unique(np.asarray(categories).astype(str), return_inverse=True)[1]
+        self.class_codes = class_code_matrix(categories)
 
     def relevance(self, query: str, item_ids: np.ndarray, rerank: np.ndarray, retrieval: np.ndarray
                   ) -> np.ndarray:

@@ -9,8 +9,8 @@ pair, over the item text's three fields (`title | class | feature values`, `cata
 - ``min_word_sim``: the worst-matched query word's best cosine anywhere (one missing modifier);
 - ``title_sim`` / ``class_sim`` / ``values_sim``: mean over query words of the best cosine in that field;
 - ``exact_all`` / ``exact_title`` / ``exact_class``: share of query words present verbatim (plural-folded);
-- ``title_covered`` / ``class_covered``: mean over the field's words of their best cosine to a query word
-  (the title's first word, a collection name, is skipped);
+- ``title_coverage`` / ``class_coverage``: mean over the field's words of their best cosine to a query
+  word (what the item has that the query lacks; every word counts: nothing assumes a title layout);
 - ``title_words``: the title's length in words.
 
 Word vectors are WordLlama's: the mean of a word's sub-word piece embeddings, L2-normalised (as in
@@ -29,7 +29,7 @@ from cachetools import LRUCache
 
 MATCH_FEATURES = (
     "min_word_sim", "title_sim", "class_sim", "values_sim", "exact_all", "exact_title", "exact_class",
-    "title_covered", "class_covered", "title_words",
+    "title_coverage", "class_coverage", "title_words",
 )
 FIELDS = ("title", "class", "values")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -142,13 +142,11 @@ class MatchFeatures:
         exact = np.logical_or.reduceat(same, self.bounds, axis=2)
         covered = np.where(valid, sims.max(axis=0), 0.0)  # (n, L): each word's best cosine to the query
         title, cls = slice(0, self.bounds[1]), slice(self.bounds[1], self.bounds[2])
-        title_valid = valid[:, title].copy()
-        title_valid[:, 0] = False  # the collection (brand-like) first word
         cols = [
             best.max(axis=2).min(axis=0),
             *best.mean(axis=0).T,
             exact.any(axis=2).mean(axis=0), exact[:, :, 0].mean(axis=0), exact[:, :, 1].mean(axis=0),
-            _masked_mean(covered[:, title], title_valid), _masked_mean(covered[:, cls], valid[:, cls]),
+            _masked_mean(covered[:, title], valid[:, title]), _masked_mean(covered[:, cls], valid[:, cls]),
             valid[:, title].sum(axis=1),
         ]
         out[:] = np.stack(cols, axis=1)

@@ -47,7 +47,10 @@ class BuildSettings(_Locations):
 
     seed: int = 0
     products: int = Field(40_000, ge=100)
-    train_minutes: float = Field(6.0, gt=0)
+    # Fine-tuning budget in optimizer steps (training.finetune), never minutes: same inputs, same model.
+    train_steps: int = Field(400, ge=1)
+    # Local Hugging Face BERT-family checkpoint to fine-tune; None: the pinned all-MiniLM-L6-v2.
+    base_model: Path | None = None
     index_factory: str = "HNSW32,Flat"
     triton_instances: int = Field(1, ge=1)
 

@@ -1,7 +1,8 @@
 """Session fixtures: one small catalog, index and reranker built for the whole test run.
 
-Sizes are small on purpose (CI has 2 cores): 60 of the shared queries, 6,000 products, a reranker
-trained for well under a minute. Everything is built by the same functions the CLI runs.
+Sizes are small on purpose (CI has 2 cores): 60 of the shared queries, 6,000 products, and the
+pinned MiniLM cut to its first 2 layers, fine-tuned for a few dozen steps. Everything is built by the
+same functions the CLI runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 SHARED_QUERIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "wands" / "query.csv"
 TEST_QUERIES = 60
 TEST_PRODUCTS = 6_000
-TRAIN_MINUTES = 0.5
+TRAIN_STEPS = 40
+TRAIN_LAYERS = 2
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,14 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, small_queries: Path) -> 
     from engines.model_dir import write_served_repository
     from retrieval.index import build_item_index
     from training.build import build_reranker
+    from training.finetune import FinetuneConfig
 
     root = tmp_path_factory.mktemp("artifacts")
     catalog = build_catalog(small_queries, root / "catalog", seed=0, products=TEST_PRODUCTS, progress=False)
     build_item_index(catalog, factory="HNSW32,Flat", progress=False)
     model = root / "model"
-    build_reranker(catalog, model, minutes=TRAIN_MINUTES, seed=0, progress=False)
+    cfg = FinetuneConfig(steps=TRAIN_STEPS, layers=TRAIN_LAYERS, augment_queries=0, evals=1)
+    build_reranker(catalog, model, seed=0, progress=False, cfg=cfg)
     write_served_repository(model)
     return Artifacts(queries=small_queries, catalog=catalog, model=model)
 

@@ -16,7 +16,8 @@ val (early stopping) nor dev (reporting) queries or dev-only classes ever reach 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import pandas as pd
 
 from catalog.io import QUERY_COLUMNS, write_tsv
 from catalog.vocabulary import ATTRIBUTES, class_info, plural
+from training.data import RerankData, load_rerank_data
 from training.splits import assign_split, normalise_query, split_queries
 
 # Attribute families a shopper types before a noun, with how often each is drawn.
@@ -184,3 +186,26 @@ def build_training_catalog(
         products = int(len(qdf) * JUDGED_PER_QUERY * (1.0 + fillers))
         build_catalog(path, out, seed=seed, products=products, progress=progress)
     return out, report
+
+
+def augmented_data(
+    data: RerankData, queries: int, per_query: float, *, seed: int = 0, progress: bool = False
+) -> tuple[RerankData, dict]:
+    """The data gradient steps read: a training catalog of train + ``min(queries, per_query x train)``
+    synthetic queries.
+
+    Returns ``(data, {})`` unchanged when augmentation is off, when ``data`` is not a builder catalog
+    (no ``products``: its texts would not match the generated ones) or there is nothing to augment.
+    """
+    if data.products is None:
+        return data, {}
+    n = min(queries, int(per_query * len(data.splits()["train"])))
+    if n <= 0:
+        return data, {}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rankserve-train-catalog-") as tmp:
+        _, report = build_training_catalog(data.queries, Path(tmp), n_synthetic=n, seed=seed,
+                                           progress=progress)
+        tdata = load_rerank_data(Path(tmp))
+    info = {**asdict(report), "products": len(tdata.texts), "seconds": time.perf_counter() - t0}
+    return tdata, info

@@ -1,57 +1,82 @@
 """The build steps: the reranker flow (`build_reranker`) and making whatever artifact is missing.
 
-catalog -> index -> reranker (train, export, INT8, parity, list-fusion head) -> Triton repository.
+catalog -> index -> reranker (fine-tune, export, INT8, parity, list-fusion head) -> Triton repository.
 Called by the CLI (`rankserve build`, `train`, `serve --demo`, `bench`), never by the server itself.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 
 from catalog.builder import build_catalog
-from engines.cross_encoder import load_model
+from engines.hf_cross_encoder import load_hf_cross_encoder
 from engines.model_dir import write_served_repository
 from pipeline.fuse import FILE_NAME as FUSION_FILE
-from pipeline.fuse import head_is_current
+from pipeline.fuse import head_is_decided
 from retrieval.index import META_FILE, build_item_index
 from server.config import BuildSettings
+from training.base_model import default_base_model
 from training.data import load_rerank_data
 from training.export import package_reranker
+from training.finetune import FinetuneConfig, finetune, finetune_inputs
 from training.list_fusion import build_list_fusion
-from training.train import TrainConfig, train_to_dir
 
 
 def build_reranker(
     catalog_dir: Path,
     out_dir: Path,
     *,
-    minutes: float = 6.0,
+    base_model: Path | None = None,
     seed: int = 0,
     progress: bool = True,
-    cfg: TrainConfig | None = None,
+    cfg: FinetuneConfig | None = None,
 ) -> dict:
-    """The `rankserve train` flow: train -> export FP32 -> INT8 -> parity -> list-fusion head -> reports.
+    """The `rankserve train` flow: fine-tune -> export FP32 -> INT8 -> parity -> list-fusion head.
 
-    Writes ``out_dir/hf/`` (HF folder), ``model_fp32.onnx``, ``model.onnx`` (INT8, served),
-    ``list_fusion.json`` (pipeline.fuse),
-    ``train_report.json``, ``parity.json``, ``export_report.json``. Raises `training.export.ParityError`
-    on a failed gate.
+    ``base_model``: any local Hugging Face BERT-family checkpoint (default: the pinned all-MiniLM-L6-v2,
+    `training.base_model`). Writes ``out_dir/hf/`` (HF folder), ``model_fp32.onnx``, ``model.onnx``
+    (INT8, served), ``list_fusion.json`` (pipeline.fuse), ``train_report.json``, ``parity.json``,
+    ``export_report.json``. Raises `training.export.ParityError` on a failed gate.
     """
     out_dir = Path(out_dir)
+    cfg = cfg or FinetuneConfig()
+    base = Path(base_model) if base_model is not None else default_base_model()
+    final, out_dir = out_dir, out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(out_dir, ignore_errors=True)  # a failed earlier build's leftovers
+    out_dir.mkdir(parents=True)
     data = load_rerank_data(catalog_dir)
-    train = train_to_dir(data, out_dir, minutes=minutes, seed=seed, cfg=cfg, progress=progress)
-    model = load_model(out_dir / "hf")
-    report = package_reranker(model, data, out_dir)
+    inputs = finetune_inputs(data, cfg, seed=seed, progress=progress)
+    model, train = finetune(base, inputs, cfg, seed=seed, progress=progress)
+    model.save(out_dir / "hf")
+    (out_dir / "train_report.json").write_text(train.to_json())
+    # Serve exactly what was written.
+    report = package_reranker(load_hf_cross_encoder(out_dir / "hf"), data, out_dir)
     fusion = build_list_fusion(out_dir / "model.onnx", data, out_dir, progress=progress, seed=seed)
     report["list_fusion"] = {k: v for k, v in fusion.items() if k not in ("history", "train_query_ids")}
     (out_dir / "export_report.json").write_text(json.dumps(report, indent=2, default=str))
     report["train"] = {k: v for k, v in asdict(train).items() if k != "history"}
-    report["hf_dir"] = str(out_dir / "hf")
+    report["augment"] = inputs.augment
+    report["hf_dir"] = str(final / "hf")
+    _publish(out_dir, final)
     return report
+
+
+def _publish(partial: Path, final: Path) -> None:
+    """Move a finished build into place. Until then nothing is at ``final``: a build that fails (a parity
+    gate, a crash) never leaves a ``model.onnx`` that a later start would serve."""
+    final.mkdir(parents=True, exist_ok=True)
+    for entry in partial.iterdir():
+        target = final / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    partial.rmdir()
 
 
 def ensure_artifacts(
@@ -68,10 +93,11 @@ def ensure_artifacts(
         console.print(f"[bold]Building index[/] {settings.index_factory} → {catalog_dir}")
         build_item_index(catalog_dir, factory=settings.index_factory, progress=progress)
     if not (model_dir / "model.onnx").exists():
-        console.print(f"[bold]Training reranker[/] ({settings.train_minutes:g} min budget) → {model_dir}")
-        build_reranker(catalog_dir, model_dir, minutes=settings.train_minutes, seed=settings.seed,
-                       progress=progress)
-    if settings.list_fusion and not head_is_current(model_dir / FUSION_FILE):
+        cfg = FinetuneConfig(steps=settings.train_steps)
+        console.print(f"[bold]Fine-tuning reranker[/] ({cfg.steps} steps) → {model_dir}")
+        build_reranker(catalog_dir, model_dir, base_model=settings.base_model, seed=settings.seed,
+                       progress=progress, cfg=cfg)
+    if settings.list_fusion and not head_is_decided(model_dir):
         # Models built before the list-fusion head (or its current features) existed get one fitted
         # in place (~1 min).
         console.print(f"[bold]Fitting list-fusion head[/] → {model_dir / FUSION_FILE}")

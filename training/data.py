@@ -16,7 +16,7 @@ import pandas as pd
 from catalog.io import LABEL_GAIN, item_texts, load_catalog
 from engines.cross_encoder import CrossEncoder
 from engines.pair_tokenizer import PairTokenizer
-from training.mining import hybrid_candidate_lists
+from training.sampling import ListSampler
 from training.splits import split_queries
 
 
@@ -96,6 +96,8 @@ def labelled_candidate_lists(
     """
     if data.products is None:
         raise ValueError("served candidate lists need the catalog's products (load_rerank_data)")
+    from training.mining import hybrid_candidate_lists  # faiss: only where lists are mined
+
     judged = {s: judgments(data, s) for s in splits}
     queries = [(s, int(q), str(t)) for s, j in judged.items()
                for q, t in j.drop_duplicates("query_id")[["query_id", "query"]].itertuples(index=False)]
@@ -139,3 +141,23 @@ def score_judged(
         judged["query"].tolist(), data.texts[judged["product_id"].to_numpy()].tolist()
     )
     return model.score(ids, mask, batch_size=batch)
+
+
+def training_sampler(
+    tdata: RerankData, train: pd.DataFrame, *, list_size: int, mine_negatives: bool = True,
+    candidate_fraction: float = 0.5, depth: int = 100, progress: bool = False,
+) -> ListSampler:
+    """The list sampler over ``train`` rows, drawing ``candidate_fraction`` of its lists from the served
+    retriever's top ``depth`` for each train query (`mine_training_lists`)."""
+    from training.mining import mine_training_lists  # faiss: only where lists are mined
+
+    sampler = ListSampler.from_judgments(train, tdata.product_class, list_size=list_size, mine=mine_negatives)
+    if not sampler.lists:
+        raise ValueError("no train query has a relevant judged product")
+    if candidate_fraction > 0 and tdata.products is not None:
+        pc = tdata.product_class
+        allowed = set(pc[train["product_id"].to_numpy()]) if pc is not None else None
+        mined = mine_training_lists(tdata.queries, tdata.labels, tdata.products, list(tdata.texts),
+                                    depth=depth, allowed_classes=allowed, progress=progress)
+        sampler = sampler.with_candidates(mined, candidate_fraction)
+    return sampler

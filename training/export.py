@@ -32,8 +32,12 @@ from training.metrics import mean_ndcg
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "score"
 MIN_SPEARMAN = 0.99
-MAX_NDCG_DROP = 0.01
+MAX_NDCG_DROP = 0.005  # |FP32 - INT8| NDCG@10, either way: a gain is noise too, not quality
 MIN_PARITY_PAIRS = 1000
+# The gate's set: val judgments topped up with train ones to ~100 queries. On 37 val queries alone one
+# near-tie flipped in one query moves mean NDCG@10 by ~0.007 (measured: the fine-tuned MiniLM's INT8
+# was 0.008 *above* FP32 on val alone, and within 0.002 on 98 queries, Spearman 0.995 on both).
+PARITY_PAIRS = 6000
 
 
 class ParityError(RuntimeError):
@@ -164,7 +168,7 @@ def check_parity(
     """PyTorch FP32 vs ORT INT8 on judged pairs (query_id, query, product_id, rel columns).
 
     Raises `ParityError` if Spearman < ``min_spearman``, if INT8 NDCG@10 is more than
-    ``max_ndcg_drop`` below FP32, or if fewer than ``min_pairs`` pairs were given. Writes
+    ``max_ndcg_drop`` away from FP32 (either way), or if fewer than ``min_pairs`` pairs were given. Writes
     ``report_path`` (parity.json) either way.
     """
     if len(judged) < min_pairs:
@@ -175,7 +179,7 @@ def check_parity(
     int8 = _per_query_scores(lambda i, m: ort_scores(sess, i, m), tok, judged, texts)
     rho = float(spearmanr(fp32, int8).statistic)
     n_fp32, n_int8 = mean_ndcg(judged, fp32), mean_ndcg(judged, int8)
-    passed = rho >= min_spearman and (n_fp32 - n_int8) <= max_ndcg_drop
+    passed = rho >= min_spearman and abs(n_fp32 - n_int8) <= max_ndcg_drop
     report = ParityReport(
         pairs=len(judged),
         queries=int(judged["query_id"].nunique()),
@@ -193,7 +197,7 @@ def check_parity(
     if not passed:
         raise ParityError(
             f"INT8 parity failed: spearman {rho:.4f} (need >= {min_spearman}), "
-            f"ndcg@10 fp32 {n_fp32:.4f} vs int8 {n_int8:.4f} (max drop {max_ndcg_drop})"
+            f"ndcg@10 fp32 {n_fp32:.4f} vs int8 {n_int8:.4f} (max |diff| {max_ndcg_drop})"
         )
     return report
 
@@ -229,12 +233,12 @@ def speed_report(
     }
 
 
-def parity_pairs(data: RerankData, min_pairs: int = MIN_PARITY_PAIRS) -> pd.DataFrame:
+def parity_pairs(data: RerankData, min_pairs: int = PARITY_PAIRS) -> pd.DataFrame:
     """Validation judgments for the parity gate, never dev ones.
 
-    Small catalogs (tests, few queries) may have under ``min_pairs`` val pairs; whole train queries
-    (in query_id order) top the set up then. That is sound for a numerical FP32-vs-INT8 check, which
-    compares two versions of the same model rather than estimating quality.
+    Under ``min_pairs`` val pairs, whole train queries (in query_id order) top the set up. That is sound
+    for a numerical FP32-vs-INT8 check, which compares two versions of the same model rather than
+    estimating quality, and more queries make its NDCG@10 difference less a matter of single near-ties.
     """
     val = judgments(data, "val")
     if len(val) >= min_pairs:
@@ -321,8 +325,8 @@ def package_reranker(
         else float("nan")
     )
     report = {
-        "model": str(served),
-        "model_fp32": str(fp32),
+        "model": served.name,
+        "model_fp32": fp32.name,
         "precision": "int8" if int8 else "fp32",
         "fused": optimize,
         "parity": asdict(parity) if parity else None,

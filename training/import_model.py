@@ -9,16 +9,12 @@ and written as a Triton repository, exactly as a trained model is (`training.bui
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from engines.hf_cross_encoder import load_hf_cross_encoder
 from engines.model_dir import write_served_repository
 from training.data import load_rerank_data
 from training.export import package_reranker
-
-# Tokenizer files other libraries (sentence-transformers, AutoTokenizer) read beside tokenizer.json.
-TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
 def import_cross_encoder(source: Path, out_dir: Path, catalog_dir: Path, *, seed: int = 0,
@@ -31,9 +27,6 @@ def import_cross_encoder(source: Path, out_dir: Path, catalog_dir: Path, *, seed
     hf = out_dir / "hf"
     model = load_hf_cross_encoder(source, seed=seed, max_length=max_length, max_query_tokens=max_query_tokens)
     model.save(hf)
-    for name in TOKENIZER_FILES:
-        if (source / name).exists():
-            shutil.copyfile(source / name, hf / name)
     # Serve exactly what was written: a fresh head exists only in the saved weights.
     model = load_hf_cross_encoder(hf)
     report = package_reranker(model, load_rerank_data(catalog_dir), out_dir, int8=int8)

@@ -18,7 +18,15 @@ import numpy as np
 from rich.progress import Progress
 
 from engines.model_dir import pair_tokenizer_for
-from pipeline.fuse import FEATURES, FILE_NAME, ListFusion, base_relevance, list_features
+from pipeline.fuse import (
+    FEATURES,
+    FILE_NAME,
+    REPORT_FILE,
+    ListFusion,
+    base_relevance,
+    class_code_matrix,
+    list_features,
+)
 from pipeline.match_features import MatchFeatures
 from training.data import RerankData, labelled_candidate_lists
 from training.metrics import ndcg_at_k
@@ -39,7 +47,7 @@ def scored_lists(
 ) -> dict[str, list[ScoredList]]:
     """Feature lists per split, from one retrieval pass over all the splits' queries."""
     lists = labelled_candidate_lists(data, splits, depth, progress=progress)
-    class_codes = np.unique(data.product_class.astype(str), return_inverse=True)[1]
+    class_codes = class_code_matrix(data.product_class.astype(str))
     match = MatchFeatures(list(data.texts))
     out: dict[str, list[ScoredList]] = {s: [] for s in splits}
     with Progress(disable=not progress, transient=True) as bar:
@@ -80,7 +88,7 @@ def fit_list_fusion(
     best val NDCG@10 is kept (train NDCG when there is no val list)."""
     import torch
 
-    from training.train import listnet_loss
+    from training.finetune import listnet_loss
 
     lists = [sl for sl in train if sl.rels.any()]
     if not lists:
@@ -147,14 +155,22 @@ def ort_score_fn(model_path: Path) -> ScoreFn:
 
 def build_list_fusion(model_path: Path, data: RerankData, out_dir: Path, *, progress: bool = False,
                       seed: int = 0) -> dict:
-    """Fit the head for the ONNX model at ``model_path``; writes ``out_dir/list_fusion.json`` and
-    ``out_dir/list_fusion_report.json``; returns the report."""
+    """Fit the head for the ONNX model at ``model_path`` and keep it only if it beats the no-head blend
+    on val: writes ``out_dir/list_fusion.json`` then (else removes it) and always
+    ``out_dir/list_fusion_report.json`` (``kept`` says which); returns the report."""
     t0 = time.perf_counter()
     lists = scored_lists(data, ("train", "val"), ort_score_fn(model_path), progress=progress)
     head, report = fit_list_fusion(lists["train"], lists["val"], seed=seed)
     out_dir = Path(out_dir)
-    head.save(out_dir / FILE_NAME)
+    # Without val lists there is nothing to judge the head by: keep it, as before val existed.
+    gain = (report["val_ndcg@10"] - report["val_ndcg@10_base"]) if lists["val"] else None
+    report["kept"] = gain is None or gain > 0
+    report["val_gain_over_blend"] = gain
+    if report["kept"]:
+        head.save(out_dir / FILE_NAME)
+    else:
+        (out_dir / FILE_NAME).unlink(missing_ok=True)
     report["seconds"] = time.perf_counter() - t0
     report["train_query_ids"] = sorted({sl.query_id for sl in lists["train"]})
-    (out_dir / "list_fusion_report.json").write_text(json.dumps(report, indent=2))
+    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2))
     return report

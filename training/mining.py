@@ -96,3 +96,4 @@ def mine_training_lists(
                 continue
             rows.append((int(qid), str(text), pid, rank, rel))
     return pd.DataFrame(rows, columns=["query_id", "query", "product_id", "rank", "rel"])
+

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,17 +29,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engines.cross_encoder import CrossEncoder, CrossEncoderConfig, build_model, save_model
 from engines.pair_tokenizer import PairTokenizer
-from training.augment import build_training_catalog
+from training.augment import augmented_data
 from training.data import (
     RerankData,
     judgments,
-    load_rerank_data,
     score_judged,
     served_val_lists,
     training_judgments,
+    training_sampler,
 )
+from training.finetune import listnet_loss
 from training.metrics import mean_ndcg
-from training.mining import mine_training_lists
 from training.sampling import ListSampler, swap_negatives
 
 
@@ -105,53 +104,10 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def listnet_loss(scores: torch.Tensor, rels: torch.Tensor) -> torch.Tensor:
-    """Softmax cross-entropy between the list's scores and gains 2**rel - 1 (B, K)."""
-    gains = torch.exp2(rels.float()) - 1.0
-    target = gains / gains.sum(dim=1, keepdim=True).clamp_min(1e-9)
-    return -(target * torch.log_softmax(scores, dim=1)).sum(dim=1).mean()
-
-
-def augmented_data(
-    data: RerankData, cfg: TrainConfig, *, seed: int = 0, progress: bool = False
-) -> tuple[RerankData, dict]:
-    """The data gradient steps read: a training catalog of train + synthetic queries (training.augment).
-
-    Returns ``(data, {})`` unchanged when augmentation is off, when ``data`` is not a builder catalog
-    (no ``products``: its texts would not match the generated ones) or there is nothing to augment.
-    """
-    if data.products is None:
-        return data, {}
-    n_train = len(data.splits()["train"])
-    n = min(cfg.augment_queries, int(cfg.augment_per_query * n_train))
-    if n <= 0:
-        return data, {}
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="rankserve-train-catalog-") as tmp:
-        _, report = build_training_catalog(
-            data.queries, Path(tmp), n_synthetic=n, seed=seed, progress=progress
-        )
-        tdata = load_rerank_data(Path(tmp))
-    info = {**asdict(report), "products": len(tdata.texts), "seconds": time.perf_counter() - t0}
-    return tdata, info
-
-
 def _sampler(tdata: RerankData, train: pd.DataFrame, cfg: TrainConfig, progress: bool) -> ListSampler:
-    """The list sampler over ``train`` rows, with retriever-mined candidate lists when configured."""
-    sampler = ListSampler.from_judgments(
-        train, tdata.product_class, list_size=cfg.list_size, mine=cfg.mine_negatives
-    )
-    if not sampler.lists:
-        raise ValueError("no train query has a relevant judged product")
-    if cfg.candidate_fraction > 0 and tdata.products is not None:
-        pc = tdata.product_class
-        allowed = set(pc[train["product_id"].to_numpy()]) if pc is not None else None
-        mined_lists = mine_training_lists(
-            tdata.queries, tdata.labels, tdata.products, list(tdata.texts), depth=cfg.candidate_depth,
-            allowed_classes=allowed, progress=progress,
-        )
-        sampler = sampler.with_candidates(mined_lists, cfg.candidate_fraction)
-    return sampler
+    return training_sampler(tdata, train, list_size=cfg.list_size, mine_negatives=cfg.mine_negatives,
+                            candidate_fraction=cfg.candidate_fraction, depth=cfg.candidate_depth,
+                            progress=progress)
 
 
 def _new_model(cfg: TrainConfig) -> CrossEncoder:
@@ -268,7 +224,8 @@ def fit(
     t0 = time.perf_counter()
 
     # Gradient steps read `tdata` (train rows, plus synthetic ones when augmenting); val stays on `data`.
-    tdata, augment = augmented_data(data, cfg, seed=seed, progress=progress)
+    tdata, augment = augmented_data(data, cfg.augment_queries, cfg.augment_per_query, seed=seed,
+                                    progress=progress)
     train = training_judgments(tdata)
     val = judgments(data, "val")
     sampler = _sampler(tdata, train, cfg, progress)

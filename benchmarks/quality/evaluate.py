@@ -84,7 +84,8 @@ def fp32_rerank_stage(settings: Settings) -> Any | None:
 
 
 def rank_all(
-    settings: Settings, products: pd.DataFrame, queries: pd.DataFrame, *, fp32: bool, progress: bool
+    settings: Settings, products: pd.DataFrame, queries: pd.DataFrame, *, fp32: bool, progress: bool,
+    ablation: bool = False,
 ) -> Ranked:
     """BM25 in-process, then every neural system through one pipeline on a Triton started for it."""
     from engines.triton.server import TritonServer
@@ -100,6 +101,14 @@ def rank_all(
         neural = asyncio.run(neural_rankings(pipeline, queries, default_lambda=settings.default_mmr_lambda,
                                              fp32_stage=fp32_stage, progress=progress))
     runs.update(neural.systems)
+    if ablation:
+        from benchmarks.quality.ablation import ablation_rankings
+
+        t = time.perf_counter()
+        runs.update(asyncio.run(ablation_rankings(
+            pipeline, queries, Path(settings.model_dir), default_lambda=settings.default_mmr_lambda,  # type: ignore[arg-type]
+            blend_weight=settings.rerank_retrieval_weight, progress=progress)))
+        seconds["ablation"] = round(time.perf_counter() - t, 3)
     return Ranked(runs, neural, pipeline, {**seconds, **neural.seconds})
 
 
@@ -109,7 +118,9 @@ def score_systems(
     """(means, per-query values) of every metric, per system ranked."""
     means: Metrics = {}
     per_query: PerQuery = {}
-    for name in (*SYSTEMS, "rerank_fp32"):
+    from benchmarks.quality.ablation import ABLATIONS
+
+    for name in (*SYSTEMS, "rerank_fp32", *ABLATIONS):
         if name in runs:
             means[name], per_query[name] = system_metrics(qrels, runs[name], vectors, classes)
     return means, per_query
@@ -151,6 +162,7 @@ def evaluate(
     progress: bool = True,
     console: Console | None = None,
     per_query: bool = True,
+    ablation: bool = False,
 ) -> dict[str, Any]:
     """Rank every selected query with every system and return the report (JSON-safe)."""
     from catalog.io import load_catalog, read_queries
@@ -166,7 +178,7 @@ def evaluate(
         raise ValueError(f"no scorable query in {queries_file} (split={split}); skipped: {selected.skipped}")
     console.print(f"evaluating {len(queries)} queries (split={split}, skipped {selected.skipped_count})")
 
-    ranked = rank_all(settings, catalog.products, queries, fp32=fp32, progress=progress)
+    ranked = rank_all(settings, catalog.products, queries, fp32=fp32, progress=progress, ablation=ablation)
     vectors, classes = ranked.pipeline.items.vectors, np.asarray(ranked.pipeline.items.categories)
     systems, values = score_systems(qrels, ranked.runs, vectors, classes)
     report: dict[str, Any] = {
@@ -186,6 +198,15 @@ def evaluate(
         fp = dict(systems["rerank_fp32"])
         fp["int8_minus_fp32_ndcg@10"] = systems["rerank"]["ndcg@10"] - fp["ndcg@10"]
         report["rerank_fp32"] = fp
+    from benchmarks.quality.ablation import ABLATIONS
+
+    if ablation:
+        report["ablation"] = {name: systems[name] for name in ABLATIONS}
+        served, without = values["served"]["ndcg@10"], values["no_transformer"]["ndcg@10"]
+        report["ablation"]["transformer_share_ndcg@10"] = systems["served"]["ndcg@10"] - systems[
+            "no_transformer"]["ndcg@10"]
+        report["ablation"]["transformer_significance"] = significance(
+            {"served": served, "no_transformer": without}, pairs=(("served", "no_transformer"),))
     report["targets"] = target_checks(report)
     if per_query:
         report["per_query"] = per_query_rows(queries, values)
@@ -203,10 +224,12 @@ def run_eval(
     progress: bool = True,
     console: Console | None = None,
     table_console: Console | None = None,
+    ablation: bool = False,
 ) -> dict[str, Any]:
     """`rankserve eval`: evaluate, print the tables, write the JSON and the λ plot when asked."""
     console = console or Console(stderr=True)
-    report = evaluate(catalog_dir, queries_file, model_dir, split=split, progress=progress, console=console)
+    report = evaluate(catalog_dir, queries_file, model_dir, split=split, progress=progress, console=console,
+                      ablation=ablation)
     print_report(report, table_console or Console())
     if json_out is not None:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)

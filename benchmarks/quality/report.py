@@ -37,6 +37,9 @@ def target_checks(report: Mapping[str, Any]) -> list[dict[str, Any]]:
          ratio(s["rerank_mmr"]["diversity@10"], s["rerank"]["diversity@10"]) - 1.0, ">= 0.15"),
         ("rerank_mmr ndcg@10 drop vs rerank", 1.0 - ratio(nd["rerank_mmr"], nd["rerank"]), "<= 0.02"),
     ]
+    ablation = report.get("ablation")
+    if ablation:
+        checks.append(("served - no_transformer ndcg@10", ablation["transformer_share_ndcg@10"], ">= 0.01"))
     fp32 = report.get("rerank_fp32")
     if fp32:
         checks.append(("|int8 - fp32| ndcg@10", abs(nd["rerank"] - fp32["ndcg@10"]), "<= 0.005"))
@@ -71,6 +74,14 @@ def print_report(report: Mapping[str, Any], console: Console) -> None:
     console.print(_systems_table(report))
     console.print(_sweep_table(report))
     console.print(_significance_table(report["significance"]))
+    if "ablation" in report:
+        table = Table(title="ablation (FP32, in process)")
+        for col in ("row", "ndcg@10", "mrr@10"):
+            table.add_column(col)
+        for name, m in report["ablation"].items():
+            if isinstance(m, dict) and "ndcg@10" in m:
+                table.add_row(name, f"{m['ndcg@10']:.4f}", f"{m['mrr@10']:.4f}")
+        console.print(table)
     console.print(_targets_table(report["targets"]))
     skipped = report["skipped_queries"]
     if skipped["count"]:

@@ -154,6 +154,8 @@ def test_stream_order_count_and_summary_last(server: Running) -> None:
     assert summary.timings.total_ms > 0 and summary.timings.rerank_ms > 0
     assert summary.timings.fusion_ms > 0  # the model's list-fusion head ranked them
     assert all(it.title for it in items)
+    # The fine-tuned BERT's logits separate the served top 10: ties are the exception (issue 11).
+    assert len({round(it.rerank_score, 5) for it in items}) >= 9, [it.rerank_score for it in items]
     # MMR objective is non-increasing down the stream? Not in general, but rank 1 has no redundancy.
     assert items[0].redundancy_penalty == 0.0
 

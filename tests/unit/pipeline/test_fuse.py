@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from engines.rerank import RerankResult
-from pipeline.fuse import FEATURES, LIST_FEATURES, BlendFusion, FusionStage, ListFusion, list_features
+from pipeline.fuse import (
+    FEATURES,
+    LIST_FEATURES,
+    BlendFusion,
+    FusionStage,
+    ListFusion,
+    class_code_matrix,
+    list_features,
+)
 from pipeline.match_features import MATCH_FEATURES
 from pipeline.pipeline import RankingPipeline
 from pipeline.types import ItemTable, RankedItem, RankParams
@@ -55,6 +63,24 @@ def test_list_features_edges() -> None:
         list_features(np.zeros(3), np.zeros(2), np.zeros(3, int), no_match(3))
     with pytest.raises(ValueError, match="list_features"):
         list_features(np.zeros(3), np.zeros(3), np.zeros(3, int), no_match(2))
+
+
+def test_multi_valued_and_empty_classes() -> None:
+    # As in WANDS: "A|B" belongs to both classes, "" to none.
+    codes = class_code_matrix(["Sofas", "Sofas|Sectionals", "", "Sectionals", " Sofas | "])
+    assert codes.shape == (5, 2)
+    assert codes[0, 0] == codes[1, 0] == codes[4, 0] and codes[1, 1] == codes[3, 0] != codes[0, 0]
+    assert (codes[2] == -1).all() and codes[0, 1] == codes[4, 1] == -1
+    x = list_features(np.array([3.0, 2.0, 1.0, 0.0, 0.5]), np.arange(5.0)[::-1], codes, no_match(5))
+    # Sofas: items 0, 1, 4 (3/5); Sectionals: items 1, 3 (2/5). The two-class item takes its larger class;
+    # the classless item gets no class evidence at all.
+    assert x[:, F["class_share"]] == pytest.approx([0.6, 0.6, 0.0, 0.4, 0.6])
+    assert x[2, F["class_mass_t5"]] == 0.0 and x[2, F["class_top20"]] == 0.0
+    assert np.isfinite(x).all()
+    # One class per item as a column is the same as a flat vector of codes.
+    flat = np.array([0, 0, 1, 1, 0])
+    assert list_features(np.arange(5.0), np.arange(5.0), flat, no_match(5)) == pytest.approx(
+        list_features(np.arange(5.0), np.arange(5.0), flat[:, None], no_match(5)))
 
 
 def hand_head(feature: str) -> ListFusion:
@@ -120,3 +146,15 @@ def test_pipeline_ranks_by_the_head() -> None:
     assert order == [1, 2, 3, 0]
     assert "fusion" in timings
     assert pipeline_order(hand_head("retrieval_rank"))[0] == [3, 2, 1, 0]
+
+
+def test_a_declined_head_is_decided_and_not_refitted(tmp_path) -> None:
+    from pipeline.fuse import FILE_NAME, REPORT_FILE, head_is_decided
+
+    assert not head_is_decided(tmp_path)  # nothing fitted yet
+    (tmp_path / REPORT_FILE).write_text(json.dumps({"kept": False, "features": list(FEATURES)}))
+    assert head_is_decided(tmp_path)  # fitted, lost to the blend on val: serving blends
+    (tmp_path / REPORT_FILE).write_text(json.dumps({"kept": False, "features": ["title_covered"]}))
+    assert not head_is_decided(tmp_path)  # declined under other features: fit again
+    hand_head("rerank").save(tmp_path / FILE_NAME)
+    assert head_is_decided(tmp_path)

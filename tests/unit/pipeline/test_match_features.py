@@ -44,8 +44,8 @@ def test_known_values(feats: MatchFeatures) -> None:
     # 'table', which the query lacks: less of its title is covered.
     assert lamp[M["exact_all"]] == 0.0 and lamp[M["title_sim"]] < 0.5
     assert table[M["exact_all"]] == 1.0 and table[M["exact_class"]] == 0.0
-    assert table[M["title_covered"]] < sofa[M["title_covered"]]
-    assert sofa[M["class_covered"]] > table[M["class_covered"]]
+    assert table[M["title_coverage"]] < sofa[M["title_coverage"]]
+    assert sofa[M["class_coverage"]] > table[M["class_coverage"]]
     # An empty field matches nothing (0, never -inf or NaN); the bare item's class ('Sofas') still does.
     assert np.isfinite(x).all() and bare[M["values_sim"]] == 0.0
     assert bare[M["class_sim"]] > lamp[M["class_sim"]] + 0.1 and bare[M["exact_class"]] == 0.5

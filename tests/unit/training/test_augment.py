@@ -10,10 +10,9 @@ import pytest
 
 from catalog.builder import build_catalog
 from catalog.io import read_queries
-from training.augment import synthetic_queries, train_classes
+from training.augment import augmented_data, synthetic_queries, train_classes
 from training.data import load_rerank_data, training_judgments
 from training.splits import assign_split, normalise_query, split_queries
-from training.train import TrainConfig, augmented_data
 
 QUERY_FILE = Path("/work/shared/data/wands/query.csv")
 
@@ -50,7 +49,7 @@ def test_training_data_never_holds_val_or_dev_queries_or_dev_classes(
     # A real builder catalog of the whole query file (dev classes included), as the demo has.
     cat = build_catalog(QUERY_FILE, tmp_path / "catalog", seed=0, products=25_000, progress=False)
     data = load_rerank_data(cat)
-    tdata, info = augmented_data(data, TrainConfig(augment_queries=150), seed=0)
+    tdata, info = augmented_data(data, 150, 8.0, seed=0)
     assert info["synthetic"] == 150 and len(tdata.queries) == 150 + len(split_queries(queries)["train"])
 
     splits = split_queries(queries)
@@ -78,7 +77,7 @@ def test_training_data_never_holds_val_or_dev_queries_or_dev_classes(
 def test_augmentation_off_or_without_catalog_returns_data(queries: pd.DataFrame, tmp_path: Path) -> None:
     cat = build_catalog(QUERY_FILE, tmp_path / "catalog", seed=0, products=23_000, progress=False)
     data = load_rerank_data(cat)
-    same, info = augmented_data(data, TrainConfig(augment_queries=0))
+    same, info = augmented_data(data, 0, 8.0)
     assert same is data and info == {}
     bare = type(data)(queries=data.queries, labels=data.labels, texts=data.texts)  # no products
-    assert augmented_data(bare, TrainConfig())[0] is bare
+    assert augmented_data(bare, 2000, 8.0)[0] is bare

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from engines.pair_tokenizer import PairTokenizer
+from engines.model_dir import pair_tokenizer_for
 from engines.triton.model import score_bucketed, session_options
 from tests.conftest import Artifacts
 from training.data import load_rerank_data
@@ -17,7 +17,8 @@ from training.data import load_rerank_data
 @pytest.fixture(scope="module")
 def batch(artifacts: Artifacts) -> tuple[ort.InferenceSession, np.ndarray, np.ndarray]:
     data = load_rerank_data(artifacts.catalog)
-    ids, mask = PairTokenizer().encode(str(data.queries["query"].iloc[0]), data.texts[:150].tolist())
+    tok = pair_tokenizer_for(artifacts.model)
+    ids, mask = tok.encode(str(data.queries["query"].iloc[0]), data.texts[:150].tolist())
     sess = ort.InferenceSession(str(artifacts.model / "model.onnx"), session_options(1),
                                 providers=["CPUExecutionProvider"])
     return sess, ids, mask

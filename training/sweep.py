@@ -1,0 +1,115 @@
+"""Operating-point sweep for the fine-tuned cross-encoder: one prepared input file, many configs.
+
+``prepare`` mines everything a run reads (needs faiss) into one pickle, so ``run`` can go where faiss
+is absent (a lent GPU): the train sampler and val lists of the training catalog, plus dev lists and
+another catalog's lists to *report*. Configs are ranked by val NDCG@10 only; dev and the other catalog
+are printed beside it, never used to choose (training.splits: dev is spent).
+
+    python -m training.sweep prepare --catalog C0 --fresh-catalog C1 --out sweep.pkl
+    python -m training.sweep run --inputs sweep.pkl --base MODEL_DIR --grid grid.json --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import lzma
+import pickle
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from training.data import load_rerank_data
+from training.finetune import FinetuneConfig, FinetuneInputs, finetune, finetune_inputs, list_ndcg
+
+
+def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneConfig) -> None:
+    from training.data import labelled_candidate_lists
+
+    data = load_rerank_data(catalog)
+    inputs = finetune_inputs(data, cfg, progress=True)
+    plain = finetune_inputs(data, replace(cfg, augment_queries=0), progress=True)
+    report = {"dev": labelled_candidate_lists(data, ("dev",))["dev"]}
+    if fresh_catalog is not None:
+        fresh = load_rerank_data(fresh_catalog)
+        # Queries no run ever trains on: val and dev of the other catalog (dev holds unseen classes).
+        lists = labelled_candidate_lists(fresh, ("val", "dev"))
+        report["fresh"] = lists["val"] + lists["dev"]
+        report["fresh_texts"] = fresh.texts
+        report["fresh_unseen"] = lists["dev"]
+    retrieval = {k: _retrieval_ndcg(v) for k, v in {"val": inputs.val, **report}.items()
+                 if isinstance(v, list)}
+    with open(out, "wb") as f:
+        pickle.dump({"inputs": inputs, "plain": plain, "report": report, "retrieval": retrieval}, f)
+    print(json.dumps(retrieval, indent=2))
+
+
+def _retrieval_ndcg(lists: list) -> float:
+    from training.metrics import ndcg_at_k
+
+    return float(np.nanmean([ndcg_at_k(sl.retrieval, sl.rels, 10, sl.ideal_rels) for sl in lists]))
+
+
+def grid_points(grid: dict | list[dict]) -> list[dict]:
+    """Every combination of a grid ({field: [values]}), or of each grid in a list, in order."""
+    out = []
+    for g in grid if isinstance(grid, list) else [grid]:
+        keys = sorted(g)
+        out += [dict(zip(keys, values, strict=True)) for values in itertools.product(*(g[k] for k in keys))]
+    return out
+
+
+def run(inputs_file: Path, base: Path, grid: dict | list[dict], out: Path, device: str, seed: int
+        ) -> list[dict]:
+    with (lzma.open if inputs_file.suffix == ".xz" else open)(inputs_file, "rb") as f:
+        blob = pickle.load(f)
+    report = blob["report"]
+    results = []
+    for point in grid_points(grid):
+        cfg = replace(FinetuneConfig(device=device, evals=3), **point)
+        # The prepared inputs: augmented (the default) or the served catalog's train queries only.
+        inputs: FinetuneInputs = blob["inputs" if cfg.augment_queries else "plain"]
+        t0 = time.perf_counter()
+        model, rep = finetune(base, inputs, cfg, seed=seed, progress=False)
+        model.to(device)
+        row = {"config": point, "val": rep.val_ndcg10,
+               "best_step": rep.best_step, "seconds": time.perf_counter() - t0}
+        row["dev"] = float(np.nanmean(list_ndcg(model, report["dev"], inputs.val_texts, device=device)))
+        if "fresh" in report:
+            n_val = len(report["fresh"]) - len(report["fresh_unseen"])  # fresh = its val + its dev lists
+            report["fresh_val"] = report["fresh"][:n_val]
+            for name in ("fresh", "fresh_val", "fresh_unseen"):
+                row[name] = float(np.nanmean(list_ndcg(model, report[name], report["fresh_texts"],
+                                                       device=device)))
+        results.append(row)
+        print(json.dumps(row), flush=True)
+        out.write_text(json.dumps({"retrieval": blob["retrieval"], "runs": results}, indent=2))
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--catalog", type=Path, required=True)
+    p.add_argument("--fresh-catalog", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--inputs", type=Path, required=True)
+    r.add_argument("--base", type=Path, required=True)
+    r.add_argument("--grid", type=Path, required=True, help="JSON: FinetuneConfig field -> list of values")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.cmd == "prepare":
+        prepare(args.catalog, args.fresh_catalog, args.out, FinetuneConfig())
+    else:
+        run(args.inputs, args.base, json.loads(args.grid.read_text()), args.out, args.device, args.seed)
+
+
+if __name__ == "__main__":
+    main()
