@@ -3,9 +3,10 @@
 Speed does not depend on what the weights learned, so each point is the base checkpoint cut to its first
 ``layers`` layers (as `training.finetune` cuts a student), with the learned-prior branch, exported and
 quantised exactly as a build does, and timed on the same real (query, top-100) batches with the same
-threads. The quality side (val NDCG@10 per point) comes from `training.sweep` runs.
+threads. The quality side (val NDCG@10 per point) comes from `training.sweep` runs, and, with
+``--model``, a built model's val NDCG@10 over the top N candidates for each ``--depths`` N.
 
-    python -m benchmarks.pareto --catalog DIR --base MODEL_DIR --json out.json
+    python -m benchmarks.pareto --catalog DIR --base MODEL_DIR [--model BUILT_DIR] --json out.json
 """
 
 from __future__ import annotations
@@ -41,6 +42,28 @@ def operating_points(catalog: Path, base: Path, layers: list[int], lengths: list
     return rows
 
 
+def candidate_depths(catalog: Path, model_dir: Path, depths: list[int]) -> list[dict]:
+    """Model-alone val NDCG@10 (FP32) of a built model over the val queries' hybrid top N, per N."""
+    import numpy as np
+
+    from training.data import labelled_candidate_lists, load_rerank_data
+    from training.finetune import list_ndcg
+    from training.metrics import ndcg_at_k
+
+    data = load_rerank_data(catalog)
+    model = load_hf_cross_encoder(Path(model_dir) / "hf")
+    rows = []
+    for depth in depths:
+        lists = labelled_candidate_lists(data, ("val",), depth)["val"]
+        row = {"candidates": depth, "queries": len(lists),
+               "cross_encoder_fp32": float(np.nanmean(list_ndcg(model, lists, data.texts))),
+               "retrieval": float(np.nanmean([ndcg_at_k(sl.retrieval, sl.rels, 10, sl.ideal_rels)
+                                              for sl in lists]))}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--catalog", type=Path, required=True)
@@ -48,10 +71,15 @@ def main() -> None:
     ap.add_argument("--layers", type=int, nargs="+", default=[3, 4, 6])
     ap.add_argument("--lengths", type=int, nargs="+", default=[48, 64, 96])
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--model", type=Path, help="A built model: also its val NDCG@10 per candidate depth.")
+    ap.add_argument("--depths", type=int, nargs="+", default=[25, 50, 100, 200])
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args()
-    rows = operating_points(args.catalog, args.base, args.layers, args.lengths, seconds=args.seconds)
-    args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    speed = operating_points(args.catalog, args.base, args.layers, args.lengths, seconds=args.seconds)
+    out: dict[str, list[dict]] = {"speed": speed}
+    if args.model is not None:
+        out["candidates"] = candidate_depths(args.catalog, args.model, args.depths)
+    args.json.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from training.data import (
     training_judgments,
     training_sampler,
 )
-from training.finetune import listnet_loss
+from training.finetune import train_step
 from training.metrics import mean_ndcg
 from training.sampling import ListSampler, swap_negatives
 
@@ -149,27 +149,6 @@ def _evaluator(
     return evaluate
 
 
-def _train_step(
-    model: CrossEncoder,
-    opt: torch.optim.Optimizer,
-    tok: PairTokenizer,
-    texts: np.ndarray,
-    lists: list[tuple[str, np.ndarray, np.ndarray]],
-) -> float:
-    """One clipped optimizer step on a batch of (query, product ids, rels) lists; returns its loss."""
-    queries = [q for q, pids, _ in lists for _ in pids]
-    pids = np.concatenate([p for _, p, _ in lists])
-    rels = torch.from_numpy(np.stack([r for _, _, r in lists]))
-    ids, mask = tok.encode_pairs(queries, texts[pids].tolist())
-    scores = model(torch.from_numpy(ids), torch.from_numpy(mask)).view(len(lists), -1)
-    loss = listnet_loss(scores, rels)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    return float(loss.detach())
-
-
 def _state(model: CrossEncoder) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -253,7 +232,7 @@ def fit(
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(cfg, frac)
                 lists = swap_negatives([sampler.draw(q, rng) for q in qids], tdata.product_class, rng)
-                value = _train_step(model, opt, tok, tdata.texts, lists)
+                value = train_step(model, opt, tok, tdata.texts, lists)
                 step += 1
                 loss_ema = value if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * value
                 if frac >= next_eval:
