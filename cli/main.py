@@ -102,10 +102,16 @@ def train(
     """Fine-tune the cross-encoder, export ONNX, quantize INT8, check parity, write the Triton repository."""
     from engines.model_dir import write_served_repository
     from training.build import build_reranker
+    from training.export import ParityError
     from training.finetune import FinetuneConfig
 
-    report = build_reranker(catalog, out, base_model=base_model, seed=seed, progress=True,
-                            cfg=FinetuneConfig(steps=steps, layers=layers))
+    try:
+        report = build_reranker(catalog, out, base_model=base_model, seed=seed, progress=True,
+                                cfg=FinetuneConfig(steps=steps, layers=layers))
+    except ParityError as exc:
+        console.print(f"[bold red]train stopped:[/] {exc}. Nothing was published; see "
+                      f"{out}.partial/parity.json. Train longer (--steps) and retry.")
+        raise typer.Exit(2) from exc
     repo = write_served_repository(out, instances=instances)
     console.print(report)
     console.print(f"Triton model repository → {repo}")
@@ -121,9 +127,15 @@ TrainSteps = Annotated[int | None, typer.Option("--train-steps", help="Fine-tuni
 
 def build_missing(settings: BuildSettings, *, progress: bool = True) -> None:
     from training.build import ensure_artifacts
+    from training.export import ParityError
 
     t = time.perf_counter()
-    ensure_artifacts(settings, progress=progress, console=console)
+    try:
+        ensure_artifacts(settings, progress=progress, console=console)
+    except ParityError as exc:
+        console.print(f"[bold red]build stopped:[/] {exc}. Nothing was published; see "
+                      f"{settings.model_dir}.partial/parity.json. Train longer (--train-steps) and rebuild.")
+        raise typer.Exit(2) from exc
     console.print(f"artifacts ready in {time.perf_counter() - t:.1f}s")
 
 
