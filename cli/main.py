@@ -171,8 +171,8 @@ def serve(
                                 train_steps=train_steps)
     if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
         raise typer.BadParameter(f"no catalog in {settings.catalog_dir}: run `rankserve catalog build` first")
+    build_missing(build)  # before logging is configured: the quantiser logs every tensor at INFO on root
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_missing(build)
     asyncio.run(run(settings, console=console))
 
 
