@@ -25,12 +25,15 @@ import numpy as np
 from training.data import load_rerank_data
 from training.finetune import FinetuneConfig, FinetuneInputs, finetune, finetune_inputs, list_ndcg
 
+PREPARED_AUGMENT = 2000  # synthetic queries in the augmented training set `prepare` builds
+
 
 def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneConfig) -> None:
     from training.data import labelled_candidate_lists
 
     data = load_rerank_data(catalog)
-    inputs = finetune_inputs(data, cfg, progress=True)
+    # Both training sets a grid can pick (`augment_queries`): with synthetic queries, and without.
+    inputs = finetune_inputs(data, replace(cfg, augment_queries=PREPARED_AUGMENT), progress=True)
     plain = finetune_inputs(data, replace(cfg, augment_queries=0), progress=True)
     report = {"dev": labelled_candidate_lists(data, ("dev",))["dev"]}
     if fresh_catalog is not None:
@@ -70,7 +73,9 @@ def run(inputs_file: Path, base: Path, grid: dict | list[dict], out: Path, devic
     results = []
     for point in grid_points(grid):
         cfg = replace(FinetuneConfig(device=device, evals=3), **point)
-        # The prepared inputs: augmented (the default) or the served catalog's train queries only.
+        # The prepared inputs: augmented, or the served catalog's train queries only.
+        if cfg.augment_queries not in (0, PREPARED_AUGMENT):
+            raise ValueError(f"augment_queries must be 0 or {PREPARED_AUGMENT} (what `prepare` built)")
         inputs: FinetuneInputs = blob["inputs" if cfg.augment_queries else "plain"]
         t0 = time.perf_counter()
         model, rep = finetune(base, inputs, cfg, seed=seed, progress=False)

@@ -36,3 +36,6 @@ def test_run_reports_every_point(data: RerankData, tmp_path: Path) -> None:
     assert all(0.0 <= r["val"] <= 1.0 and 0.0 <= r["dev"] <= 1.0 for r in rows)
     saved = json.loads((tmp_path / "out.json").read_text())
     assert saved["retrieval"] == {"val": 0.5} and len(saved["runs"]) == 2
+    # Only the two prepared training sets exist: another synthetic-query count is refused, not faked.
+    with pytest.raises(ValueError, match="augment_queries"):
+        run(tmp_path / "in.pkl", gt_minilm.MODEL_DIR, {"augment_queries": [5]}, tmp_path / "x.json", "cpu", 0)
