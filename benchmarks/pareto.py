@@ -44,11 +44,8 @@ def operating_points(catalog: Path, base: Path, layers: list[int], lengths: list
 
 def candidate_depths(catalog: Path, model_dir: Path, depths: list[int]) -> list[dict]:
     """Model-alone val NDCG@10 (FP32) of a built model over the val queries' hybrid top N, per N."""
-    import numpy as np
-
     from training.data import labelled_candidate_lists, load_rerank_data
-    from training.finetune import list_ndcg
-    from training.metrics import ndcg_at_k
+    from training.finetune import list_ndcg, retrieval_ndcg
 
     data = load_rerank_data(catalog)
     model = load_hf_cross_encoder(Path(model_dir) / "hf")
@@ -56,9 +53,8 @@ def candidate_depths(catalog: Path, model_dir: Path, depths: list[int]) -> list[
     for depth in depths:
         lists = labelled_candidate_lists(data, ("val",), depth)["val"]
         row = {"candidates": depth, "queries": len(lists),
-               "cross_encoder_fp32": float(np.nanmean(list_ndcg(model, lists, data.texts))),
-               "retrieval": float(np.nanmean([ndcg_at_k(sl.retrieval, sl.rels, 10, sl.ideal_rels)
-                                              for sl in lists]))}
+               "cross_encoder_fp32": list_ndcg(model, lists, data.texts),
+               "retrieval": retrieval_ndcg(lists)}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,6 +27,13 @@ console = Console(stderr=True)
 def settings_from(**overrides: Any) -> Settings:
     """CLI flags win over RANKSERVE_* env vars, which win over defaults; unset flags are left out."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def parity_stop(exc: Exception, model_dir: Path, steps_flag: str) -> NoReturn:
+    """A failed INT8 parity gate ends the command with its reason; nothing was published."""
+    console.print(f"[bold red]stopped:[/] {exc}. Nothing was published; see "
+                  f"{model_dir}.partial/parity.json. Train longer ({steps_flag}) and retry.")
+    raise typer.Exit(2) from exc
 
 
 def build_settings_from(**overrides: Any) -> BuildSettings:
@@ -94,7 +101,8 @@ def train(
     base_model: Annotated[Path | None, typer.Option(
         help="Local Hugging Face BERT-family checkpoint to fine-tune (default: the pinned "
              "all-MiniLM-L6-v2 from the `pretrained` extra).")] = None,
-    steps: Annotated[int, typer.Option(help="Fine-tuning budget in optimizer steps.")] = 400,
+    steps: Annotated[int | None, typer.Option(
+        help="Fine-tuning budget in optimizer steps (default: BuildSettings.train_steps).")] = None,
     layers: Annotated[int, typer.Option(help="Keep the base model's first N layers (0: all).")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     instances: Annotated[int, typer.Option(help="Triton instance count.")] = 1,
@@ -107,11 +115,10 @@ def train(
 
     try:
         report = build_reranker(catalog, out, base_model=base_model, seed=seed, progress=True,
-                                cfg=FinetuneConfig(steps=steps, layers=layers))
+                                cfg=FinetuneConfig(steps=steps or build_settings_from().train_steps,
+                                                  layers=layers))
     except ParityError as exc:
-        console.print(f"[bold red]train stopped:[/] {exc}. Nothing was published; see "
-                      f"{out}.partial/parity.json. Train longer (--steps) and retry.")
-        raise typer.Exit(2) from exc
+        parity_stop(exc, out, "--steps")
     repo = write_served_repository(out, instances=instances)
     console.print(report)
     console.print(f"Triton model repository → {repo}")
@@ -133,9 +140,7 @@ def build_missing(settings: BuildSettings, *, progress: bool = True) -> None:
     try:
         ensure_artifacts(settings, progress=progress, console=console)
     except ParityError as exc:
-        console.print(f"[bold red]build stopped:[/] {exc}. Nothing was published; see "
-                      f"{settings.model_dir}.partial/parity.json. Train longer (--train-steps) and rebuild.")
-        raise typer.Exit(2) from exc
+        parity_stop(exc, Path(settings.model_dir), "--train-steps")  # type: ignore[arg-type]
     console.print(f"artifacts ready in {time.perf_counter() - t:.1f}s")
 
 

@@ -199,18 +199,25 @@ class CrossEncoder(nn.Module):
 
 
 @torch.inference_mode()
-def score_numpy(model: nn.Module, input_ids: np.ndarray, attention_mask: np.ndarray, batch_size: int = 256
-                ) -> np.ndarray:
-    """Eval-mode float32 scores of a served-graph module for numpy inputs (restores its train/eval mode)."""
+def score_numpy(model: nn.Module, input_ids: np.ndarray, attention_mask: np.ndarray, batch_size: int = 256,
+                *, device: str = "cpu", by_length: bool = False) -> np.ndarray:
+    """Eval-mode float32 scores of a served-graph module for numpy inputs (restores its train/eval mode).
+
+    ``by_length`` batches rows of similar length and crops each batch's padding: for many pairs padded
+    to one width (a whole evaluation set), not for a request, which the tokenizer already pads tightly.
+    """
+    order = np.argsort(attention_mask.sum(axis=1), kind="stable") if by_length else np.arange(len(input_ids))
+    out = np.zeros(len(input_ids), np.float32)
     was_training = model.training
     model.eval()
-    out = [
-        model(torch.from_numpy(input_ids[i : i + batch_size]),
-              torch.from_numpy(attention_mask[i : i + batch_size]))
-        for i in range(0, len(input_ids), batch_size)
-    ]
+    for i in range(0, len(order), batch_size):
+        rows = order[i : i + batch_size]
+        width = int(attention_mask[rows].sum(axis=1).max()) if by_length else input_ids.shape[1]
+        scores = model(torch.from_numpy(input_ids[rows, :width]).to(device),
+                       torch.from_numpy(attention_mask[rows, :width]).to(device))
+        out[rows] = scores.float().cpu().numpy().reshape(-1)
     model.train(was_training)
-    return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
+    return out
 
 
 def build_model(cfg: CrossEncoderConfig | None = None, *, pretrained_embeddings: bool = True) -> CrossEncoder:

@@ -63,20 +63,30 @@ class HfCrossEncoder(nn.Module):
                              persistent=False)
         self.prior = None if prior_weights is None else nn.Parameter(torch.tensor(prior_weights).float())
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def segments(self, input_ids: torch.Tensor) -> torch.Tensor:
         sep = (input_ids == self.sep_id).long()
-        segments = ((sep.cumsum(dim=1) - sep) > 0).long()  # the first [SEP] closes segment 0
+        return ((sep.cumsum(dim=1) - sep) > 0).long()  # the first [SEP] closes segment 0
+
+    def prior_score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, segments: torch.Tensor
+                    ) -> torch.Tensor:
+        """(B,) the learned weighted `lexical_priors` (the model must have prior weights)."""
+        assert self.prior is not None
+        priors = lexical_priors(input_ids, attention_mask, segments, self.specials,
+                                self.model.get_input_embeddings())
+        # A weighted sum, not a MatMul: INT8 quantisation must leave this 2-weight product alone.
+        return (priors * self.prior).sum(dim=1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        segments = self.segments(input_ids)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=segments)
         logit = out.logits[:, 0]
         if self.prior is None:
             return logit
-        priors = lexical_priors(input_ids, attention_mask, segments, self.specials,
-                                self.model.get_input_embeddings())
-        # A weighted sum, not a MatMul: INT8 quantisation must leave this 2-weight product alone.
-        return logit + (priors * self.prior).sum(dim=1)
+        return logit + self.prior_score(input_ids, attention_mask, segments)
 
-    def score(self, input_ids: np.ndarray, attention_mask: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        return score_numpy(self, input_ids, attention_mask, batch_size)
+    def score(self, input_ids: np.ndarray, attention_mask: np.ndarray, batch_size: int = 256, *,
+              device: str = "cpu", by_length: bool = False) -> np.ndarray:
+        return score_numpy(self, input_ids, attention_mask, batch_size, device=device, by_length=by_length)
 
     def pair_tokenizer(self, doc_cache_size: int = 0) -> PairTokenizer:
         return PairTokenizer.from_file(self.tokenizer_file, self.max_length, self.max_query_tokens,

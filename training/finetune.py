@@ -34,7 +34,7 @@ from training.data import (
     training_judgments,
     training_sampler,
 )
-from training.metrics import ndcg_at_k
+from training.metrics import nanmean, ndcg_at_k
 from training.sampling import ListSampler, swap_negatives
 
 
@@ -152,51 +152,30 @@ def _optimizer(model: HfCrossEncoder, cfg: FinetuneConfig) -> torch.optim.AdamW:
     ])
 
 
-def _lr_scale(cfg: FinetuneConfig, step: int) -> float:
-    """Linear warmup, then linear decay to zero at the last step."""
-    frac = step / max(cfg.steps, 1)
-    if frac < cfg.warmup_frac:
-        return max(frac / cfg.warmup_frac, 0.02)
-    return max(0.0, 1.0 - (frac - cfg.warmup_frac) / (1.0 - cfg.warmup_frac))
+def lr_scale(frac: float, warmup_frac: float) -> float:
+    """Learning-rate factor at ``frac`` of the schedule: linear warmup, then linear decay to zero."""
+    if frac < warmup_frac:
+        return max(frac / warmup_frac, 0.02)
+    return max(0.0, 1.0 - (frac - warmup_frac) / (1.0 - warmup_frac))
 
 
 def list_ndcg(model: HfCrossEncoder, lists: Sequence[LabelledList], texts: np.ndarray, *,
-              batch: int = 256, device: str = "cpu") -> list[float]:
-    """NDCG@10 per list of ``model`` reordering each list by its scores alone."""
+              batch: int = 256, device: str = "cpu") -> float:
+    """Mean NDCG@10 of ``model`` reordering each list by its scores alone (lists without gain skipped)."""
     if not lists:
-        return []
-    tok = model.pair_tokenizer()
+        return float("nan")
     queries = [sl.query for sl in lists for _ in sl.ids]
-    ids, mask = tok.encode_pairs(queries, texts[np.concatenate([sl.ids for sl in lists])].tolist())
-    scores = score_on(model, ids, mask, batch=batch, device=device)
-    out, start = [], 0
-    for sl in lists:
-        out.append(ndcg_at_k(scores[start:start + len(sl.ids)], sl.rels, 10, sl.ideal_rels))
-        start += len(sl.ids)
-    return out
+    ids, mask = model.pair_tokenizer().encode_pairs(
+        queries, texts[np.concatenate([sl.ids for sl in lists])].tolist())
+    scores = model.score(ids, mask, batch, device=device, by_length=True)
+    bounds = np.cumsum([0] + [len(sl.ids) for sl in lists])
+    return nanmean([ndcg_at_k(scores[lo:hi], sl.rels, 10, sl.ideal_rels)
+                    for sl, lo, hi in zip(lists, bounds[:-1], bounds[1:], strict=True)])
 
 
-def score_on(model: HfCrossEncoder, ids: np.ndarray, mask: np.ndarray, *, batch: int = 256,
-             device: str = "cpu") -> np.ndarray:
-    """Scores of pre-tokenised pairs on ``device``, in eval mode, batched by length to save padding."""
-    order = np.argsort(mask.sum(axis=1), kind="stable")
-    out = np.empty(len(ids), dtype=np.float32)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        for i in range(0, len(order), batch):
-            rows = order[i:i + batch]
-            width = int(mask[rows].sum(axis=1).max())
-            x = torch.from_numpy(ids[rows, :width]).to(device)
-            m = torch.from_numpy(mask[rows, :width]).to(device)
-            out[rows] = model(x, m).float().cpu().numpy()
-    model.train(was_training)
-    return out
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    vals = [v for v in values if not math.isnan(v)]
-    return float(np.mean(vals)) if vals else float("nan")
+def retrieval_ndcg(lists: Sequence[LabelledList]) -> float:
+    """Mean NDCG@10 of the lists in their retrieval order: the baseline a reranker must beat."""
+    return nanmean([ndcg_at_k(sl.retrieval, sl.rels, 10, sl.ideal_rels) for sl in lists])
 
 
 def _progress(enabled: bool) -> Progress:
@@ -226,8 +205,7 @@ def finetune(
     opt = _optimizer(model, cfg)
 
     def validate() -> float:
-        return _nanmean(list_ndcg(model, inputs.val, inputs.val_texts, batch=cfg.eval_batch,
-                                  device=cfg.device))
+        return list_ndcg(model, inputs.val, inputs.val_texts, batch=cfg.eval_batch, device=cfg.device)
 
     initial = best = validate()
     best_step, best_state = 0, _state(model)
@@ -240,7 +218,7 @@ def finetune(
         task = bar.add_task("fine-tune", total=cfg.steps, loss=float("nan"), ndcg=initial)
         for step in range(1, cfg.steps + 1):
             for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * _lr_scale(cfg, step - 1)
+                g["lr"] = g["base_lr"] * lr_scale((step - 1) / cfg.steps, cfg.warmup_frac)
             lists = [inputs.sampler.draw(q, rng) for q in next(batches)]
             if cfg.swap_negatives:
                 lists = swap_negatives(lists, inputs.product_class, rng, cfg.swap_negatives)

@@ -29,7 +29,7 @@ from pipeline.fuse import (
 )
 from pipeline.match_features import MatchFeatures
 from training.data import RerankData, labelled_candidate_lists
-from training.metrics import ndcg_at_k
+from training.metrics import nanmean, ndcg_at_k
 
 ScoreFn = Callable[[str, list[str]], np.ndarray]  # (query, item texts) -> reranker scores
 
@@ -63,9 +63,7 @@ def scored_lists(
 
 
 def mean_list_ndcg(lists: Sequence[ScoredList], score: Callable[[np.ndarray], np.ndarray]) -> float:
-    vals = [ndcg_at_k(score(sl.features), sl.rels, 10, sl.ideal_rels) for sl in lists]
-    vals = [v for v in vals if not np.isnan(v)]
-    return float(np.mean(vals)) if vals else float("nan")
+    return nanmean([ndcg_at_k(score(sl.features), sl.rels, 10, sl.ideal_rels) for sl in lists])
 
 
 def base_score(features: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@ order (a stable sort), and an ideal that may come from the query's full judgment
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -29,6 +31,12 @@ def ndcg_at_k(
     # Stable sort on -score: ties resolve by list order, deterministically.
     top = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:k]
     return float((gains[top] * discounts[: len(top)]).sum()) / idcg
+
+
+def nanmean(values: Sequence[float]) -> float:
+    """Mean of the values that are not NaN (a query without relevant judgments has no NDCG); NaN if none."""
+    arr = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
 
 
 def mean_ndcg(

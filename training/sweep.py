@@ -20,10 +20,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from training.data import load_rerank_data
-from training.finetune import FinetuneConfig, FinetuneInputs, finetune, finetune_inputs, list_ndcg
+from training.finetune import (
+    FinetuneConfig,
+    FinetuneInputs,
+    finetune,
+    finetune_inputs,
+    list_ndcg,
+    retrieval_ndcg,
+)
 
 PREPARED_AUGMENT = 2000  # synthetic queries in the augmented training set `prepare` builds
 
@@ -35,25 +40,20 @@ def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneC
     # Both training sets a grid can pick (`augment_queries`): with synthetic queries, and without.
     inputs = finetune_inputs(data, replace(cfg, augment_queries=PREPARED_AUGMENT), progress=True)
     plain = finetune_inputs(data, replace(cfg, augment_queries=0), progress=True)
+    # Reported beside val, never used to choose: name -> lists (the `fresh*` ones over `fresh_texts`).
     report = {"dev": labelled_candidate_lists(data, ("dev",))["dev"]}
+    blob: dict = {"inputs": inputs, "plain": plain, "report": report}
     if fresh_catalog is not None:
         fresh = load_rerank_data(fresh_catalog)
         # Queries no run ever trains on: val and dev of the other catalog (dev holds unseen classes).
         lists = labelled_candidate_lists(fresh, ("val", "dev"))
-        report["fresh"] = lists["val"] + lists["dev"]
-        report["fresh_texts"] = fresh.texts
-        report["fresh_unseen"] = lists["dev"]
-    retrieval = {k: _retrieval_ndcg(v) for k, v in {"val": inputs.val, **report}.items()
-                 if isinstance(v, list)}
+        report |= {"fresh": lists["val"] + lists["dev"], "fresh_val": lists["val"],
+                   "fresh_unseen": lists["dev"]}
+        blob["fresh_texts"] = fresh.texts
+    blob["retrieval"] = {k: retrieval_ndcg(v) for k, v in {"val": inputs.val, **report}.items()}
     with open(out, "wb") as f:
-        pickle.dump({"inputs": inputs, "plain": plain, "report": report, "retrieval": retrieval}, f)
-    print(json.dumps(retrieval, indent=2))
-
-
-def _retrieval_ndcg(lists: list) -> float:
-    from training.metrics import ndcg_at_k
-
-    return float(np.nanmean([ndcg_at_k(sl.retrieval, sl.rels, 10, sl.ideal_rels) for sl in lists]))
+        pickle.dump(blob, f)
+    print(json.dumps(blob["retrieval"], indent=2))
 
 
 def grid_points(grid: dict | list[dict]) -> list[dict]:
@@ -82,13 +82,9 @@ def run(inputs_file: Path, base: Path, grid: dict | list[dict], out: Path, devic
         model.to(device)
         row = {"config": point, "val": rep.val_ndcg10,
                "best_step": rep.best_step, "seconds": time.perf_counter() - t0}
-        row["dev"] = float(np.nanmean(list_ndcg(model, report["dev"], inputs.val_texts, device=device)))
-        if "fresh" in report:
-            n_val = len(report["fresh"]) - len(report["fresh_unseen"])  # fresh = its val + its dev lists
-            report["fresh_val"] = report["fresh"][:n_val]
-            for name in ("fresh", "fresh_val", "fresh_unseen"):
-                row[name] = float(np.nanmean(list_ndcg(model, report[name], report["fresh_texts"],
-                                                       device=device)))
+        for name, lists in report.items():
+            texts = blob["fresh_texts"] if name.startswith("fresh") else inputs.val_texts
+            row[name] = list_ndcg(model, lists, texts, device=device)
         results.append(row)
         print(json.dumps(row), flush=True)
         out.write_text(json.dumps({"retrieval": blob["retrieval"], "runs": results}, indent=2))

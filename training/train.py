@@ -38,7 +38,7 @@ from training.data import (
     training_judgments,
     training_sampler,
 )
-from training.finetune import train_step
+from training.finetune import lr_scale, train_step
 from training.metrics import mean_ndcg
 from training.sampling import ListSampler, swap_negatives
 
@@ -126,13 +126,6 @@ def _optimizer(model: CrossEncoder, cfg: TrainConfig) -> torch.optim.AdamW:
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
     )
-
-
-def _lr_at(cfg: TrainConfig, frac: float) -> float:
-    # Warmup then linear decay over whichever runs out first: time or the epoch cap.
-    if frac < cfg.warmup_frac:
-        return cfg.lr * max(frac / cfg.warmup_frac, 0.02)
-    return cfg.lr * max(0.0, 1.0 - (frac - cfg.warmup_frac) / (1.0 - cfg.warmup_frac))
 
 
 def _evaluator(
@@ -230,7 +223,8 @@ def fit(
                     done = True
                     break
                 for g in opt.param_groups:
-                    g["lr"] = _lr_at(cfg, frac)
+                    # Over whichever runs out first: time or the epoch cap.
+                    g["lr"] = cfg.lr * lr_scale(frac, cfg.warmup_frac)
                 lists = swap_negatives([sampler.draw(q, rng) for q in qids], tdata.product_class, rng)
                 value = train_step(model, opt, tok, tdata.texts, lists)
                 step += 1

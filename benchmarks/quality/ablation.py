@@ -24,15 +24,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from benchmarks.quality.runs import Rankings, pipeline_rankings
-from engines.hf_cross_encoder import HfCrossEncoder, lexical_priors, load_hf_cross_encoder
+from benchmarks.quality.runs import ABLATIONS, CachedRerankStage, Rankings, pipeline_rankings
+from engines.hf_cross_encoder import HfCrossEncoder, load_hf_cross_encoder
 from engines.model_dir import pair_tokenizer_for
 from engines.rerank import InProcessRerankStage, PairEncoder
 from pipeline.fuse import BlendFusion
 from pipeline.pipeline import RankingPipeline
-
-ABLATIONS = ("bert_alone", "prior_alone", "bert_prior", "bert_prior_blend", "served_no_mmr", "served",
-             "no_transformer")
 
 
 class PriorOnly(nn.Module):
@@ -45,11 +42,7 @@ class PriorOnly(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        sep = (input_ids == self.model.sep_id).long()
-        segments = ((sep.cumsum(dim=1) - sep) > 0).long()
-        priors = lexical_priors(input_ids, attention_mask, segments, self.model.specials,
-                                self.model.model.get_input_embeddings())
-        return priors @ self.model.prior
+        return self.model.prior_score(input_ids, attention_mask, self.model.segments(input_ids))
 
 
 class TorchScoreStage(InProcessRerankStage):
@@ -80,8 +73,6 @@ async def ablation_rankings(pipeline: RankingPipeline, queries: pd.DataFrame, mo
                             default_lambda: float, blend_weight: float, progress: bool = True,
                             rows: Sequence[str] = ABLATIONS) -> dict[str, Rankings]:
     """Rankings of each ablation row (see the module doc); the pipeline's stages are restored after."""
-    from benchmarks.quality.runs import CachedRerankStage
-
     stages = {k: CachedRerankStage(v) for k, v in ablation_stages(model_dir).items()}
     served_reranker, served_fusion = pipeline.reranker, pipeline.fusion
     plan = {  # row -> (stage, fusion, λ)

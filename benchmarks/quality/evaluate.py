@@ -21,7 +21,7 @@ from rich.console import Console
 from benchmarks.quality.metrics import METRIC_DEFINITIONS, Qrels, lambda_sweep, significance, system_metrics
 from benchmarks.quality.queries import SPLITS, EvalQueries, select_queries
 from benchmarks.quality.report import json_safe, plot_lambda_sweep, print_report, target_checks
-from benchmarks.quality.runs import SYSTEMS, NeuralRuns, Rankings, bm25_rankings, neural_rankings
+from benchmarks.quality.runs import ABLATIONS, SYSTEMS, NeuralRuns, Rankings, bm25_rankings, neural_rankings
 from pipeline.pipeline import RankingPipeline
 
 if TYPE_CHECKING:
@@ -118,8 +118,6 @@ def score_systems(
     """(means, per-query values) of every metric, per system ranked."""
     means: Metrics = {}
     per_query: PerQuery = {}
-    from benchmarks.quality.ablation import ABLATIONS
-
     for name in (*SYSTEMS, "rerank_fp32", *ABLATIONS):
         if name in runs:
             means[name], per_query[name] = system_metrics(qrels, runs[name], vectors, classes)
@@ -198,8 +196,6 @@ def evaluate(
         fp = dict(systems["rerank_fp32"])
         fp["int8_minus_fp32_ndcg@10"] = systems["rerank"]["ndcg@10"] - fp["ndcg@10"]
         report["rerank_fp32"] = fp
-    from benchmarks.quality.ablation import ABLATIONS
-
     if ablation:
         report["ablation"] = {name: systems[name] for name in ABLATIONS}
         served, without = values["served"]["ndcg@10"], values["no_transformer"]["ndcg@10"]

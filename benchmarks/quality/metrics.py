@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from training.metrics import ndcg_at_k
+from training.metrics import nanmean, ndcg_at_k
 
 TOP = 10
 # Our label -> ranx metric string, for the metrics ranx computes (NDCG is ours: training.metrics).
@@ -110,13 +110,8 @@ def system_metrics(
     per_query = relevance_metrics(qrels, rankings)
     per_query["diversity@10"] = {k: diversity_at_k(rankings.get(k, []), vectors) for k in qrels}
     per_query["classes@10"] = {k: float(distinct_classes_at_k(rankings.get(k, []), classes)) for k in qrels}
-    means = {label: _nanmean(list(values.values())) for label, values in per_query.items()}
+    means = {label: nanmean(list(values.values())) for label, values in per_query.items()}
     return means, per_query
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    arr = np.asarray(values, dtype=np.float64)
-    return float(np.nanmean(arr)) if np.isfinite(arr).any() else math.nan
 
 
 def lambda_sweep(

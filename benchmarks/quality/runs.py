@@ -33,6 +33,9 @@ from pipeline.pipeline import RankingPipeline
 from pipeline.types import RankedItem, RankParams, RankSummary
 
 SYSTEMS = ("bm25", "retrieval", "cross_encoder", "rerank", "rerank_mmr")
+# `rankserve eval --ablation` rows (benchmarks.quality.ablation).
+ABLATIONS = ("bert_alone", "prior_alone", "bert_prior", "bert_prior_blend", "served_no_mmr", "served",
+             "no_transformer")
 DEPTH = 100
 LAMBDAS = tuple(round(i / 10, 1) for i in range(11))
 # Memo entries per query: every run reranks the same candidates (one entry); the rest is headroom, as an
