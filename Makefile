@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 # The CPU torch wheel lies on disk here; pip looks there first.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: run test lint install proto clean-artifacts
+.PHONY: run test lint install proto clean-artifacts postgres
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,7 +31,12 @@ run: $(VENV)/.installed-serve
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
-test: $(VENV)/.installed-test
+# The PostgreSQL event store is tested against a real server: Debian's package, installed when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: $(VENV)/.installed-test postgres
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

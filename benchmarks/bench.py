@@ -104,6 +104,8 @@ def targets(report: dict) -> dict:
             **_target(demo["served_vs_flat_qps"], 5.0), "recall": demo["served"]["recall"],
             "recall_min": 0.95,
             "met": demo["served_vs_flat_qps"] >= 5.0 and demo["served"]["recall"] >= 0.95},
+        "feedback_ingest_events_per_s": {**_target(e2e["feedback"]["events_per_s"], 5000.0),
+                                         "vs_empty_loop": e2e["feedback"]["vs_empty_loop"]},
         "faiss_vs_hnswlib_qps_large": {**_target(large["faiss_vs_hnswlib_qps"], 1.0),
                                        "items": large["items"]},
     }

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks.feedback_bench import feedback_bench
 from benchmarks.latency import LatencyRecorder, Outcome, closed_loop, open_loop, poisson_schedule
 from engines.triton.server import free_ports
 from protos.ranking.v1 import ranking_pb2_grpc
@@ -75,11 +77,17 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def running_server(catalog: Path, model: Path, *, env: dict[str, str] | None = None, log: Path | None = None,
-                   startup_timeout_s: float = 240.0) -> Iterator[ServerProcess]:
-    """`rankserve serve` on a free loopback port; SIGTERM (it stops its Triton) then SIGKILL on exit."""
+                   startup_timeout_s: float = 240.0, state_dir: Path | None = None
+                   ) -> Iterator[ServerProcess]:
+    """`rankserve serve` on a free loopback port; SIGTERM (it stops its Triton) then SIGKILL on exit.
+
+    Its feedback log goes to ``state_dir``, by default a temporary folder removed afterwards: a bench
+    never writes into the demo's state."""
     port = free_ports(1)[0]
+    scratch = None if state_dir is not None else tempfile.TemporaryDirectory(prefix="rankserve-state-")
+    state = state_dir if state_dir is not None else Path(scratch.name)  # type: ignore[union-attr]
     cmd = [sys.executable, "-m", "cli.main", "serve", "--catalog", str(catalog), "--model", str(model),
-           "--host", "127.0.0.1", "--port", str(port)]
+           "--host", "127.0.0.1", "--port", str(port), "--state-dir", str(state)]
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -105,6 +113,8 @@ def running_server(catalog: Path, model: Path, *, env: dict[str, str] | None = N
                 os.killpg(pid, signal.SIGKILL)
         if log:
             out.close()
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def _wait_serving(target: str, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -229,7 +239,8 @@ def run_e2e_bench(
 ) -> dict:
     from catalog.io import load_catalog
 
-    queries = load_catalog(catalog).queries["query"].astype(str).tolist()
+    cat = load_catalog(catalog)
+    queries, n_items = cat.queries["query"].astype(str).tolist(), len(cat.products)
     note("e2e: starting rankserve + Triton")
     t = time.perf_counter()
     with running_server(catalog, model, env=server_env, log=log) as server:
@@ -237,6 +248,8 @@ def run_e2e_bench(
         out = asyncio.run(_load(server.target, queries, server, duration_s=duration_s,
                                 concurrency=concurrency, open_loop_x=open_loop_x, k=k, candidates=candidates,
                                 note=note))
+        note("e2e: feedback ingest under ranking load")
+        out["feedback"] = asyncio.run(feedback_bench(server.target, queries, items=n_items))
         pids = [server.proc.pid, *descendants(server.proc.pid)]
     out["startup_s"] = startup
     out["candidates"] = candidates

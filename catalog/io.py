@@ -49,6 +49,14 @@ def read_queries(path: Path) -> pd.DataFrame:
     return df[QUERY_COLUMNS].reset_index(drop=True)
 
 
+def class_parts(product_class: object, sep: str = "|") -> tuple[str, ...]:
+    """A product class as its parts: ``"A|B"`` (multi-valued, as WANDS has) -> ("A", "B"); empty or
+    missing -> ()."""
+    if not isinstance(product_class, str):
+        return ()
+    return tuple(p.strip() for p in product_class.split(sep) if p.strip())
+
+
 def format_features(pairs: Iterable[tuple[str, str]]) -> str:
     """`key:value|key:value`; values never contain the separators (they come from normalised words)."""
     out = []

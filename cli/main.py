@@ -18,9 +18,11 @@ app = typer.Typer(help="rankserve: gRPC ranking server for product search.", no_
 catalog_app = typer.Typer(help="Generated WANDS-format catalogs.", no_args_is_help=True)
 index_app = typer.Typer(help="Item embeddings and FAISS index.", no_args_is_help=True)
 model_app = typer.Typer(help="Served reranker models.", no_args_is_help=True)
+feedback_app = typer.Typer(help="The click and purchase event log.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(index_app, name="index")
 app.add_typer(model_app, name="model")
+app.add_typer(feedback_app, name="feedback")
 console = Console(stderr=True)
 
 
@@ -129,6 +131,8 @@ CatalogDir = Annotated[Path | None, typer.Option("--catalog", help="Catalog dire
 ModelDir = Annotated[Path | None, typer.Option("--model", help="Model directory (default: the demo's).")]
 QueryFile = Annotated[Path | None, typer.Option("--queries", help="Query file a new catalog is built from.")]
 Products = Annotated[int | None, typer.Option("--products", help="Size of a catalog built here.")]
+StateDir = Annotated[Path | None, typer.Option(
+    "--state-dir", help="Feedback log directory (default: <artifacts>/state).")]
 TrainSteps = Annotated[int | None, typer.Option("--train-steps", help="Fine-tuning budget, optimizer steps.")]
 
 
@@ -164,6 +168,7 @@ def serve(
     queries: QueryFile = None,
     products: Products = None,
     train_steps: TrainSteps = None,
+    state_dir: StateDir = None,
 ) -> None:
     """Serve the Ranker gRPC service (with health and reflection), building what is missing first."""
     from server.app import serve as run
@@ -171,7 +176,7 @@ def serve(
     if not demo and catalog is None:
         raise typer.BadParameter("give --demo or --catalog DIR")
     settings = settings_from(catalog_dir=catalog, model_dir=model, host=host, port=port,
-                             triton_url=triton_url, metrics_port=metrics_port)
+                             triton_url=triton_url, metrics_port=metrics_port, state_dir=state_dir)
     build = build_settings_from(catalog_dir=catalog, model_dir=model, queries=queries, products=products,
                                 train_steps=train_steps)
     if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
@@ -250,6 +255,66 @@ def bench_command(
     report = run_bench(Path(settings.catalog_dir), Path(settings.model_dir), config=cfg, json_out=json_out,
                        plot_out=plot, progress=progress, console=console)
     print_summary(report, console)
+
+
+@app.command()
+def simulate(
+    users: Annotated[int, typer.Option(help="Simulated shoppers.")] = 100,
+    steps: Annotated[int, typer.Option(help="Searches, each ranked by every arm.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of users, queries and clicks.")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the curves (PNG) here.")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="A running server HOST:PORT (its catalog must be --catalog's); default: start two demo "
+             "servers on loopback (bandit off / on) and stop them afterwards.")] = None,
+    catalog: CatalogDir = None,
+    model: ModelDir = None,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+) -> None:
+    """Simulated shoppers over the real server: CTR, CVR and NDCG against hidden preferences, per arm."""
+    from benchmarks.simulation.run import SimConfig
+    from benchmarks.simulation.run import simulate as run
+
+    settings = settings_from(catalog_dir=catalog, model_dir=model)
+    if target is None:
+        build_missing(build_settings_from(catalog_dir=catalog, model_dir=model), progress=progress)
+    rep = run(Path(settings.catalog_dir), Path(settings.model_dir),  # type: ignore[arg-type]
+              SimConfig(users=users, steps=steps, seed=seed), target=target, json_out=json_out,
+              plot_out=plot, progress=progress)
+    for name, arm in rep["arms"].items():
+        console.print(f"{name:>15}: CTR {arm['ctr_last20']:.4f}  CVR {arm['cvr_last20']:.4f}  "
+                      f"NDCG@10 vs preferences {arm['ndcg_pref_last20']:.4f}  (last 20% of steps)")
+    cold = rep["cold_start"]
+    console.print(f"cold start: NDCG@10 {cold['ndcg@10']:.4f} vs {cold['baseline_ndcg@10']:.4f} without "
+                  "a user (generated catalog and judgments)")
+
+
+@feedback_app.command("stats")
+def feedback_stats(
+    state_dir: StateDir = None,
+    dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN of a shared log (default: "
+                                                 "RANKSERVE_FEEDBACK_DSN, else the SQLite log).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Count the committed events: by type, distinct users, and replays counted as duplicates."""
+    import json
+
+    from feedback.store import open_store
+
+    settings = settings_from(state_dir=state_dir, feedback_dsn=dsn)
+    directory = Path(settings.state_dir)  # type: ignore[arg-type]
+    if not settings.feedback_dsn and not (directory / "events.sqlite").exists():
+        console.print(f"[red]no event log in {directory}[/]")
+        raise typer.Exit(1)
+    store = open_store(directory, dsn=settings.feedback_dsn)
+    try:
+        stats = store.stats().to_dict()
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(stats))
+    else:
+        console.print(stats)
 
 
 if __name__ == "__main__":

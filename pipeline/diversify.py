@@ -1,9 +1,11 @@
 """Maximal Marginal Relevance: balance relevance against redundancy with the items already chosen.
 
-score_i = λ · relevance_i − (1 − λ) · max_{j ∈ selected} cos(v_i, v_j)
+score_i = λ · (relevance_i + personal_i) − (1 − λ) · max_{j ∈ selected} cos(v_i, v_j)
 
 relevance_i is the raw score z-scored over the request's candidates (`normalise_z`), so λ means the
-same trade-off whatever the reranker's score spread.
+same trade-off whatever the reranker's score spread; personal_i is the user's profile match
+(`pipeline.personalize`), zero without a profile. Each pick carries the three terms, so a served item's
+score is explained exactly by its parts.
 
 Greedy and vectorised: each of the k steps is one numpy pass over the n candidates (O(k·n)), keeping a
 running max-similarity vector, so there is no Python loop over candidates. The generator yields each
@@ -24,6 +26,15 @@ class MmrPick:
     score: float  # the MMR objective when it was picked
     relevance: float  # normalised relevance (`normalise_z`: 0.5 at the candidates' mean)
     redundancy: float  # max cosine similarity to the items picked before it
+    personal: float = 0.0  # the profile match added to relevance
+
+    def components(self, lam: float) -> tuple[tuple[str, float], ...]:
+        """The score's additive parts: relevance, personal (when personalised) and redundancy."""
+        parts = [("relevance", lam * self.relevance)]
+        if self.personal:
+            parts.append(("personal", lam * self.personal))
+        parts.append(("redundancy", -(1.0 - lam) * self.redundancy))
+        return tuple(parts)
 
 
 Z_SPAN = 6.0  # standard deviations mapped onto one unit of relevance (mean -> 0.5)
@@ -46,11 +57,15 @@ def normalise_z(scores: np.ndarray) -> np.ndarray:
     return (0.5 + (scores - float(scores.mean())) / (Z_SPAN * std)).astype(np.float32)
 
 
-def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> Iterator[MmrPick]:
-    """Yield up to k picks of n candidates; `vectors`: L2-normalised (n, d), `relevance`: raw scores (n,)."""
+def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float,
+        personal: np.ndarray | None = None) -> Iterator[MmrPick]:
+    """Yield up to k picks of n candidates; `vectors`: L2-normalised (n, d), `relevance`: raw scores (n,),
+    `personal`: per-candidate profile match added to the normalised relevance (None: none)."""
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lambda must be in [0, 1], got {lam}")
     rel = normalise_z(relevance)
+    pers = np.zeros_like(rel) if personal is None else np.asarray(personal, dtype=np.float32)
+    gain = rel + pers
     n = rel.shape[0]
     k = min(k, n)
     if k <= 0:
@@ -59,12 +74,12 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> Itera
     max_sim = np.zeros(n, dtype=np.float32)  # no redundancy before the first pick
     available = np.ones(n, dtype=bool)
     for step in range(k):
-        objective = lam * rel - (1.0 - lam) * max_sim
+        objective = lam * gain - (1.0 - lam) * max_sim
         objective = np.where(available, objective, -np.inf)
         # argmax takes the first maximum: ties keep the incoming (relevance-sorted) order.
         i = int(np.argmax(objective))
         yield MmrPick(index=i, score=float(objective[i]), relevance=float(rel[i]),
-                      redundancy=float(max_sim[i]))
+                      redundancy=float(max_sim[i]), personal=float(pers[i]))
         available[i] = False
         if step + 1 < k:
             sims = vectors @ vectors[i]
@@ -78,5 +93,6 @@ class Mmr:
     def __init__(self, vectors: np.ndarray) -> None:
         self.vectors = vectors
 
-    def select(self, relevance: np.ndarray, item_ids: np.ndarray, k: int, lam: float) -> Iterator[MmrPick]:
-        return mmr(relevance, self.vectors[item_ids], k, lam)
+    def select(self, relevance: np.ndarray, item_ids: np.ndarray, k: int, lam: float,
+               personal: np.ndarray | None = None) -> Iterator[MmrPick]:
+        return mmr(relevance, self.vectors[item_ids], k, lam, personal)

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from catalog.io import class_parts
 from pipeline.match_features import MATCH_FEATURES, MatchFeatures
 
 LIST_FEATURES = (
@@ -64,7 +65,7 @@ def base_relevance(rerank: np.ndarray, retrieval: np.ndarray, weight: float = BA
 def class_code_matrix(categories: Sequence[str], sep: str = "|") -> np.ndarray:
     """(n, k) int class ids per item, -1 padded: a multi-valued class (``A|B``, as WANDS has) gives
     several, an empty one none (an item of no class carries no class evidence)."""
-    names = [[c.strip() for c in str(cat).split(sep) if c.strip()] for cat in categories]
+    names = [class_parts(cat, sep) for cat in categories]
     ids: dict[str, int] = {}
     width = max((len(n) for n in names), default=0) or 1
     out = np.full((len(names), width), -1, dtype=np.int64)

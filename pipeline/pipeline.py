@@ -1,7 +1,8 @@
-"""The ranking pipeline: embed → retrieve → rerank → fuse → diversify, streamed.
+"""The ranking pipeline: embed → retrieve → rerank → fuse → personalise → diversify, streamed.
 
 Each stage is a small object with one method, behind a protocol in a file named after it
-(`retrieval.embed`, `retrieval.retrieve`, `engines.rerank`, `pipeline.fuse`, `pipeline.diversify`), so a
+(`retrieval.embed`, `retrieval.retrieve`, `engines.rerank`, `pipeline.fuse`, `pipeline.personalize`,
+`pipeline.diversify`), so a
 stage can be swapped (CPU/GPU index, Triton/in-process reranker) without touching the others. This
 module only sequences them, times each one, owns the request's deadline, and degrades to retrieval
 order when the reranker is down. The server and the quality harness run this same object.
@@ -10,6 +11,7 @@ order when the reranker is down. The server and the quality harness run this sam
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ import numpy as np
 from engines.rerank import RerankerUnavailable, RerankStage
 from pipeline.diversify import Mmr
 from pipeline.fuse import BlendFusion, Fuser
+from pipeline.personalize import SHUFFLED_TOP, Personal, Personalizer
 from pipeline.types import Deadline, ItemTable, RankedItem, RankParams, RankSummary
 from retrieval.embed import Embedder
 from retrieval.retrieve import Retriever
@@ -68,6 +71,7 @@ class RankingPipeline:
         *,
         fusion: Fuser | None = None,
         diversifier: Mmr | None = None,
+        personalizer: Personalizer | None = None,
         reranker_timeout_s: float = 2.0,
         reranker_retry_after_s: float = 1.0,
         model_version: str = "",
@@ -80,18 +84,20 @@ class RankingPipeline:
         # Relevance after reranking: the model's list-fusion head, or a blend of the two stages' scores.
         self.fusion = fusion or BlendFusion(0.0)
         self.diversifier = diversifier or Mmr(items.vectors)
+        self.personalizer = personalizer
         self.reranker_timeout_s = reranker_timeout_s
         self.gate = RerankerGate(reranker_retry_after_s)
         self.model_version = model_version
         self.index_version = index_version
 
     async def rank(
-        self, params: RankParams, *, deadline: float | None = None
+        self, params: RankParams, *, deadline: float | None = None, personal: Personal | None = None
     ) -> AsyncIterator[RankedItem | RankSummary]:
         """Yield RankedItems best first as MMR picks them, then one RankSummary.
 
         `deadline` is a time.monotonic() instant; past it the pipeline raises DeadlineExceeded. A filter
-        that cannot apply raises FilterError before any work.
+        that cannot apply raises FilterError before any work. `personal`: the user's profile and how to
+        apply it, or None (the unpersonalised ranking).
         """
         t_start = time.perf_counter()
         clock = Deadline(deadline)
@@ -118,18 +124,32 @@ class RankingPipeline:
         if summary.candidates_reranked:
             with timed(timings, "fusion"):
                 relevance = self.fusion.relevance(params.query, cand_ids, rerank_scores, retrieval_scores)
-        async for item in self._diversify(params, cand_ids, relevance, retrieval_scores, rerank_scores,
-                                          summary):
+        personal_scores = None
+        if self.personalizer is not None and personal is not None:
+            with timed(timings, "personalize"):
+                personal_scores = self.personalizer.scores(personal.profile, cand_ids, personal.weight)
+            summary.personalized = personal_scores is not None
+            summary.profile_version = personal.profile.events
+            summary.explored = personal.explore_seed is not None
+        seed = personal.explore_seed if personal is not None else None
+        async for item in self._diversify(params, cand_ids, relevance, personal_scores, retrieval_scores,
+                                          rerank_scores, summary, seed):
             yield item
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         yield summary
 
     async def _diversify(self, params: RankParams, cand_ids: np.ndarray, relevance: np.ndarray,
-                         retrieval_scores: np.ndarray, rerank_scores: np.ndarray, summary: RankSummary
+                         personal: np.ndarray | None, retrieval_scores: np.ndarray,
+                         rerank_scores: np.ndarray, summary: RankSummary, explore_seed: int | None = None
                          ) -> AsyncIterator[RankedItem]:
-        """MMR picks lazily, one per item sent: the picking is timed apart from the sending."""
+        """MMR picks lazily, one per item sent: the picking is timed apart from the sending. An exploring
+        list picks its top first and serves it in random order."""
         mmr_s = send_s = 0.0
-        picks = self.diversifier.select(relevance, cand_ids, params.k, params.mmr_lambda)
+        picks = self.diversifier.select(relevance, cand_ids, params.k, params.mmr_lambda, personal)
+        if explore_seed is not None:
+            top = list(itertools.islice(picks, SHUFFLED_TOP))
+            np.random.default_rng(explore_seed).shuffle(top)  # type: ignore[arg-type]
+            picks = itertools.chain(top, picks)
         rank = 0
         while True:
             t = time.perf_counter()
@@ -145,6 +165,7 @@ class RankingPipeline:
                 category=str(self.items.categories[item_id]), price=float(self.items.prices[item_id]),
                 score=pick.score, retrieval_score=float(retrieval_scores[i]),
                 rerank_score=float(rerank_scores[i]), redundancy_penalty=pick.redundancy,
+                explanation=pick.components(params.mmr_lambda),
             )
             send_s += time.perf_counter() - t
         summary.timings_ms["mmr"] = mmr_s * 1e3

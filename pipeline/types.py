@@ -83,6 +83,7 @@ class RankedItem:
     retrieval_score: float
     rerank_score: float
     redundancy_penalty: float
+    explanation: tuple[tuple[str, float], ...] = ()  # (name, value) parts that add up to `score`
 
 
 @dataclass
@@ -97,3 +98,6 @@ class RankSummary:
     degraded: bool = False
     degraded_reason: str = ""
     mmr_lambda: float = 0.0
+    personalized: bool = False
+    profile_version: int = 0
+    explored: bool = False

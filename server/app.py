@@ -67,7 +67,7 @@ class RankServer:
             await asyncio.to_thread(self.triton.start)
             triton_url = self.triton.url
             self._watch = asyncio.create_task(self._supervise_triton())
-        loaded = await asyncio.to_thread(load_pipeline, s, triton_url)
+        loaded = await asyncio.to_thread(load_pipeline, s, triton_url, on_commit=self.metrics.committed)
         if s.reranker_engine == "triton":
             await self._wait_reranker_ready(triton_url)
         self.service.loaded = loaded
@@ -109,6 +109,8 @@ class RankServer:
             self._watch.cancel()
         if self._server is not None:
             await self._server.stop(self.settings.grace_s)
+        if self.service.loaded is not None and self.service.loaded.feedback is not None:
+            self.service.loaded.feedback.close()  # after the streams: every commit they await has finished
         if self.triton is not None:
             await asyncio.to_thread(self.triton.stop)
 

@@ -22,8 +22,9 @@ def rank_request(
     in_stock: bool = False,
     request_id: str = "",
     bypass_cache: bool = False,
+    user: ranking_pb2.UserContext | None = None,
 ) -> ranking_pb2.RankRequest:
-    req = ranking_pb2.RankRequest(query=query, request_id=request_id, bypass_cache=bypass_cache)
+    req = ranking_pb2.RankRequest(query=query, request_id=request_id, bypass_cache=bypass_cache, user=user)
     if k is not None:
         req.k = k
     if lam is not None:

@@ -91,6 +91,23 @@ class Settings(_Locations):
     rerank_retrieval_weight: float = Field(BASE_RETRIEVAL_WEIGHT, ge=0.0)
     max_query_chars: int = Field(512, ge=1)
 
+    # Feedback and personalisation. The event log is SQLite under state_dir (default
+    # <artifacts_dir>/state); "full" commits survive power loss, "normal" only a process crash.
+    feedback: bool = True
+    state_dir: Path | None = None
+    feedback_sync: Literal["full", "normal"] = "full"
+    # A PostgreSQL DSN puts the log in one database that several replicas share (`postgres` extra);
+    # unset: the embedded SQLite log under state_dir.
+    feedback_dsn: str | None = None
+    # How far the best-matching item's profile score lifts it, in units of normalised relevance
+    # (pipeline.personalize), when the bandit is off; 0 turns personalisation off. With the bandit on,
+    # Thompson sampling picks the weight per list (feedback.bandit). Interactions halve in weight every
+    # half-life. A share of personalised lists serve their top ten shuffled to measure position bias.
+    personal_weight: float = Field(0.3, ge=0.0)
+    bandit: bool = True
+    explore_share: float = Field(0.05, ge=0.0, le=1.0)
+    profile_half_life_s: float = Field(7 * 86400.0, gt=0)
+
     # Where the cross-encoder runs: "triton" (INT8 ONNX on Triton, the CPU deployment) or "torch" (the
     # trained model in process with PyTorch, e.g. FP16 on a GPU; engines.torch_rerank).
     reranker_engine: Literal["triton", "torch"] = "triton"
@@ -113,4 +130,6 @@ class Settings(_Locations):
     def _check_limits(self) -> Self:
         if self.default_candidates > self.max_candidates:
             raise ValueError("default_candidates must not exceed max_candidates")
+        if self.state_dir is None:
+            self.state_dir = self.artifacts_dir / "state"
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 
+from feedback.events import Event, EventType
 from pipeline.types import RankedItem, RankParams, RankSummary
 from protos.ranking.v1 import ranking_pb2
 from retrieval.filters import FilterError, Filters
@@ -17,6 +18,7 @@ class InvalidArgument(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.detail = message
 
 
 def parse_request(req: ranking_pb2.RankRequest, settings: Settings) -> RankParams:
@@ -50,6 +52,43 @@ def parse_request(req: ranking_pb2.RankRequest, settings: Settings) -> RankParam
                       request_id=req.request_id or uuid.uuid4().hex)
 
 
+MAX_ID_CHARS = 128
+MAX_RECENT_ITEMS = 100
+
+
+def parse_user(req: ranking_pb2.RankRequest, n_items: int) -> tuple[str, tuple[int, ...]]:
+    """(user_id, recent_item_ids) of the request's UserContext; an empty one gives ("", ())."""
+    user = req.user
+    if len(user.user_id) > MAX_ID_CHARS:
+        raise InvalidArgument("user.user_id", f"is longer than {MAX_ID_CHARS} characters")
+    recent = tuple(user.recent_item_ids)
+    if len(recent) > MAX_RECENT_ITEMS:
+        raise InvalidArgument("user.recent_item_ids",
+                              f"has {len(recent)} items; the limit is {MAX_RECENT_ITEMS}")
+    bad = next((i for i in recent if not 0 <= i < n_items), None)
+    if bad is not None:
+        raise InvalidArgument("user.recent_item_ids", f"unknown item {bad}")
+    return user.user_id.strip(), recent
+
+
+def parse_event(e: ranking_pb2.FeedbackEvent, n_items: int, now_ms: int) -> Event:
+    """A FeedbackEvent as an Event, or InvalidArgument naming the field."""
+    if not e.event_id.strip():
+        raise InvalidArgument("event_id", "is required (the idempotency key)")
+    for name in ("event_id", "request_id", "user_id"):
+        if len(getattr(e, name)) > MAX_ID_CHARS:
+            raise InvalidArgument(name, f"is longer than {MAX_ID_CHARS} characters")
+    if e.type not in EventType._value2member_map_:
+        what = "must be set" if e.type == 0 else f"unknown event type {e.type}"
+        raise InvalidArgument("type", what)
+    if not 0 <= e.item_id < n_items:
+        raise InvalidArgument("item_id", f"unknown item {e.item_id}")
+    if e.timestamp_ms < 0:
+        raise InvalidArgument("timestamp_ms", f"must not be negative, got {e.timestamp_ms}")
+    return Event(event_id=e.event_id, request_id=e.request_id, user_id=e.user_id.strip(), item_id=e.item_id,
+                 type=EventType(e.type), position=e.position, timestamp_ms=e.timestamp_ms or now_ms)
+
+
 def parse_filters(f: ranking_pb2.Filters) -> Filters | None:
     """Proto filters -> Filters (which checks prices itself; the category is checked against the catalog
     where the mask is built); None when nothing is filtered."""
@@ -66,7 +105,8 @@ def item_message(item: RankedItem) -> ranking_pb2.RankResponse:
     return ranking_pb2.RankResponse(item=ranking_pb2.RankedItem(
         rank=item.rank, item_id=item.item_id, title=item.title, category=item.category, price=item.price,
         score=item.score, retrieval_score=item.retrieval_score, rerank_score=item.rerank_score,
-        redundancy_penalty=item.redundancy_penalty))
+        redundancy_penalty=item.redundancy_penalty,
+        explanation=[ranking_pb2.ScoreComponent(name=n, value=v) for n, v in item.explanation]))
 
 
 def summary_message(s: RankSummary, queue_ms: float, *, cache_hit: bool = False) -> ranking_pb2.RankResponse:
@@ -79,4 +119,5 @@ def summary_message(s: RankSummary, queue_ms: float, *, cache_hit: bool = False)
         request_id=s.request_id, timings=timings, candidates_retrieved=s.candidates_retrieved,
         candidates_reranked=s.candidates_reranked, items_returned=s.items_returned,
         model_version=s.model_version, index_version=s.index_version, degraded=s.degraded,
-        degraded_reason=s.degraded_reason, mmr_lambda=s.mmr_lambda, cache_hit=cache_hit))
+        degraded_reason=s.degraded_reason, mmr_lambda=s.mmr_lambda, cache_hit=cache_hit,
+        personalized=s.personalized, profile_version=s.profile_version, explored=s.explored))

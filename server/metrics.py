@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from feedback.events import AppendResult
+
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -21,7 +23,21 @@ class Metrics:
         self.cache = Counter("rankserve_ranking_cache", "Ranking cache lookups", ["result"],
                              registry=self.registry)
         self.inflight = Gauge("rankserve_inflight", "Rank RPCs running the pipeline", registry=self.registry)
+        self.rpcs = Counter("rankserve_rpcs", "Other RPCs by method and final gRPC status code",
+                            ["method", "code"], registry=self.registry)
+        self.events = Counter("rankserve_feedback_events", "Feedback events committed, by type and outcome",
+                              ["type", "outcome"], registry=self.registry)
+        self.commit = Histogram("rankserve_feedback_commit_seconds", "Event-log transaction latency",
+                                buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.queued = Gauge("rankserve_queued", "Rank RPCs waiting for admission", registry=self.registry)
+
+    def committed(self, result: AppendResult, seconds: float) -> None:
+        """One event-log transaction: its latency and its new events by type."""
+        self.commit.observe(seconds)
+        for e in result.new:
+            self.events.labels(e.type.name, "accepted").inc()
+        if result.duplicates:
+            self.events.labels("any", "duplicate").inc(result.duplicates)
 
     def serve_http(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

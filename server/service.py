@@ -15,6 +15,11 @@ from contextlib import asynccontextmanager
 
 import grpc
 
+from feedback.events import Event
+from feedback.hub import FeedbackHub
+from feedback.policy import request_seed
+from feedback.store import StoreUnavailable
+from pipeline.personalize import Personal
 from pipeline.pipeline import RankingPipeline
 from pipeline.types import DeadlineExceeded, RankedItem, RankParams, RankSummary
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
@@ -22,16 +27,29 @@ from retrieval.filters import FilterError
 from server.admission import Admission, Overloaded
 from server.cache import RankingCache, cache_key
 from server.config import Settings
-from server.convert import InvalidArgument, item_message, parse_request, summary_message
+from server.convert import (
+    InvalidArgument,
+    item_message,
+    parse_event,
+    parse_request,
+    parse_user,
+    summary_message,
+)
 from server.metrics import Metrics
 from server.wiring import Loaded
 
 log = logging.getLogger(__name__)
 SERVER_VERSION = "0.1.0"
+# Events parsed from a Feedback stream per append: one commit in flight while the next chunk is read.
+FEEDBACK_CHUNK = 512
 
 
 class NotReady(Exception):
     """The pipeline is still loading (index, reranker): the client should retry."""
+
+
+class FeedbackOff(Exception):
+    """The server runs without a feedback log."""
 
 
 class RankerService(ranking_pb2_grpc.RankerServicer):
@@ -53,8 +71,45 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
     ) -> AsyncIterator[ranking_pb2.RankResponse]:
         async with self._status(context):
             params = parse_request(request, self.settings)
-            async for message in self._ranked(params, request.bypass_cache, context):
+            personal = self._personal(request, params.request_id)
+            async for message in self._ranked(params, request.bypass_cache, context, personal):
                 yield message
+
+    async def Feedback(self, request_iterator: AsyncIterator[ranking_pb2.FeedbackEvent],
+                       context: grpc.aio.ServicerContext) -> ranking_pb2.FeedbackAck:
+        """Commit the stream's events in chunks (one commit in flight while the next chunk is read) and
+        acknowledge once all are durable. A bad event: commit what came before it, then INVALID_ARGUMENT."""
+        accepted = duplicates = 0
+        pending: asyncio.Task | None = None
+
+        async def settle() -> None:
+            nonlocal accepted, duplicates, pending
+            if pending is not None:
+                result, pending = await pending, None
+                accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
+
+        async with self._status(context, rpc="Feedback"):
+            hub = self._feedback()
+            n_items = len(self.pipeline.items)
+            chunk: list[Event] = []
+            index = 0
+            try:
+                async for message in request_iterator:
+                    chunk.append(parse_event(message, n_items, int(time.time() * 1e3)))
+                    index += 1
+                    if len(chunk) >= FEEDBACK_CHUNK:
+                        await settle()
+                        pending, chunk = asyncio.ensure_future(hub.ingest(chunk)), []
+            except InvalidArgument as e:
+                await settle()
+                result = await hub.ingest(chunk)
+                raise InvalidArgument(e.field, f"{e.detail} (event {index + 1} of the stream; the {index} "
+                                      f"before it are committed: {accepted + result.accepted} new, "
+                                      f"{duplicates + result.duplicates} duplicates)") from None
+            await settle()
+            result = await hub.ingest(chunk)
+            return ranking_pb2.FeedbackAck(accepted=accepted + result.accepted,
+                                           duplicates=duplicates + result.duplicates)
 
     async def Info(self, request: ranking_pb2.InfoRequest, context: grpc.aio.ServicerContext
                    ) -> ranking_pb2.InfoResponse:
@@ -66,15 +121,42 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             index_factory=loaded.index_factory, items=len(loaded.pipeline.items),
             default_mmr_lambda=s.default_mmr_lambda, default_k=s.default_k,
             default_candidates=s.default_candidates, categories=loaded.categories,
-            server_version=SERVER_VERSION)
+            server_version=SERVER_VERSION, personalization=self._personalization())
 
-    async def _ranked(self, params: RankParams, bypass_cache: bool, context: grpc.aio.ServicerContext
-                      ) -> AsyncIterator[ranking_pb2.RankResponse]:
+    def _personalization(self) -> str:
+        if self.loaded is None or self.loaded.feedback is None or self.settings.personal_weight <= 0:
+            return "off"
+        return "profile_bandit" if self.loaded.feedback.policy.bandit is not None else "profile"
+
+    def _feedback(self) -> FeedbackHub:
+        if self.loaded is None:
+            raise NotReady("starting: feedback log not ready")
+        if self.loaded.feedback is None:
+            raise FeedbackOff("feedback is turned off on this server (Settings.feedback)")
+        return self.loaded.feedback
+
+    def _personal(self, request: ranking_pb2.RankRequest, request_id: str) -> Personal | None:
+        """The user's profile (plus the request's recent items) and the policy's decision for this list,
+        or None: the unpersonalised ranking (no user, no history, feedback off, or weight 0)."""
+        user_id, recent = parse_user(request, len(self.pipeline.items))
+        hub = self.loaded.feedback if self.loaded is not None else None
+        if hub is None or not (user_id or recent) or self.settings.personal_weight <= 0:
+            return None
+        profile = hub.profile_for(user_id, recent, int(time.time() * 1e3))
+        if profile is None:
+            return None
+        d = hub.decide(request_id, user_id, profile)
+        return Personal(profile, d.weight, request_seed(request_id, "shuffle") if d.explore else None)
+
+    async def _ranked(self, params: RankParams, bypass_cache: bool, context: grpc.aio.ServicerContext,
+                      personal: Personal | None = None) -> AsyncIterator[ranking_pb2.RankResponse]:
         """The ranking as messages: from the cache, or through admission and the pipeline."""
         t0 = time.perf_counter()
         pipeline = self.pipeline
         key = cache_key(params, pipeline.model_version, pipeline.index_version)
-        cached = None if bypass_cache else self.cache.get(key)
+        # A personalised ranking is the user's own and changes with every event: never cached or shared.
+        shared = personal is None
+        cached = None if bypass_cache or not shared else self.cache.get(key)
         self.metrics.cache.labels("hit" if cached else "miss").inc()
         if cached is not None:
             # A hit needs no slot: it costs microseconds, so it never waits behind model work.
@@ -91,20 +173,21 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
                 self.metrics.inflight.set(self.admission.running)
                 queue_ms = (time.perf_counter() - t0) * 1e3
                 items: list[RankedItem] = []
-                async for event in pipeline.rank(params, deadline=deadline):
+                async for event in pipeline.rank(params, deadline=deadline, personal=personal):
                     if isinstance(event, RankedItem):
                         items.append(event)
                         yield item_message(event)
                     else:
                         self._observe(event)
-                        self.cache.put(key, items, event)
+                        if shared:
+                            self.cache.put(key, items, event)
                         yield summary_message(event, queue_ms)
         finally:
             self.metrics.queued.set(self.admission.waiting)
             self.metrics.inflight.set(self.admission.running)
 
     @asynccontextmanager
-    async def _status(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    async def _status(self, context: grpc.aio.ServicerContext, rpc: str = "Rank") -> AsyncIterator[None]:
         """Map what went wrong to a gRPC status naming the cause; count and time every RPC."""
         t0 = time.perf_counter()
         code = grpc.StatusCode.OK
@@ -119,8 +202,11 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             code, message = _status_of(e)
             await _abort(context, code, message)
         finally:
-            self.metrics.requests.labels(code.name).inc()
-            self.metrics.latency.observe(time.perf_counter() - t0)
+            if rpc == "Rank":
+                self.metrics.requests.labels(code.name).inc()
+                self.metrics.latency.observe(time.perf_counter() - t0)
+            else:
+                self.metrics.rpcs.labels(rpc, code.name).inc()
 
     def _observe(self, s: RankSummary) -> None:
         if s.degraded:
@@ -140,6 +226,11 @@ def _status_of(e: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(e)
     if isinstance(e, NotReady):
         return grpc.StatusCode.UNAVAILABLE, str(e)
+    if isinstance(e, StoreUnavailable):
+        log.error("feedback log: %s", e)
+        return grpc.StatusCode.UNAVAILABLE, f"feedback log cannot commit: {e}"
+    if isinstance(e, FeedbackOff):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(e)
     log.exception("Rank failed", exc_info=e)
     return grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}"
 

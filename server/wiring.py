@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.io import item_texts, load_catalog
 from engines.select_reranker import select_reranker
+from feedback.events import AppendResult
+from feedback.hub import FeedbackHub, open_hub
+from feedback.policy import Policy
+from feedback.profile import ItemColumns
 from pipeline.fuse import select_fusion
+from pipeline.personalize import Personalizer
 from pipeline.pipeline import RankingPipeline
 from pipeline.types import ItemTable
 from retrieval.embed import WordLlamaEmbedder
@@ -23,10 +29,13 @@ class Loaded:
     pipeline: RankingPipeline
     categories: list[str]
     index_factory: str
+    feedback: FeedbackHub | None = None  # None: feedback is off (Settings.feedback)
 
 
-def load_pipeline(settings: Settings, triton_url: str | None) -> Loaded:
-    """Load catalog, index and stages into a pipeline (blocking: run it off the event loop)."""
+def load_pipeline(settings: Settings, triton_url: str | None, *,
+                  on_commit: Callable[[AppendResult, float], None] | None = None) -> Loaded:
+    """Load catalog, index and stages into a pipeline, and the feedback log with the profiles it
+    rebuilds (blocking: run it off the event loop)."""
     catalog_dir = Path(settings.catalog_dir)  # type: ignore[arg-type]
     catalog = load_catalog(catalog_dir)
     loaded = load_item_index(catalog_dir, ef_search=settings.ef_search, gpu=settings.faiss_gpu)
@@ -42,10 +51,20 @@ def load_pipeline(settings: Settings, triton_url: str | None) -> Loaded:
     reranker = select_reranker(settings, triton_url)
     fusion = select_fusion(Path(settings.model_dir), items.texts, items.categories,  # type: ignore[arg-type]
                            use_head=settings.list_fusion, weight=settings.rerank_retrieval_weight)
+    columns = ItemColumns.of(items.vectors, items.categories, items.prices)
+    hub = None
+    if settings.feedback:
+        policy = Policy(bandit=settings.bandit and settings.personal_weight > 0,
+                        fixed_weight=settings.personal_weight, explore_share=settings.explore_share)
+        hub = open_hub(Path(settings.state_dir), columns, policy=policy,  # type: ignore[arg-type]
+                       sync=settings.feedback_sync, dsn=settings.feedback_dsn,
+                       half_life_s=settings.profile_half_life_s,
+                       on_commit=on_commit)
     pipeline = RankingPipeline(
         WordLlamaEmbedder(), select_retriever(settings.retrieval, loaded.item_index, products), items,
-        reranker.stage, fusion=fusion, reranker_timeout_s=settings.triton_timeout_s,
+        reranker.stage, fusion=fusion, personalizer=Personalizer(columns, settings.personal_weight),
+        reranker_timeout_s=settings.triton_timeout_s,
         reranker_retry_after_s=settings.reranker_retry_after_s, model_version=reranker.version,
         index_version=loaded.version,
     )
-    return Loaded(pipeline, sorted(catalog.categories()), str(loaded.meta.get("factory", "")))
+    return Loaded(pipeline, sorted(catalog.categories()), str(loaded.meta.get("factory", "")), hub)

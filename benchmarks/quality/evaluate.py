@@ -47,7 +47,9 @@ def eval_settings(catalog_dir: Path, model_dir: Path | None) -> Settings:
     from server.config import Settings
 
     # Generous reranker timeout: a timed-out call would degrade to retrieval order and void the numbers.
-    overrides: dict[str, Any] = {"catalog_dir": Path(catalog_dir), "triton_timeout_s": 60.0}
+    # No feedback log: the harness measures the unpersonalised ranking and writes no state.
+    overrides: dict[str, Any] = {"catalog_dir": Path(catalog_dir), "triton_timeout_s": 60.0,
+                                 "feedback": False}
     if model_dir is not None:
         overrides["model_dir"] = Path(model_dir)
     return Settings(**overrides)

@@ -156,7 +156,11 @@ def test_bench_quick_end_to_end(artifacts: Artifacts, tmp_path: Path) -> None:
                                  | {"reranker": {k: rr[k] for k in RERANKER_KEYS}}
                                  | {"machine": {"cores": report["machine"]["cores"]}})
     assert report["machine"]["cpu"] and report["machine"]["versions"]["onnxruntime"]
-    assert set(report["targets"]) >= {"triton_vs_torch_eager", "e2e_saturation_vs_reranker_bound"}
+    assert set(report["targets"]) >= {"triton_vs_torch_eager", "e2e_saturation_vs_reranker_bound",
+                                      "feedback_ingest_events_per_s"}
+    fb = report["e2e_detail"]["feedback"]
+    assert fb["events"] == 8000 and fb["events_per_s"] > 0 and fb["empty_loop_events_per_s"] > 0
+    assert fb["rank_requests_during"] > 0  # the events were ingested while ranking ran
 
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
     # Nothing left running: the server and every tritonserver the bench started are gone.

@@ -62,7 +62,8 @@ def start_server(artifacts: Artifacts, tmp: Path, **env: str) -> Running:
         [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
          "--port", str(port), "--metrics-port", str(metrics_port)],
         stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
-        env={**os.environ, "RANKSERVE_RERANKER_RETRY_AFTER_S": "0.5", **env},
+        env={**os.environ, "RANKSERVE_RERANKER_RETRY_AFTER_S": "0.5",
+             "RANKSERVE_STATE_DIR": str(tmp / f"state-{port}"), **env},
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     health = health_pb2_grpc.HealthStub(channel)

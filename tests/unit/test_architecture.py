@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("server", "pipeline", "retrieval", "engines", "catalog", "training", "protos", "benchmarks",
+PACKAGES = ("server", "pipeline", "feedback", "retrieval", "engines", "catalog", "training", "protos",
+            "benchmarks",
             "cli")
 SERVING = ("server.app", "server.service", "server.wiring")
 # The `bench` and `dev` extras: a serving install (and `make run`'s build) must work without them. (The

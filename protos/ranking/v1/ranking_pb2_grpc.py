@@ -44,6 +44,11 @@ class RankerStub:
                 request_serializer=protos_dot_ranking_dot_v1_dot_ranking__pb2.InfoRequest.SerializeToString,
                 response_deserializer=protos_dot_ranking_dot_v1_dot_ranking__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.stream_unary(
+                '/ranking.v1.Ranker/Feedback',
+                request_serializer=protos_dot_ranking_dot_v1_dot_ranking__pb2.FeedbackEvent.SerializeToString,
+                response_deserializer=protos_dot_ranking_dot_v1_dot_ranking__pb2.FeedbackAck.FromString,
+                _registered_method=True)
 
 
 class RankerServicer:
@@ -65,6 +70,16 @@ class RankerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request_iterator, context):
+        """Shoppers' interactions with served rankings. The one FeedbackAck is sent after every event of the
+        stream is committed to the durable log. A replayed event_id counts as a duplicate and changes
+        nothing. A bad event ends the stream with INVALID_ARGUMENT naming the field; every event before it
+        is committed first, and the message says how many.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RankerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +92,11 @@ def add_RankerServicer_to_server(servicer, server):
                     servicer.Info,
                     request_deserializer=protos_dot_ranking_dot_v1_dot_ranking__pb2.InfoRequest.FromString,
                     response_serializer=protos_dot_ranking_dot_v1_dot_ranking__pb2.InfoResponse.SerializeToString,
+            ),
+            'Feedback': grpc.stream_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=protos_dot_ranking_dot_v1_dot_ranking__pb2.FeedbackEvent.FromString,
+                    response_serializer=protos_dot_ranking_dot_v1_dot_ranking__pb2.FeedbackAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +153,33 @@ class Ranker:
             '/ranking.v1.Ranker/Info',
             protos_dot_ranking_dot_v1_dot_ranking__pb2.InfoRequest.SerializeToString,
             protos_dot_ranking_dot_v1_dot_ranking__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/ranking.v1.Ranker/Feedback',
+            protos_dot_ranking_dot_v1_dot_ranking__pb2.FeedbackEvent.SerializeToString,
+            protos_dot_ranking_dot_v1_dot_ranking__pb2.FeedbackAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -153,3 +153,41 @@ def test_reranker_gate_retries_after_cooldown() -> None:
     assert gate.open()
     gate.succeeded()
     assert gate.open()
+
+
+def personal_pipe() -> RankingPipeline:
+    from feedback.profile import ItemColumns
+    from pipeline.personalize import Personalizer
+
+    table = items_table()
+    columns = ItemColumns.of(table.vectors, ["a", "b", "c", "d"], np.array([1.0, 2.0, 3.0, 4.0]))
+    return RankingPipeline(FixedEmbedder(), FixedRetriever(), table, None,
+                           personalizer=Personalizer(columns, 0.3))
+
+
+def test_personal_scores_reorder_and_exploring_lists_are_shuffled_reproducibly() -> None:
+    from feedback.events import Event, EventType
+    from feedback.profile import ProfileBook
+    from pipeline.personalize import Personal
+
+    pipe = personal_pipe()
+    book = ProfileBook(pipe.personalizer.items)  # type: ignore[union-attr]
+    book.apply([Event("e", "", "u", 3, EventType.PURCHASE, 1, 0)])
+    profile = book.get("u")
+
+    def run(personal: Personal | None) -> tuple[list[RankedItem], RankSummary]:
+        async def go() -> list:
+            p = RankParams(query="q", k=N, mmr_lambda=1.0, candidates=N)
+            return [e async for e in pipe.rank(p, personal=personal)]
+        out = asyncio.run(go())
+        return out[:-1], out[-1]
+
+    plain, summary = run(None)
+    assert [i.item_id for i in plain] == [0, 1, 2, 3] and not summary.personalized
+    lifted, summary = run(Personal(profile, 5.0))  # a huge weight: the purchased item goes first
+    assert lifted[0].item_id == 3 and summary.personalized and summary.profile_version == 1
+    assert [i.rank for i in lifted] == [1, 2, 3, 4]
+    shuffled = [[i.item_id for i in run(Personal(profile, 0.0001, explore_seed=s))[0]] for s in range(8)]
+    assert all(sorted(s) == [0, 1, 2, 3] for s in shuffled) and len({tuple(s) for s in shuffled}) > 1
+    again = [i.item_id for i in run(Personal(profile, 0.0001, explore_seed=3))[0]]
+    assert again == shuffled[3] and run(Personal(profile, 0.0001, explore_seed=3))[1].explored

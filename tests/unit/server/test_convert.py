@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from feedback.events import Event, EventType
 from pipeline.types import RankedItem, RankSummary
 from protos.ranking.v1 import ranking_pb2
 from retrieval.filters import Filters
 from server.config import Settings
-from server.convert import InvalidArgument, item_message, parse_request, summary_message
+from server.convert import (
+    InvalidArgument,
+    item_message,
+    parse_event,
+    parse_request,
+    parse_user,
+    summary_message,
+)
 
 SETTINGS = Settings()
 
@@ -68,3 +76,51 @@ def test_messages_carry_every_field() -> None:
     assert (msg.timings.embed_ms, msg.timings.rerank_ms, msg.timings.fusion_ms, msg.timings.queue_ms) == (
         1.0, 4.0, 0.5, 2.0)
     assert msg.degraded and msg.degraded_reason == "reranker_unavailable" and msg.cache_hit
+
+
+def feedback_event(**fields: object) -> ranking_pb2.FeedbackEvent:
+    base: dict[str, object] = {"event_id": "e1", "item_id": 3, "type": ranking_pb2.CLICK, "user_id": " u1 ",
+                               "position": 2, "request_id": "r"}
+    return ranking_pb2.FeedbackEvent(**{**base, **fields})
+
+
+def test_feedback_events_parse_and_bad_ones_name_their_field() -> None:
+    assert parse_event(feedback_event(), 10, now_ms=77) == Event("e1", "r", "u1", 3, EventType.CLICK, 2, 77)
+    assert parse_event(feedback_event(timestamp_ms=5), 10, now_ms=77).timestamp_ms == 5
+    for fields, field, text in [
+        ({"event_id": ""}, "event_id", "required"),
+        ({"event_id": "  "}, "event_id", "required"),
+        ({"event_id": "x" * 129}, "event_id", "longer"),
+        ({"type": ranking_pb2.EVENT_TYPE_UNSPECIFIED}, "type", "must be set"),
+        ({"type": 9}, "type", "unknown event type 9"),
+        ({"item_id": 10}, "item_id", "unknown item 10"),
+        ({"item_id": -1}, "item_id", "unknown item -1"),
+        ({"timestamp_ms": -5}, "timestamp_ms", "negative"),
+        ({"user_id": "u" * 200}, "user_id", "longer"),
+    ]:
+        with pytest.raises(InvalidArgument, match=text) as info:
+            parse_event(feedback_event(**fields), 10, now_ms=0)
+        assert info.value.field == field and str(info.value).startswith(f"{field}: ")
+
+
+def test_user_context_parses_and_bad_recent_items_are_refused() -> None:
+    assert parse_user(request(), 10) == ("", ())
+    req = request(user=ranking_pb2.UserContext(user_id="u9", recent_item_ids=[4, 2]))
+    assert parse_user(req, 10) == ("u9", (4, 2))
+    with pytest.raises(InvalidArgument, match=r"user\.recent_item_ids: unknown item 10"):
+        parse_user(request(user=ranking_pb2.UserContext(recent_item_ids=[1, 10])), 10)
+    with pytest.raises(InvalidArgument, match=r"user\.recent_item_ids: has 101 items"):
+        parse_user(request(user=ranking_pb2.UserContext(recent_item_ids=[1] * 101)), 10)
+    with pytest.raises(InvalidArgument, match=r"user\.user_id"):
+        parse_user(request(user=ranking_pb2.UserContext(user_id="u" * 129)), 10)
+
+
+def test_explanations_and_personalisation_reach_the_messages() -> None:
+    item = RankedItem(rank=1, item_id=3, title="t", category="c", price=1.0, score=0.5, retrieval_score=0.1,
+                      rerank_score=0.2, redundancy_penalty=0.0,
+                      explanation=(("relevance", 0.4), ("personal", 0.1), ("redundancy", -0.0)))
+    msg = item_message(item).item
+    assert [(c.name, round(c.value, 6)) for c in msg.explanation] == [
+        ("relevance", 0.4), ("personal", 0.1), ("redundancy", 0.0)]
+    summary = summary_message(RankSummary("r", personalized=True, profile_version=7), 0.0).summary
+    assert summary.personalized and summary.profile_version == 7

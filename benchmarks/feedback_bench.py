@@ -1,0 +1,88 @@
+"""Feedback ingest throughput: events/s the real server commits while ranking traffic runs, against an
+empty RPC loop (the same client streams, into an in-process server that only counts them) measured in
+the same run. The ratio says how much of gRPC's own streaming rate the durable log keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
+from server.client import rank_request
+
+STREAMS = 4  # concurrent Feedback streams: a gateway fleet's shape, and what group commit batches
+EVENTS_PER_STREAM = 2000
+
+
+class _Discard(ranking_pb2_grpc.RankerServicer):
+    """The empty loop: reads every event and acknowledges; no parsing, no log."""
+
+    async def Feedback(self, request_iterator: AsyncIterator[ranking_pb2.FeedbackEvent],
+                       context: grpc.aio.ServicerContext) -> ranking_pb2.FeedbackAck:
+        n = 0
+        async for _ in request_iterator:
+            n += 1
+        return ranking_pb2.FeedbackAck(accepted=n)
+
+
+def _events(prefix: str, n: int, items: int) -> list[ranking_pb2.FeedbackEvent]:
+    kinds = (ranking_pb2.IMPRESSION, ranking_pb2.IMPRESSION, ranking_pb2.IMPRESSION, ranking_pb2.CLICK)
+    return [ranking_pb2.FeedbackEvent(event_id=f"{prefix}-{i}", request_id=f"{prefix}-r{i // 10}",
+                                      user_id=f"bench-{i % 97}", item_id=(i * 7919) % items,
+                                      type=kinds[i % 4], position=i % 10 + 1) for i in range(n)]
+
+
+async def _ingest(target: str, batches: Sequence[list[ranking_pb2.FeedbackEvent]]) -> tuple[float, int]:
+    """Stream every batch concurrently (one stream each); (seconds, events acknowledged)."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ranking_pb2_grpc.RankerStub(channel)
+        t = time.perf_counter()
+        acks = await asyncio.gather(*(stub.Feedback(iter(b), timeout=300) for b in batches))
+        seconds = time.perf_counter() - t
+    return seconds, sum(a.accepted + a.duplicates for a in acks)
+
+
+async def _rank_load(target: str, queries: Sequence[str], stop: asyncio.Event, concurrency: int = 2) -> int:
+    done = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ranking_pb2_grpc.RankerStub(channel)
+        cycle = itertools.cycle(queries)
+
+        async def worker() -> None:
+            nonlocal done
+            while not stop.is_set():
+                async for _ in stub.Rank(rank_request(next(cycle), k=10), timeout=30):
+                    pass
+                done += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done
+
+
+async def feedback_bench(target: str, queries: Sequence[str], items: int, *, streams: int = STREAMS,
+                         events_per_stream: int = EVENTS_PER_STREAM) -> dict:
+    """Empty-loop events/s, then the server's events/s under concurrent Rank load (c=2)."""
+    server = grpc.aio.server()
+    ranking_pb2_grpc.add_RankerServicer_to_server(_Discard(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        batches = [_events(f"empty-{s}", events_per_stream, items) for s in range(streams)]
+        empty_s, empty_n = await _ingest(f"127.0.0.1:{port}", batches)
+    finally:
+        await server.stop(None)
+    stop = asyncio.Event()
+    load = asyncio.create_task(_rank_load(target, queries, stop))
+    await asyncio.sleep(1.0)  # ranking traffic is running before the events start
+    batches = [_events(f"bench-{time.time_ns()}-{s}", events_per_stream, items) for s in range(streams)]
+    ingest_s, ingest_n = await _ingest(target, batches)
+    stop.set()
+    ranked = await load
+    empty_rate, rate = empty_n / empty_s, ingest_n / ingest_s
+    return {"events": ingest_n, "streams": streams, "events_per_s": rate,
+            "empty_loop_events_per_s": empty_rate, "vs_empty_loop": rate / empty_rate,
+            "rank_requests_during": ranked}

@@ -1,0 +1,123 @@
+"""The shared event log: the `EventStore` interface over PostgreSQL (psycopg 3), for several replicas.
+
+Same schema and semantics as the SQLite store: one transaction per batch, ``event_id`` unique (a replay
+is a duplicate and changes nothing), decisions beside the events, replay in commit order (``seq``, a
+BIGSERIAL: with concurrent writers, rows become visible in commit order only per writer, so replay
+order between replicas follows sequence allocation, which is what profiles and the bandit need: each
+user's events in the order one replica committed them). Durability is the server's
+(``synchronous_commit`` on by default): the ack follows the COMMIT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from feedback.events import AppendResult, Event, EventType, LogStats, StoreUnavailable
+from feedback.policy import Decision
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq          BIGSERIAL PRIMARY KEY,
+    event_id     TEXT    NOT NULL UNIQUE,
+    request_id   TEXT    NOT NULL,
+    user_id      TEXT    NOT NULL,
+    item_id      BIGINT  NOT NULL,
+    type         INTEGER NOT NULL,
+    position     INTEGER NOT NULL,
+    timestamp_ms BIGINT  NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq        BIGSERIAL PRIMARY KEY,
+    request_id TEXT    NOT NULL UNIQUE,
+    user_id    TEXT    NOT NULL,
+    context    INTEGER NOT NULL,
+    arm        INTEGER NOT NULL,
+    weight     DOUBLE PRECISION NOT NULL,
+    explore    BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+INSERT INTO counters VALUES ('duplicates', 0) ON CONFLICT DO NOTHING;
+"""
+INSERT = ("INSERT INTO events (event_id, request_id, user_id, item_id, type, position, timestamp_ms) "
+          "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+INSERT_DECISION = ("INSERT INTO decisions (request_id, user_id, context, arm, weight, explore) "
+                   "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING")
+
+
+class PostgresEventStore:
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        self._errors = psycopg.Error
+        try:
+            self._db = psycopg.connect(dsn, autocommit=False)
+            with self._db.transaction():
+                # One schema creation at a time when several replicas start together.
+                self._db.execute("SELECT pg_advisory_xact_lock(7342019)")
+                self._db.execute(SCHEMA)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
+        self._db.autocommit = True  # transactions are explicit below
+
+    def append(self, events: Sequence[Event], decisions: Sequence[Decision] = ()) -> AppendResult:
+        if not events and not decisions:
+            return AppendResult((), 0)
+        try:
+            with self._db.transaction(), self._db.cursor() as cur:
+                if decisions:
+                    cur.executemany(INSERT_DECISION, [(d.request_id, d.user_id, d.context, d.arm, d.weight,
+                                                       d.explore) for d in decisions])
+                new: list[Event] = []
+                seen: set[str] = set()
+                if events:
+                    rows = [(e.event_id, e.request_id, e.user_id, e.item_id, int(e.type), e.position,
+                             e.timestamp_ms) for e in events]
+                    cur.executemany(INSERT, rows, returning=True)
+                    inserted: set[str] = set()
+                    while True:
+                        row = cur.fetchone()
+                        if row is not None:
+                            inserted.add(row[0])
+                        if not cur.nextset():
+                            break
+                    for e in events:  # the first occurrence of an id inserted here is the new one
+                        if e.event_id in inserted and e.event_id not in seen:
+                            new.append(e)
+                            seen.add(e.event_id)
+                duplicates = len(events) - len(new)
+                if duplicates:
+                    cur.execute("UPDATE counters SET value = value + %s WHERE name = 'duplicates'",
+                                (duplicates,))
+        except self._errors as exc:
+            raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
+        return AppendResult(tuple(new), duplicates)
+
+    def _rows(self, sql: str) -> Iterator[tuple]:
+        """Stream a query's rows through a server-side cursor (a log may not fit in memory twice)."""
+        with self._db.transaction(), self._db.cursor(name="replay") as cur:
+            cur.execute(sql)
+            yield from cur
+
+    def replay(self) -> Iterator[Event]:
+        for row in self._rows("SELECT event_id, request_id, user_id, item_id, type, position, timestamp_ms "
+                              "FROM events ORDER BY seq"):
+            yield Event(row[0], row[1], row[2], int(row[3]), EventType(row[4]), int(row[5]), int(row[6]))
+
+    def replay_decisions(self) -> Iterator[Decision]:
+        for row in self._rows("SELECT request_id, user_id, context, arm, weight, explore "
+                              "FROM decisions ORDER BY seq"):
+            yield Decision(row[0], row[1], int(row[2]), int(row[3]), float(row[4]), bool(row[5]))
+
+    def stats(self) -> LogStats:
+        with self._db.cursor() as cur:
+            events = cur.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            by_type = {EventType(t).name: int(n) for t, n in cur.execute(
+                "SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type").fetchall()}
+            users = cur.execute(
+                "SELECT COUNT(DISTINCT user_id) FROM events WHERE user_id <> ''").fetchone()[0]
+            dup = cur.execute("SELECT value FROM counters WHERE name = 'duplicates'").fetchone()[0]
+        return LogStats(int(events), by_type, int(users), int(dup))
+
+    def close(self) -> None:
+        self._db.close()
+

@@ -1,0 +1,139 @@
+"""User profiles: decayed aggregates of each user's interactions, updated as events commit.
+
+A profile holds what the personal score reads (`pipeline.personalize`): an item-embedding centroid,
+product-class affinities (a multi-valued class ``A|B`` credits both, an empty one none) and price-band
+affinities (catalog price quintiles), each a sum of event weights decayed with a half-life, plus the
+time of the last interaction. Impressions weigh nothing here: being shown an item says nothing of taste.
+Profiles live in memory and are rebuilt from the durable log on start (`ProfileBook.apply` over
+`EventStore.replay`), so the log is the only state that must survive a crash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from catalog.io import class_parts
+from feedback.events import Event, EventType
+
+EVENT_WEIGHT = {EventType.IMPRESSION: 0.0, EventType.CLICK: 1.0, EventType.ADD_TO_CART: 2.0,
+                EventType.PURCHASE: 4.0}
+VIEW_WEIGHT = 0.5  # an item in the request's recent_item_ids: viewed, less than a click
+PRICE_BANDS = 5
+
+
+def price_bands(prices: np.ndarray, bands: int = PRICE_BANDS) -> np.ndarray:
+    """Each item's price quantile band in [0, bands); a missing (NaN) price goes to the middle band."""
+    prices = np.asarray(prices, dtype=np.float64)
+    known = prices[np.isfinite(prices)]
+    if known.size == 0:
+        return np.full(prices.shape, bands // 2, dtype=np.int64)
+    edges = np.quantile(known, np.linspace(0, 1, bands + 1)[1:-1])
+    out = np.searchsorted(edges, np.where(np.isfinite(prices), prices, np.median(known)), side="right")
+    return out.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ItemColumns:
+    """What profiles read per item (row = item id)."""
+
+    vectors: np.ndarray  # (n, d) float32, L2-normalised
+    classes: Sequence[tuple[str, ...]]
+    bands: np.ndarray  # (n,) int64
+
+    @classmethod
+    def of(cls, vectors: np.ndarray, product_classes: Sequence[object], prices: np.ndarray) -> ItemColumns:
+        return cls(vectors, [class_parts(c) for c in product_classes], price_bands(prices))
+
+    def __len__(self) -> int:
+        return len(self.bands)
+
+
+@dataclass
+class UserProfile:
+    centroid: np.ndarray  # decayed weighted sum of item vectors (d,)
+    classes: dict[str, float] = field(default_factory=dict)
+    bands: np.ndarray = field(default_factory=lambda: np.zeros(PRICE_BANDS))
+    mass: float = 0.0  # decayed total weight
+    events: int = 0  # interactions applied: the profile's version
+    last_ms: int = 0
+
+    def add(self, items: ItemColumns, item_id: int, weight: float, at_ms: int, half_life_ms: float) -> None:
+        """Decay what is there to ``at_ms`` and add one interaction (an older one is added decayed)."""
+        self.events += 1
+        if weight <= 0:
+            return
+        if at_ms >= self.last_ms:
+            self._scale(0.5 ** ((at_ms - self.last_ms) / half_life_ms) if self.mass else 1.0)
+            self.last_ms = at_ms
+        else:
+            weight *= 0.5 ** ((self.last_ms - at_ms) / half_life_ms)
+        self.centroid += weight * items.vectors[item_id]
+        for c in items.classes[item_id]:
+            self.classes[c] = self.classes.get(c, 0.0) + weight
+        self.bands[items.bands[item_id]] += weight
+        self.mass += weight
+
+    def _scale(self, f: float) -> None:
+        self.centroid *= f
+        self.bands *= f
+        self.mass *= f
+        for c in self.classes:
+            self.classes[c] *= f
+
+    def merged(self, other: UserProfile) -> UserProfile:
+        out = UserProfile(self.centroid + other.centroid, dict(self.classes), self.bands + other.bands,
+                          self.mass + other.mass, self.events + other.events,
+                          max(self.last_ms, other.last_ms))
+        for c, w in other.classes.items():
+            out.classes[c] = out.classes.get(c, 0.0) + w
+        return out
+
+
+class ProfileBook:
+    """Every user's profile, in memory; fed committed events only."""
+
+    def __init__(self, items: ItemColumns, *, half_life_s: float = 7 * 86400.0) -> None:
+        self.items = items
+        self.half_life_ms = half_life_s * 1e3
+        self._profiles: dict[str, UserProfile] = {}
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+    def apply(self, events: Iterable[Event], position_weight: Callable[[int], float] | None = None) -> int:
+        """Add committed events; ``position_weight`` (the policy's inverse propensity of the position an
+        item was shown at) lifts an interaction low on the list, which fewer shoppers ever looked at."""
+        n = 0
+        for e in events:
+            if not e.user_id or not 0 <= e.item_id < len(self.items):
+                continue  # a log written against another catalog: skip what this one cannot place
+            p = self._profiles.get(e.user_id)
+            if p is None:
+                p = self._profiles[e.user_id] = UserProfile(np.zeros(self.items.vectors.shape[1]))
+            weight = EVENT_WEIGHT[e.type]
+            if weight and position_weight is not None:
+                weight *= position_weight(e.position)
+            p.add(self.items, e.item_id, weight, e.timestamp_ms, self.half_life_ms)
+            n += 1
+        return n
+
+    def get(self, user_id: str) -> UserProfile | None:
+        return self._profiles.get(user_id) if user_id else None
+
+    def for_request(self, user_id: str, recent_item_ids: Sequence[int], now_ms: int) -> UserProfile | None:
+        """The user's profile plus this request's recently viewed items; None when there is nothing to
+        personalise on (no user history and no recent items: today's ranking)."""
+        stored = self.get(user_id)
+        if recent_item_ids:
+            session = UserProfile(np.zeros(self.items.vectors.shape[1]))
+            for i in recent_item_ids:
+                session.add(self.items, int(i), VIEW_WEIGHT, now_ms, self.half_life_ms)
+            session.events = 0  # views are not logged events: the version counts the user's log only
+            stored = session if stored is None else stored.merged(session)
+        if stored is None or stored.mass <= 0 or not math.isfinite(stored.mass):
+            return None
+        return stored

@@ -1,0 +1,113 @@
+"""The embedded event log: SQLite in WAL mode, one transaction per batch.
+
+WAL lets `rankserve feedback stats` (and a restarting server) read while a server appends. With
+``synchronous=FULL`` a commit is on disk when `append` returns, so an acknowledged event survives a
+SIGKILL and a power cut; ``normal`` survives a process crash only, for hosts that trade that for speed.
+One connection, used by one thread at a time (`feedback.log.EventLog` owns the writer thread).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from feedback.events import AppendResult, Event, EventType, LogStats, StoreUnavailable
+from feedback.policy import Decision
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id     TEXT    NOT NULL UNIQUE,
+    request_id   TEXT    NOT NULL,
+    user_id      TEXT    NOT NULL,
+    item_id      INTEGER NOT NULL,
+    type         INTEGER NOT NULL,
+    position     INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT    NOT NULL UNIQUE,
+    user_id    TEXT    NOT NULL,
+    context    INTEGER NOT NULL,
+    arm        INTEGER NOT NULL,
+    weight     REAL    NOT NULL,
+    explore    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters VALUES ('duplicates', 0);
+"""
+INSERT = ("INSERT INTO events (event_id, request_id, user_id, item_id, type, position, timestamp_ms) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING seq")
+INSERT_DECISION = ("INSERT INTO decisions (request_id, user_id, context, arm, weight, explore) "
+                   "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING")
+SYNC = {"full": "FULL", "normal": "NORMAL"}
+
+
+class SqliteEventStore:
+    def __init__(self, path: Path, *, sync: str = "full", read_only: bool = False) -> None:
+        if sync not in SYNC:
+            raise ValueError(f"sync must be one of {sorted(SYNC)}, got {sync!r}")
+        self.path = Path(path)
+        if read_only:
+            if not self.path.exists():
+                raise FileNotFoundError(f"no event log at {self.path}")
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={SYNC[sync]}")
+            self._db.executescript(SCHEMA)
+
+    def append(self, events: Sequence[Event], decisions: Sequence[Decision] = ()) -> AppendResult:
+        """Commit ``events`` (and the policy's ``decisions``) in one transaction; replays of a logged
+        event_id are counted, not stored."""
+        if not events and not decisions:
+            return AppendResult((), 0)
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(INSERT_DECISION, [(d.request_id, d.user_id, d.context, d.arm, d.weight,
+                                              int(d.explore)) for d in decisions])
+            new = []
+            for e in events:
+                row = db.execute(INSERT, (e.event_id, e.request_id, e.user_id, e.item_id, int(e.type),
+                                          e.position, e.timestamp_ms)).fetchone()
+                if row is not None:
+                    new.append(e)
+            duplicates = len(events) - len(new)
+            if duplicates:
+                db.execute("UPDATE counters SET value = value + ? WHERE name = 'duplicates'", (duplicates,))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
+        return AppendResult(tuple(new), duplicates)
+
+    def replay(self) -> Iterator[Event]:
+        cur = self._db.execute("SELECT event_id, request_id, user_id, item_id, type, position, timestamp_ms "
+                               "FROM events ORDER BY seq")
+        for row in cur:
+            yield Event(row[0], row[1], row[2], int(row[3]), EventType(row[4]), int(row[5]), int(row[6]))
+
+    def replay_decisions(self) -> Iterator[Decision]:
+        cur = self._db.execute("SELECT request_id, user_id, context, arm, weight, explore FROM decisions "
+                               "ORDER BY seq")
+        for row in cur:
+            yield Decision(row[0], row[1], int(row[2]), int(row[3]), float(row[4]), bool(row[5]))
+
+    def stats(self) -> LogStats:
+        db = self._db
+        events = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        by_type = {EventType(t).name: n for t, n in db.execute(
+            "SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type")}
+        users = db.execute("SELECT COUNT(DISTINCT user_id) FROM events WHERE user_id != ''").fetchone()[0]
+        duplicates = db.execute("SELECT value FROM counters WHERE name = 'duplicates'").fetchone()[0]
+        return LogStats(int(events), by_type, int(users), int(duplicates))
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,44 @@
+"""The durable event log's interface: one implementation per database, chosen by `open_store`.
+
+A store commits a batch in one transaction and reports which events were new: an ``event_id`` already
+in the log is a duplicate and changes nothing (idempotent replays). `replay` yields every committed
+event in commit order, and `replay_decisions` the policy's logged decisions: how profiles, the bandit
+and the position propensities are rebuilt on start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from feedback.events import AppendResult, Event, LogStats, StoreUnavailable
+from feedback.policy import Decision
+
+
+class EventStore(Protocol):
+    def append(self, events: Sequence[Event], decisions: Sequence[Decision] = ()) -> AppendResult: ...
+
+    def replay(self) -> Iterator[Event]: ...
+
+    def replay_decisions(self) -> Iterator[Decision]: ...
+
+    def stats(self) -> LogStats: ...
+
+    def close(self) -> None: ...
+
+
+__all__ = ["EventStore", "StoreUnavailable", "open_store"]
+
+
+def open_store(state_dir: Path, *, sync: str = "full", read_only: bool = False, dsn: str | None = None
+               ) -> EventStore:
+    """The shared PostgreSQL log when ``dsn`` is given (several replicas), else the embedded SQLite log
+    under ``state_dir`` (the default)."""
+    if dsn:
+        from feedback.postgres_store import PostgresEventStore
+
+        return PostgresEventStore(dsn)
+    from feedback.sqlite_store import SqliteEventStore
+
+    return SqliteEventStore(Path(state_dir) / "events.sqlite", sync=sync, read_only=read_only)

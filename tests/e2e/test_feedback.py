@@ -1,0 +1,125 @@
+"""Feedback over the real server: durable acks across SIGKILL, idempotent replays, field-naming errors,
+and personal rankings (with explanations that add up) that are never shared through the cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+
+from protos.ranking.v1 import ranking_pb2
+from tests.conftest import Artifacts, rankserve_bin
+from tests.e2e.test_server import Running, rank, start_server, stop_server
+
+# The torch engine on CPU: these tests are about the feedback path, and skip Triton's start-up.
+ENGINE = {"RANKSERVE_RERANKER_ENGINE": "torch", "RANKSERVE_TORCH_DEVICE": "cpu",
+          "RANKSERVE_TORCH_PRECISION": "fp32"}
+
+
+def events(prefix: str, n: int, *, user: str = "u1", items: list[int] | None = None,
+           type_: int = ranking_pb2.CLICK) -> list[ranking_pb2.FeedbackEvent]:
+    items = items or [i % 50 for i in range(n)]
+    return [ranking_pb2.FeedbackEvent(event_id=f"{prefix}-{i}", request_id="r", user_id=user,
+                                      item_id=items[i % len(items)], type=type_, position=i % 10 + 1)
+            for i in range(n)]
+
+
+def stats(state_dir: Path) -> dict:
+    out = subprocess.run([rankserve_bin(), "feedback", "stats", "--state-dir", str(state_dir), "--json"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(out.stdout)
+
+
+def serve(artifacts: Artifacts, tmp: Path, state: Path) -> Running:
+    return start_server(artifacts, tmp, RANKSERVE_STATE_DIR=str(state), **ENGINE)
+
+
+def test_acknowledged_events_survive_sigkill_exactly_once(artifacts: Artifacts, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    running = serve(artifacts, tmp_path, state)
+    try:
+        first = running.stub.Feedback(iter(events("a", 1000)), timeout=60)
+        assert (first.accepted, first.duplicates, first.rejected) == (1000, 0, 0)
+        second = running.stub.Feedback(iter(events("b", 300, user="u2", type_=ranking_pb2.PURCHASE)),
+                                       timeout=60)
+        assert second.accepted == 300
+    finally:
+        running.channel.close()
+        os.killpg(running.proc.pid, signal.SIGKILL)  # no shutdown path runs: only commits count
+        running.proc.wait(10)
+    assert stats(state) == {"events": 1300, "by_type": {"CLICK": 1000, "PURCHASE": 300}, "users": 2,
+                            "duplicates": 0}
+    running = serve(artifacts, tmp_path, state)
+    try:
+        replay = running.stub.Feedback(iter(events("a", 1000)), timeout=60)
+        assert (replay.accepted, replay.duplicates) == (0, 1000)
+        # The restarted server rebuilt u2's profile from the log: its rankings are personal.
+        _, _, summary = rank(running.stub, "velvet sofa", user=ranking_pb2.UserContext(user_id="u2"))
+        assert summary.personalized and summary.profile_version == 300
+    finally:
+        assert stop_server(running) == 0, running.log_tail()
+    assert stats(state)["events"] == 1300 and stats(state)["duplicates"] == 1000
+
+
+@pytest.fixture(scope="module")
+def server(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("feedback")
+    running = serve(artifacts, tmp, tmp / "state")
+    yield running
+    assert stop_server(running) == 0, running.log_tail()
+
+
+def test_a_bad_event_names_its_field_and_keeps_what_came_before(server: Running) -> None:
+    unknown_item = ranking_pb2.FeedbackEvent(event_id="bad-x", item_id=10**9, type=ranking_pb2.CLICK)
+    stream = [*events("bad", 5), unknown_item]
+    with pytest.raises(grpc.RpcError) as info:
+        server.stub.Feedback(iter(stream), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("item_id: unknown item 1000000000 (event 6 of the stream")
+    assert "5 new" in info.value.details()
+    again = server.stub.Feedback(iter(events("bad", 5)), timeout=30)
+    assert (again.accepted, again.duplicates) == (0, 5)  # the five before it were committed
+    for bad, field in [({"event_id": ""}, "event_id"), ({"type": 0}, "type")]:
+        event = ranking_pb2.FeedbackEvent(event_id="x1", item_id=1, type=ranking_pb2.CLICK)
+        for k, v in bad.items():
+            setattr(event, k, v)
+        with pytest.raises(grpc.RpcError) as info:
+            server.stub.Feedback(iter([event]), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details().startswith(f"{field}: ")
+
+
+def test_personal_ranking_follows_clicks_and_is_never_shared(server: Running) -> None:
+    query = "sofa"
+    _, base_items, base = rank(server.stub, query, k=10)
+    assert not base.personalized
+    # A user who keeps buying what the anonymous ranking puts last.
+    liked = [it.item_id for it in base_items[-3:]]
+    ack = server.stub.Feedback(iter(events("p", 30, user="fan", items=liked, type_=ranking_pb2.PURCHASE)),
+                               timeout=30)
+    assert ack.accepted == 30
+    _, items, summary = rank(server.stub, query, k=10, user=ranking_pb2.UserContext(user_id="fan"))
+    assert summary.personalized and summary.profile_version == 30 and not summary.cache_hit
+
+    def mean_rank(its: list) -> float:  # a liked item pushed out of the ten counts as rank 10
+        ids = [it.item_id for it in its]
+        return sum(ids.index(i) if i in ids else 10 for i in liked) / len(liked)
+
+    assert mean_rank(items) < mean_rank(base_items)
+    for it in items:
+        parts = {c.name: c.value for c in it.explanation}
+        assert set(parts) == {"relevance", "personal", "redundancy"}
+        assert sum(parts.values()) == pytest.approx(it.score, abs=1e-4)
+    # The anonymous ranking is unchanged and still cached; an unknown user gets it too.
+    _, again, summary = rank(server.stub, query, k=10)
+    assert summary.cache_hit and [it.item_id for it in again] == [it.item_id for it in base_items]
+    _, stranger, summary = rank(server.stub, query, k=10, user=ranking_pb2.UserContext(user_id="nobody"))
+    assert not summary.personalized
+    assert [it.item_id for it in stranger] == [it.item_id for it in base_items]
+    assert all({c.name for c in it.explanation} == {"relevance", "redundancy"} for it in stranger)
+    assert server.metric("rankserve_feedback_events_total", 'outcome="accepted",type="PURCHASE"') >= 30

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from feedback.events import Event, EventType
+from feedback.profile import ItemColumns, ProfileBook, price_bands
+
+VECTORS = np.eye(4, dtype=np.float32)
+ITEMS = ItemColumns.of(VECTORS, ["Sofas", "Beds|Sofas", "", float("nan")],
+                       np.array([10.0, 20.0, 300.0, np.nan]))
+DAY_MS = 86_400_000
+
+
+def ev(i: int, item: int, type_: EventType = EventType.CLICK, user: str = "u", at: int = 0) -> Event:
+    return Event(f"e{i}", "", user, item, type_, 1, at)
+
+
+def test_price_bands_are_quantiles_and_a_missing_price_goes_to_the_middle() -> None:
+    bands = price_bands(np.array([1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10, np.nan]))
+    assert bands.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 2]
+    assert price_bands(np.array([np.nan, np.nan])).tolist() == [2, 2]
+
+
+def test_profile_weighs_events_by_type_and_splits_multi_valued_classes() -> None:
+    book = ProfileBook(ITEMS)
+    book.apply([ev(0, 0), ev(1, 1, EventType.PURCHASE), ev(2, 2, EventType.IMPRESSION), ev(3, 3)])
+    p = book.get("u")
+    assert p is not None and p.events == 4
+    assert p.mass == pytest.approx(1 + 4 + 1)  # impressions weigh nothing
+    assert p.classes == pytest.approx({"Sofas": 5.0, "Beds": 4.0})  # "" and NaN: no class
+    assert p.centroid.tolist() == pytest.approx([1, 4, 0, 1])
+    assert book.get("nobody") is None and book.get("") is None
+
+
+def test_older_interactions_decay_with_the_half_life() -> None:
+    book = ProfileBook(ITEMS, half_life_s=86_400.0)
+    book.apply([ev(0, 0, at=0), ev(1, 1, at=2 * DAY_MS)])  # the first is two half-lives old
+    p = book.get("u")
+    assert p.centroid[:2].tolist() == pytest.approx([0.25, 1.0])
+    book.apply([ev(2, 2, at=DAY_MS)])  # arrives late: added at its decayed weight
+    assert p.centroid[2] == pytest.approx(0.5) and p.last_ms == 2 * DAY_MS
+
+
+def test_for_request_adds_recent_items_and_cold_start_gets_none() -> None:
+    book = ProfileBook(ITEMS)
+    assert book.for_request("new-user", (), 0) is None
+    session = book.for_request("new-user", (2,), 0)
+    assert session is not None and session.events == 0 and session.centroid[2] > 0
+    book.apply([ev(0, 0)])
+    merged = book.for_request("u", (2,), 0)
+    assert merged.events == 1 and merged.centroid[0] > 0 and merged.centroid[2] > 0
+    assert book.get("u").centroid[2] == 0  # the stored profile is not changed by a request
+    book.apply([ev(9, 1, user="w", type_=EventType.IMPRESSION)])
+    assert book.for_request("w", (), 0) is None  # only impressions: nothing to personalise on
+
+
+def test_events_for_items_outside_the_catalog_are_skipped() -> None:
+    book = ProfileBook(ITEMS)
+    assert book.apply([ev(0, 99), ev(1, -1), ev(2, 0, user="")]) == 0
+    assert len(book) == 0

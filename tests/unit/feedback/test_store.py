@@ -1,0 +1,121 @@
+"""The event store contract, run against both stores (SQLite, and a real PostgreSQL server), and what
+only the SQLite store promises (WAL, full sync, read-only opening)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from feedback.events import Event, EventType
+from feedback.sqlite_store import SqliteEventStore
+from feedback.store import EventStore, StoreUnavailable, open_store
+from tests.postgres import pg_bin, postgres_server
+
+Opener = Callable[[], EventStore]
+
+
+@pytest.fixture(scope="module")
+def postgres_dsn() -> Iterator[str]:
+    if pg_bin() is None:
+        pytest.fail("PostgreSQL is not installed: `make test` installs it (apt-get install postgresql)")
+    with postgres_server() as dsn:
+        yield dsn
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Opens the same log again on each call (a fresh database per test)."""
+    if request.param == "sqlite":
+        return lambda: open_store(tmp_path)
+    import psycopg
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    name = f"t_{abs(hash(request.node.nodeid)) % 10**12}"
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.execute(f"CREATE DATABASE {name}")
+    return lambda: open_store(tmp_path, dsn=dsn.replace("dbname=postgres", f"dbname={name}"))
+
+
+def event(i: int, user: str = "u1", type_: EventType = EventType.CLICK) -> Event:
+    return Event(f"e{i}", "r1", user, item_id=i % 7, type=type_, position=i % 10 + 1, timestamp_ms=1000 + i)
+
+
+def test_append_commits_and_counts_replays_as_duplicates(opener: Opener) -> None:
+    store = opener()
+    first = store.append([event(i) for i in range(5)])
+    assert first.accepted == 5 and first.duplicates == 0
+    again = store.append([event(3), event(4), event(5)])
+    assert [e.event_id for e in again.new] == ["e5"] and again.duplicates == 2
+    inside = store.append([event(9), event(9)])  # the same id twice in one batch: new once
+    assert inside.accepted == 1 and inside.duplicates == 1
+    stats = store.stats()
+    assert (stats.events, stats.duplicates, stats.users) == (7, 3, 1)
+    assert stats.by_type == {"CLICK": 7}
+    store.close()
+
+
+def test_committed_events_survive_reopening_in_commit_order(opener: Opener) -> None:
+    store = opener()
+    store.append([event(2, "a", EventType.PURCHASE), event(1, "b")])
+    store.append([event(0, "", EventType.IMPRESSION)])
+    store.close()
+    reopened = opener()
+    assert [e.event_id for e in reopened.replay()] == ["e2", "e1", "e0"]
+    assert next(iter(reopened.replay())) == event(2, "a", EventType.PURCHASE)
+    stats = reopened.stats()
+    assert stats.users == 2  # an empty user_id is nobody
+    assert stats.by_type == {"IMPRESSION": 1, "CLICK": 1, "PURCHASE": 1}
+
+
+def test_wal_mode_and_full_sync(tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "events.sqlite")
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with pytest.raises(ValueError, match="sync"):
+        SqliteEventStore(tmp_path / "x.sqlite", sync="sometimes")
+
+
+def test_a_failed_transaction_commits_nothing(tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "events.sqlite")
+    store.append([event(0)])
+    # Another writer holds the write lock: the append cannot begin, and must leave nothing behind.
+    other = sqlite3.connect(tmp_path / "events.sqlite", timeout=0, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    store._db.execute("PRAGMA busy_timeout=50")
+    with pytest.raises(StoreUnavailable, match=r"events\.sqlite"):
+        store.append([event(1), event(2)])
+    other.execute("ROLLBACK")
+    assert store.stats().events == 1
+    assert store.append([event(1)]).accepted == 1
+
+
+def test_read_only_store_reads_and_refuses_a_missing_log(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        open_store(tmp_path / "none", read_only=True)
+    store = open_store(tmp_path)
+    store.append([event(0)])
+    reader = open_store(tmp_path, read_only=True)
+    assert reader.stats().events == 1
+    with pytest.raises(StoreUnavailable):
+        reader.append([event(1)])
+
+
+def test_replicas_share_one_postgres_log(postgres_dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("DROP DATABASE IF EXISTS replicas")
+        db.execute("CREATE DATABASE replicas")
+    dsn = postgres_dsn.replace("dbname=postgres", "dbname=replicas")
+    a, b = open_store(Path("unused"), dsn=dsn), open_store(Path("unused"), dsn=dsn)
+    assert a.append([event(1), event(2)]).accepted == 2
+    replayed = b.append([event(2), event(3)])  # e2 came in through the other replica
+    assert [e.event_id for e in replayed.new] == ["e3"] and replayed.duplicates == 1
+    assert [e.event_id for e in a.replay()] == ["e1", "e2", "e3"]
+    assert a.stats().duplicates == b.stats().duplicates == 1
+    a.close()
+    b.close()

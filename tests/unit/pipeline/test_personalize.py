@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from feedback.events import Event, EventType
+from feedback.profile import ItemColumns, ProfileBook
+from pipeline.diversify import mmr
+from pipeline.personalize import Personalizer
+
+RNG = np.random.default_rng(0)
+VECTORS = RNG.normal(size=(30, 8)).astype(np.float32)
+VECTORS /= np.linalg.norm(VECTORS, axis=1, keepdims=True)
+ITEMS = ItemColumns.of(VECTORS, ["Sofas" if i % 3 == 0 else "Beds" for i in range(30)],
+                       np.linspace(10, 1000, 30))
+
+
+def profile_of(items: list[int]):
+    book = ProfileBook(ITEMS)
+    book.apply([Event(f"e{i}", "", "u", item, EventType.CLICK, 1, 0) for i, item in enumerate(items)])
+    return book.get("u")
+
+
+def test_no_profile_or_zero_weight_is_no_personal_score() -> None:
+    ids = np.arange(10)
+    assert Personalizer(ITEMS, 0.3).scores(None, ids) is None
+    assert Personalizer(ITEMS, 0.0).scores(profile_of([0]), ids) is None
+
+
+def test_items_like_the_history_score_higher() -> None:
+    p = profile_of([0, 3, 6])  # Sofas, cheap
+    scores = Personalizer(ITEMS, 0.3).scores(p, np.arange(30))
+    sofas = scores[np.arange(30) % 3 == 0]
+    assert scores[[0, 3, 6]].max() == scores.max()  # clicked: near the centroid, its class, its band
+    assert sofas.mean() > scores[np.arange(30) % 3 != 0].mean()
+    assert float(scores.max()) <= 0.3 + 1e-6  # the weight bounds the lift
+
+
+def test_personal_scores_reorder_mmr_and_the_parts_add_up_to_the_score() -> None:
+    relevance = np.linspace(1.0, 0.0, 30).astype(np.float32)
+    plain = [p.index for p in mmr(relevance, VECTORS, 10, 1.0)]
+    assert plain == list(range(10))
+    personal = Personalizer(ITEMS, 2.0).scores(profile_of([27, 24]), np.arange(30))
+    picks = list(mmr(relevance, VECTORS, 10, 0.8, personal))
+    assert [p.index for p in picks] != plain
+    for pick in picks:
+        parts = dict(pick.components(0.8))
+        assert set(parts) == {"relevance", "personal", "redundancy"}
+        assert sum(parts.values()) == pytest.approx(pick.score, abs=1e-5)
+    unpersonal = list(mmr(relevance, VECTORS, 5, 0.8))
+    assert all("personal" not in dict(p.components(0.8)) for p in unpersonal)
+    assert all(sum(dict(p.components(0.8)).values()) == pytest.approx(p.score, abs=1e-5) for p in unpersonal)
