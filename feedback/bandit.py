@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-WEIGHTS = (0.0, 0.15, 0.3, 0.6, 1.2)
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 CONTEXT_EDGES = (5, 20)  # profile events: [1, 5), [5, 20), [20, ∞)
 
 

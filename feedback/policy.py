@@ -36,7 +36,7 @@ def request_seed(request_id: str, salt: str = "") -> int:
 
 
 class Policy:
-    def __init__(self, *, bandit: bool = True, fixed_weight: float = 0.3, explore_share: float = 0.05,
+    def __init__(self, *, bandit: bool = True, fixed_weight: float = 1.0, explore_share: float = 0.05,
                  tracked: int = 200_000) -> None:
         self.bandit = ThompsonBandit() if bandit else None
         self.fixed_weight = fixed_weight

@@ -1,9 +1,11 @@
 """User profiles: decayed aggregates of each user's interactions, updated as events commit.
 
 A profile holds what the personal score reads (`pipeline.personalize`): an item-embedding centroid,
-product-class affinities (a multi-valued class ``A|B`` credits both, an empty one none) and price-band
-affinities (catalog price quintiles), each a sum of event weights decayed with a half-life, plus the
-time of the last interaction. Impressions weigh nothing here: being shown an item says nothing of taste.
+product-class affinities (a multi-valued class ``A|B`` credits both, an empty one none), price-band
+affinities (catalog price quintiles) and attribute-value affinities (every ``key:value`` of the items'
+feature lists, e.g. ``color:navy`` or ``brand:x``; an item without features credits none), each a sum
+of event weights decayed with a half-life, plus the time of the last interaction. Impressions weigh
+nothing here: being shown an item says nothing of taste.
 Profiles live in memory and are rebuilt from the durable log on start (`ProfileBook.apply` over
 `EventStore.replay`), so the log is the only state that must survive a crash.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from catalog.io import class_parts
+from catalog.io import class_parts, parse_features
 from feedback.events import Event, EventType
 
 EVENT_WEIGHT = {EventType.IMPRESSION: 0.0, EventType.CLICK: 1.0, EventType.ADD_TO_CART: 2.0,
@@ -36,6 +38,19 @@ def price_bands(prices: np.ndarray, bands: int = PRICE_BANDS) -> np.ndarray:
     return out.astype(np.int64)
 
 
+def attribute_values(features: object) -> tuple[str, ...]:
+    """A WANDS feature list (``key:value|key:value``) as normalised ``key:value`` strings; numbered
+    repeats of a key (``feature_2``) count as the key."""
+    if not isinstance(features, str):
+        return ()
+    out = []
+    for key, value in parse_features(features):
+        key, value = key.strip().lower().rstrip("_0123456789"), value.strip().lower()
+        if key and value:
+            out.append(f"{key}:{value}")
+    return tuple(dict.fromkeys(out))
+
+
 @dataclass(frozen=True)
 class ItemColumns:
     """What profiles read per item (row = item id)."""
@@ -43,10 +58,16 @@ class ItemColumns:
     vectors: np.ndarray  # (n, d) float32, L2-normalised
     classes: Sequence[tuple[str, ...]]
     bands: np.ndarray  # (n,) int64
+    attributes: Sequence[tuple[str, ...]] = ()  # per item, its "key:value" features ((): none known)
 
     @classmethod
-    def of(cls, vectors: np.ndarray, product_classes: Sequence[object], prices: np.ndarray) -> ItemColumns:
-        return cls(vectors, [class_parts(c) for c in product_classes], price_bands(prices))
+    def of(cls, vectors: np.ndarray, product_classes: Sequence[object], prices: np.ndarray,
+           features: Sequence[object] | None = None) -> ItemColumns:
+        attrs = [attribute_values(f) for f in features] if features is not None else []
+        return cls(vectors, [class_parts(c) for c in product_classes], price_bands(prices), attrs)
+
+    def attrs_of(self, item_id: int) -> tuple[str, ...]:
+        return self.attributes[item_id] if self.attributes else ()
 
     def __len__(self) -> int:
         return len(self.bands)
@@ -57,6 +78,7 @@ class UserProfile:
     centroid: np.ndarray  # decayed weighted sum of item vectors (d,)
     classes: dict[str, float] = field(default_factory=dict)
     bands: np.ndarray = field(default_factory=lambda: np.zeros(PRICE_BANDS))
+    attrs: dict[str, float] = field(default_factory=dict)
     mass: float = 0.0  # decayed total weight
     events: int = 0  # interactions applied: the profile's version
     last_ms: int = 0
@@ -74,6 +96,8 @@ class UserProfile:
         self.centroid += weight * items.vectors[item_id]
         for c in items.classes[item_id]:
             self.classes[c] = self.classes.get(c, 0.0) + weight
+        for a in items.attrs_of(item_id):
+            self.attrs[a] = self.attrs.get(a, 0.0) + weight
         self.bands[items.bands[item_id]] += weight
         self.mass += weight
 
@@ -81,15 +105,17 @@ class UserProfile:
         self.centroid *= f
         self.bands *= f
         self.mass *= f
-        for c in self.classes:
-            self.classes[c] *= f
+        for table in (self.classes, self.attrs):
+            for key in table:
+                table[key] *= f
 
     def merged(self, other: UserProfile) -> UserProfile:
         out = UserProfile(self.centroid + other.centroid, dict(self.classes), self.bands + other.bands,
-                          self.mass + other.mass, self.events + other.events,
+                          dict(self.attrs), self.mass + other.mass, self.events + other.events,
                           max(self.last_ms, other.last_ms))
-        for c, w in other.classes.items():
-            out.classes[c] = out.classes.get(c, 0.0) + w
+        for mine, theirs in ((out.classes, other.classes), (out.attrs, other.attrs)):
+            for key, w in theirs.items():
+                mine[key] = mine.get(key, 0.0) + w
         return out
 
 

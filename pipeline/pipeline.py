@@ -127,7 +127,8 @@ class RankingPipeline:
         personal_scores = None
         if self.personalizer is not None and personal is not None:
             with timed(timings, "personalize"):
-                personal_scores = self.personalizer.scores(personal.profile, cand_ids, personal.weight)
+                personal_scores = self.personalizer.scores(personal.profile, cand_ids, personal.weight,
+                                                           relevance)
             summary.personalized = personal_scores is not None
             summary.profile_version = personal.profile.events
             summary.explored = personal.explore_seed is not None

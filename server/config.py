@@ -103,7 +103,7 @@ class Settings(_Locations):
     # (pipeline.personalize), when the bandit is off; 0 turns personalisation off. With the bandit on,
     # Thompson sampling picks the weight per list (feedback.bandit). Interactions halve in weight every
     # half-life. A share of personalised lists serve their top ten shuffled to measure position bias.
-    personal_weight: float = Field(0.3, ge=0.0)
+    personal_weight: float = Field(1.0, ge=0.0)
     bandit: bool = True
     explore_share: float = Field(0.05, ge=0.0, le=1.0)
     profile_half_life_s: float = Field(7 * 86400.0, gt=0)

@@ -51,7 +51,7 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
     reranker = select_reranker(settings, triton_url)
     fusion = select_fusion(Path(settings.model_dir), items.texts, items.categories,  # type: ignore[arg-type]
                            use_head=settings.list_fusion, weight=settings.rerank_retrieval_weight)
-    columns = ItemColumns.of(items.vectors, items.categories, items.prices)
+    columns = ItemColumns.of(items.vectors, items.categories, items.prices, products["product_features"])
     hub = None
     if settings.feedback:
         policy = Policy(bandit=settings.bandit and settings.personal_weight > 0,

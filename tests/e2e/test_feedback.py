@@ -123,3 +123,22 @@ def test_personal_ranking_follows_clicks_and_is_never_shared(server: Running) ->
     assert [it.item_id for it in stranger] == [it.item_id for it in base_items]
     assert all({c.name for c in it.explanation} == {"relevance", "redundancy"} for it in stranger)
     assert server.metric("rankserve_feedback_events_total", 'outcome="accepted",type="PURCHASE"') >= 30
+
+
+def test_a_postgres_dsn_puts_the_log_in_a_shared_database(artifacts: Artifacts, tmp_path: Path) -> None:
+    from tests.postgres import postgres_server
+
+    with postgres_server() as dsn:
+        running = start_server(artifacts, tmp_path, RANKSERVE_FEEDBACK_DSN=dsn, **ENGINE)
+        try:
+            ack = running.stub.Feedback(iter(events("pg", 120, user="pg-user")), timeout=60)
+            assert (ack.accepted, ack.duplicates) == (120, 0)
+            _, _, summary = rank(running.stub, "sofa", user=ranking_pb2.UserContext(user_id="pg-user"))
+            assert summary.personalized and summary.profile_version == 120
+        finally:
+            assert stop_server(running) == 0, running.log_tail()
+        out = subprocess.run([rankserve_bin(), "feedback", "stats", "--dsn", dsn, "--json"],
+                             capture_output=True, text=True, timeout=60, check=True)
+        assert json.loads(out.stdout) == {"events": 120, "by_type": {"CLICK": 120}, "users": 1,
+                                          "duplicates": 0}
+        assert not (tmp_path / f"state-{running.port}").exists()  # nothing went to the SQLite log

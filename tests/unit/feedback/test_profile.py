@@ -59,3 +59,24 @@ def test_events_for_items_outside_the_catalog_are_skipped() -> None:
     book = ProfileBook(ITEMS)
     assert book.apply([ev(0, 99), ev(1, -1), ev(2, 0, user="")]) == 0
     assert len(book) == 0
+
+
+def test_attribute_values_are_normalised_and_missing_features_give_none() -> None:
+    from feedback.profile import attribute_values
+
+    assert attribute_values("Color:Navy|feature_2:trundle|material: oak |color:navy") == (
+        "color:navy", "feature:trundle", "material:oak")
+    assert attribute_values("") == () and attribute_values(float("nan")) == ()
+
+
+def test_profile_learns_attribute_affinities() -> None:
+    items = ItemColumns.of(VECTORS, ["A", "A", "A", "A"], np.array([1.0, 2, 3, 4]),
+                           ["color:navy|material:oak", "color:red", "", "color:navy"])
+    book = ProfileBook(items)
+    book.apply([ev(0, 0, EventType.PURCHASE), ev(1, 1)])
+    p = book.get("u")
+    assert p.attrs == pytest.approx({"color:navy": 4.0, "material:oak": 4.0, "color:red": 1.0})
+    from pipeline.personalize import Personalizer
+
+    scores = Personalizer(items, 1.0).scores(p, np.array([2, 3]))
+    assert scores[1] > scores[0]  # the unseen navy item beats the featureless one

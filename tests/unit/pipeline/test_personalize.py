@@ -50,3 +50,15 @@ def test_personal_scores_reorder_mmr_and_the_parts_add_up_to_the_score() -> None
     unpersonal = list(mmr(relevance, VECTORS, 5, 0.8))
     assert all("personal" not in dict(p.components(0.8)) for p in unpersonal)
     assert all(sum(dict(p.components(0.8)).values()) == pytest.approx(p.score, abs=1e-5) for p in unpersonal)
+
+
+def test_relevance_gate_opens_above_the_mean_only() -> None:
+    from pipeline.personalize import relevance_gate
+
+    rel = np.array([0.0, 0.0, 0.0, 0.0, 1.0])  # one item 2σ above the mean, the rest below it
+    gate = relevance_gate(rel)
+    assert gate[4] == pytest.approx(1.0) and (gate[:4] == 0).all()
+    assert (relevance_gate(np.ones(5)) == 1).all()  # all equally relevant: taste may order them all
+    ids = np.arange(5)
+    gated = Personalizer(ITEMS, 1.0).scores(profile_of([0, 1, 2, 3]), ids, relevance=rel)
+    assert (gated[:4] == 0).all() and gated[4] != 0

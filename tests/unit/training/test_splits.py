@@ -22,3 +22,16 @@ def test_splits_deterministic_disjoint_order_free() -> None:
     # Whole classes are held out: some dev classes have no train or val query at all.
     unseen = set(a["dev"]["query_class"]) - set(a["train"]["query_class"]) - set(a["val"]["query_class"])
     assert len(unseen) >= 5
+
+
+def test_held_out_classes_are_whole_train_classes() -> None:
+    from training.splits import held_out_class_mask, split_labels
+
+    queries = load_queries()
+    mask = held_out_class_mask(queries, 0.15)
+    assert (split_labels(queries)[mask] == "train").all()  # only train queries ever leave training
+    held = set(queries["query_class"][mask])
+    rest = queries[~mask & (split_labels(queries) == "train")]
+    assert held and not held & set(rest["query_class"])  # a class leaves with all its train queries
+    assert 0.05 <= mask.sum() / (split_labels(queries) == "train").sum() <= 0.3
+    assert not held_out_class_mask(queries, 0.0).any()
