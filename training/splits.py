@@ -55,6 +55,14 @@ def split_labels(queries: pd.DataFrame) -> np.ndarray:
     )
 
 
+def held_out_class_mask(queries: pd.DataFrame, fraction: float) -> np.ndarray:
+    """Train-split rows whose class falls in a ``fraction`` of classes (own salt): a stand-in for unseen
+    classes that selection may read, since dev's unseen classes are spent. Other splits: False."""
+    train = split_labels(queries) == "train"
+    cls = queries["query_class"].map(lambda c: "" if pd.isna(c) else str(c))
+    return train & np.array([unit_hash("holdout", c) < fraction for c in cls], dtype=bool)
+
+
 def split_queries(queries: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """``{"train", "val", "dev"}`` -> the rows of ``queries`` in that split, sorted by query_id."""
     names = split_labels(queries)

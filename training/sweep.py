@@ -2,8 +2,9 @@
 
 ``prepare`` mines everything a run reads (needs faiss) into one pickle, so ``run`` can go where faiss
 is absent (a lent GPU): the train sampler and val lists of the training catalog, plus dev lists and
-another catalog's lists to *report*. Configs are ranked by val NDCG@10 only; dev and the other catalog
-are printed beside it, never used to choose (training.splits: dev is spent).
+another catalog's lists to *report*. Configs are ranked by val NDCG@10 and, with ``--holdout-classes``, by
+train queries of classes left out of training (a selection stand-in for unseen classes); dev and the
+other catalog are printed beside them, never used to choose (training.splits: dev is spent).
 
     python -m training.sweep prepare --catalog C0 --fresh-catalog C1 --out sweep.pkl
     python -m training.sweep run --inputs sweep.pkl --base MODEL_DIR --grid grid.json --out results.json
@@ -29,20 +30,31 @@ from training.finetune import (
     list_ndcg,
     retrieval_ndcg,
 )
+from training.splits import held_out_class_mask
 
 PREPARED_AUGMENT = 2000  # synthetic queries in the augmented training set `prepare` builds
 
 
-def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneConfig) -> None:
+def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneConfig,
+            holdout_classes: float = 0.0) -> None:
     from training.data import labelled_candidate_lists
 
     data = load_rerank_data(catalog)
+    held: list = []
+    if holdout_classes > 0:
+        # Train queries of a share of classes leave training and become a selection set
+        # (`held_out_classes`): what unseen classes do to a config, without reading dev.
+        mask = held_out_class_mask(data.queries, holdout_classes)
+        held = labelled_candidate_lists(replace(data, queries=data.queries[mask]), ("train",))["train"]
+        data = replace(data, queries=data.queries[~mask])
     # Both training sets a grid can pick (`augment_queries`): with synthetic queries, and without.
     inputs = finetune_inputs(data, replace(cfg, augment_queries=PREPARED_AUGMENT), progress=True)
     plain = finetune_inputs(data, replace(cfg, augment_queries=0), progress=True)
     # Reported beside val, never used to choose: name -> lists (the `fresh*` ones over `fresh_texts`).
     report = {"dev": labelled_candidate_lists(data, ("dev",))["dev"]}
     blob: dict = {"inputs": inputs, "plain": plain, "report": report}
+    if held:
+        blob["select"] = {"held_out_classes": held}
     if fresh_catalog is not None:
         fresh = load_rerank_data(fresh_catalog)
         # Queries no run ever trains on: val and dev of the other catalog (dev holds unseen classes).
@@ -50,7 +62,8 @@ def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneC
         report |= {"fresh": lists["val"] + lists["dev"], "fresh_val": lists["val"],
                    "fresh_unseen": lists["dev"]}
         blob["fresh_texts"] = fresh.texts
-    blob["retrieval"] = {k: retrieval_ndcg(v) for k, v in {"val": inputs.val, **report}.items()}
+    blob["retrieval"] = {k: retrieval_ndcg(v)
+                         for k, v in {"val": inputs.val, **blob.get("select", {}), **report}.items()}
     with open(out, "wb") as f:
         pickle.dump(blob, f)
     print(json.dumps(blob["retrieval"], indent=2))
@@ -82,7 +95,7 @@ def run(inputs_file: Path, base: Path, grid: dict | list[dict], out: Path, devic
         model.to(device)
         row = {"config": point, "val": rep.val_ndcg10,
                "best_step": rep.best_step, "seconds": time.perf_counter() - t0}
-        for name, lists in report.items():
+        for name, lists in {**blob.get("select", {}), **report}.items():
             texts = blob["fresh_texts"] if name.startswith("fresh") else inputs.val_texts
             row[name] = list_ndcg(model, lists, texts, device=device)
         results.append(row)
@@ -98,6 +111,8 @@ def main() -> None:
     p.add_argument("--catalog", type=Path, required=True)
     p.add_argument("--fresh-catalog", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--holdout-classes", type=float, default=0.0,
+                   help="share of classes whose train queries become a selection set, not training")
     r = sub.add_parser("run")
     r.add_argument("--inputs", type=Path, required=True)
     r.add_argument("--base", type=Path, required=True)
@@ -107,7 +122,7 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.cmd == "prepare":
-        prepare(args.catalog, args.fresh_catalog, args.out, FinetuneConfig())
+        prepare(args.catalog, args.fresh_catalog, args.out, FinetuneConfig(), args.holdout_classes)
     else:
         run(args.inputs, args.base, json.loads(args.grid.read_text()), args.out, args.device, args.seed)
 
