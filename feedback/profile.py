@@ -4,8 +4,9 @@ A profile holds what the personal score reads (`pipeline.personalize`): an item-
 product-class affinities (a multi-valued class ``A|B`` credits both, an empty one none), price-band
 affinities (catalog price quintiles) and attribute-value affinities (every ``key:value`` of the items'
 feature lists, e.g. ``color:navy`` or ``brand:x``; an item without features credits none), each a sum
-of event weights decayed with a half-life, plus the time of the last interaction. Impressions weigh
-nothing here: being shown an item says nothing of taste.
+of event weights decayed with a half-life, plus the time of the last interaction. Impressions add no
+weight (being shown says nothing of taste) but are counted per attribute value, so the personal score
+can read an affinity as a rate: interactions per time shown.
 Profiles live in memory and are rebuilt from the durable log on start (`ProfileBook.apply` over
 `EventStore.replay`), so the log is the only state that must survive a crash.
 """
@@ -82,17 +83,31 @@ class UserProfile:
     mass: float = 0.0  # decayed total weight
     events: int = 0  # interactions applied: the profile's version
     last_ms: int = 0
+    # Impressions: how often each attribute value was shown to the user (decayed), so an affinity can be
+    # read as a rate (interactions per time shown) and not only as exposure (pipeline.personalize).
+    seen: dict[str, float] = field(default_factory=dict)
+    seen_total: float = 0.0
 
-    def add(self, items: ItemColumns, item_id: int, weight: float, at_ms: int, half_life_ms: float) -> None:
-        """Decay what is there to ``at_ms`` and add one interaction (an older one is added decayed)."""
+    def add(self, items: ItemColumns, item_id: int, weight: float, at_ms: int, half_life_ms: float, *,
+            shown: bool = False) -> None:
+        """Decay what is there to ``at_ms`` and add one interaction, or with ``shown`` one impression
+        (an older event is added decayed)."""
         self.events += 1
-        if weight <= 0:
+        if weight <= 0 and not shown:
             return
         if at_ms >= self.last_ms:
-            self._scale(0.5 ** ((at_ms - self.last_ms) / half_life_ms) if self.mass else 1.0)
+            if self.mass or self.seen_total:
+                self._scale(0.5 ** ((at_ms - self.last_ms) / half_life_ms))
             self.last_ms = at_ms
+            age = 1.0
         else:
-            weight *= 0.5 ** ((self.last_ms - at_ms) / half_life_ms)
+            age = 0.5 ** ((self.last_ms - at_ms) / half_life_ms)
+        if shown:
+            for a in items.attrs_of(item_id):
+                self.seen[a] = self.seen.get(a, 0.0) + age
+            self.seen_total += age
+            return
+        weight *= age
         self.centroid += weight * items.vectors[item_id]
         for c in items.classes[item_id]:
             self.classes[c] = self.classes.get(c, 0.0) + weight
@@ -105,15 +120,17 @@ class UserProfile:
         self.centroid *= f
         self.bands *= f
         self.mass *= f
-        for table in (self.classes, self.attrs):
+        self.seen_total *= f
+        for table in (self.classes, self.attrs, self.seen):
             for key in table:
                 table[key] *= f
 
     def merged(self, other: UserProfile) -> UserProfile:
         out = UserProfile(self.centroid + other.centroid, dict(self.classes), self.bands + other.bands,
                           dict(self.attrs), self.mass + other.mass, self.events + other.events,
-                          max(self.last_ms, other.last_ms))
-        for mine, theirs in ((out.classes, other.classes), (out.attrs, other.attrs)):
+                          max(self.last_ms, other.last_ms), dict(self.seen),
+                          self.seen_total + other.seen_total)
+        for mine, theirs in ((out.classes, other.classes), (out.attrs, other.attrs), (out.seen, other.seen)):
             for key, w in theirs.items():
                 mine[key] = mine.get(key, 0.0) + w
         return out
@@ -143,7 +160,8 @@ class ProfileBook:
             weight = EVENT_WEIGHT[e.type]
             if weight and position_weight is not None:
                 weight *= position_weight(e.position)
-            p.add(self.items, e.item_id, weight, e.timestamp_ms, self.half_life_ms)
+            p.add(self.items, e.item_id, weight, e.timestamp_ms, self.half_life_ms,
+                  shown=e.type == EventType.IMPRESSION)
             n += 1
         return n
 

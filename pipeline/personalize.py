@@ -1,12 +1,17 @@
 """The personalise stage: how well each candidate matches the user's profile, as an additive score.
 
-personal_i = weight · (cos(centroid, v_i) + class_share(c_i) + band_share(b_i) + attr_share(a_i)) / 4
+personal_i = weight · (cos(centroid, v_i) + class_share(c_i) + band_share(b_i) + attr_pref(a_i)) / 4
 
 - cos: the item's embedding against the profile's centroid (what the user interacted with);
 - class_share: the profile's share of weight in the item's class (the best of a multi-valued class);
 - band_share: the profile's share of weight in the item's price band;
-- attr_share: the profile's largest share of weight on one of the item's attribute values (colour,
-  material, brand, style: whatever ``key:value`` features the catalog lists; 0 for an item without).
+- attr_pref: how the user treats the item's attribute values (colour, material, brand, style: whatever
+  ``key:value`` features the catalog lists). Where the log has the user's impressions, it is the mean
+  over the item's values of log(lift), clipped to [-1, 1]: lift = the value's interaction rate per
+  time shown (interactions inverse-propensity weighted) over the user's own rate, smoothed by
+  ``PRIOR_SHOWS`` impressions at that rate. A value shown often and never clicked falls below 0. A
+  gateway that sends no impressions gets the share of the profile's attribute weight the item's values
+  cover instead. 0 for an item without features.
 
 Each part is in [-1, 1] or [0, 1] and does not depend on the candidate list. MMR adds the score to the
 normalised relevance (`pipeline.diversify`), where ±3σ of relevance spans one unit, so ``weight`` reads
@@ -31,6 +36,7 @@ from feedback.profile import ItemColumns, UserProfile
 from pipeline.diversify import Z_SPAN, normalise_z
 
 SHUFFLED_TOP = 10  # an exploring list serves its first (up to) ten in random order
+PRIOR_SHOWS = 3.0  # impressions' worth of the user's own rate an attribute value starts from
 
 
 @dataclass(frozen=True)
@@ -62,13 +68,26 @@ class Personalizer:
         class_share = np.array([max((profile.classes.get(c, 0.0) for c in classes[int(i)]), default=0.0)
                                 for i in item_ids]) / profile.mass
         band_share = profile.bands[self.items.bands[item_ids]] / profile.mass
-        attrs = profile.attrs
-        attr_share = np.array([max((attrs.get(a, 0.0) for a in self.items.attrs_of(int(i))), default=0.0)
-                               for i in item_ids]) / profile.mass
-        personal = w * (cos + class_share + band_share + attr_share) / 4.0
+        attr_pref = np.array([self._attr_pref(profile, self.items.attrs_of(int(i))) for i in item_ids])
+        personal = w * (cos + class_share + band_share + attr_pref) / 4.0
         if relevance is not None:
             personal = personal * relevance_gate(relevance)
         return personal.astype(np.float32)
+
+
+    @staticmethod
+    def _attr_pref(profile: UserProfile, values: tuple[str, ...]) -> float:
+        if not values:
+            return 0.0
+        attrs = profile.attrs
+        if profile.seen_total > 0:
+            rate = profile.mass / profile.seen_total
+            seen = profile.seen
+            lifts = [(attrs.get(a, 0.0) + PRIOR_SHOWS * rate) / ((seen.get(a, 0.0) + PRIOR_SHOWS) * rate)
+                     for a in values]
+            return float(np.clip(np.log(lifts), -1.0, 1.0).mean())
+        total = sum(attrs.values())
+        return sum(attrs.get(a, 0.0) for a in values) / total if total > 0 else 0.0
 
 
 def relevance_gate(relevance: np.ndarray) -> np.ndarray:

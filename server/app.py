@@ -18,6 +18,7 @@ from rich.console import Console
 
 from engines.triton.server import TritonServer
 from engines.triton_rerank import TritonRerankerClient
+from feedback.events import AppendResult
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from server.config import Settings
 from server.metrics import Metrics
@@ -67,7 +68,7 @@ class RankServer:
             await asyncio.to_thread(self.triton.start)
             triton_url = self.triton.url
             self._watch = asyncio.create_task(self._supervise_triton())
-        loaded = await asyncio.to_thread(load_pipeline, s, triton_url, on_commit=self.metrics.committed)
+        loaded = await asyncio.to_thread(load_pipeline, s, triton_url, on_commit=self._committed)
         if s.reranker_engine == "triton":
             await self._wait_reranker_ready(triton_url)
         self.service.loaded = loaded
@@ -76,6 +77,14 @@ class RankServer:
         log.info("ready in %.1fs (reranker: %s)", time.perf_counter() - t0,
                  triton_url if s.reranker_engine == "triton" else f"torch on {s.torch_device}")
         return self.port
+
+    def _committed(self, result: AppendResult, seconds: float) -> None:
+        """After each event-log commit: its metrics, and the bandit's posterior (what the commit taught)."""
+        self.metrics.committed(result, seconds)
+        loaded = self.service.loaded
+        bandit = loaded.feedback.policy.bandit if loaded is not None and loaded.feedback else None
+        if bandit is not None:
+            self.metrics.bandit(bandit.means(), bandit.weights)
 
     async def _wait_reranker_ready(self, triton_url: str) -> None:
         """An external Triton may still be loading: stay NOT_SERVING until its model is ready."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from feedback.events import AppendResult
@@ -29,6 +32,10 @@ class Metrics:
                               ["type", "outcome"], registry=self.registry)
         self.commit = Histogram("rankserve_feedback_commit_seconds", "Event-log transaction latency",
                                 buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.arm_rate = Gauge("rankserve_bandit_interaction_rate",
+                              "Posterior mean share of personalised lists with a click, cart or purchase, "
+                              "per bandit arm (profile-size context, personal weight)", ["context", "weight"],
+                              registry=self.registry)
         self.queued = Gauge("rankserve_queued", "Rank RPCs waiting for admission", registry=self.registry)
 
     def committed(self, result: AppendResult, seconds: float) -> None:
@@ -38,6 +45,12 @@ class Metrics:
             self.events.labels(e.type.name, "accepted").inc()
         if result.duplicates:
             self.events.labels("any", "duplicate").inc(result.duplicates)
+
+    def bandit(self, means: np.ndarray, weights: Sequence[float]) -> None:
+        """The bandit's posterior means, one gauge per (context, weight) arm."""
+        for ctx, row in enumerate(means):
+            for w, m in zip(weights, row, strict=True):
+                self.arm_rate.labels(str(ctx), f"{w:g}").set(float(m))
 
     def serve_http(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

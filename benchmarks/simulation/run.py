@@ -53,18 +53,26 @@ class ArmTrace:
 
 
 class Arm:
-    def __init__(self, name: str, stub: ranking_pb2_grpc.RankerStub) -> None:
+    def __init__(self, name: str, stub: ranking_pb2_grpc.RankerStub | None) -> None:
         self.name, self.stub = name, stub
         self.trace = ArmTrace([], [], [], [], [])
+
+    async def ranked(self, world: World, user: User, qid: int, text: str, k: int, user_id: str,
+                     request_id: str) -> tuple[np.ndarray, bool]:
+        assert self.stub is not None
+        context = None if self.name == "static" else ranking_pb2.UserContext(user_id=user_id)
+        return await ranked_ids(self.stub, text, k, context, request_id)
 
     async def step(self, world: World, user: User, step: int, query: tuple[int, str], k: int,
                    u: np.ndarray) -> None:
         qid, text = query
         user_id = f"{self.name}-{user.index}"
-        context = None if self.name == "static" else ranking_pb2.UserContext(user_id=user_id)
         request_id = f"sim-{self.name}-{step}"
-        items, personalized = await ranked_ids(self.stub, text, k, context, request_id)
+        items, personalized = await self.ranked(world, user, qid, text, k, user_id, request_id)
         clicked, bought = world.interact(user, qid, items, u[:, : len(items)])
+        self._record(world, user, qid, items, clicked, bought, personalized)
+        if self.stub is None:
+            return
         events = []
         for pos, item in enumerate(items.tolist(), start=1):
             kinds = [ranking_pb2.IMPRESSION] + [ranking_pb2.CLICK] * bool(clicked[pos - 1]) + \
@@ -73,12 +81,27 @@ class Arm:
                                                  user_id=user_id, item_id=item, type=kind, position=pos)
                        for kind in kinds]
         await self.stub.Feedback(iter(events), timeout=30)
+
+    def _record(self, world: World, user: User, qid: int, items: np.ndarray, clicked: np.ndarray,
+                bought: np.ndarray, personalized: bool) -> None:
         t = self.trace
         t.clicks.append(int(clicked.sum()))
         t.purchases.append(int(bought.sum()))
         t.shown.append(len(items))
         t.ndcg_pref.append(world.ndcg_pref(user, qid, items))
         t.personalized.append(int(personalized))
+
+
+class Ceiling(Arm):
+    """No server: the query's judged items in the order the user's hidden taste prefers
+    (`World.ideal`). What any ranker could reach from the judged items, with the same random draws."""
+
+    def __init__(self) -> None:
+        super().__init__("ceiling", None)
+
+    async def ranked(self, world: World, user: User, qid: int, text: str, k: int, user_id: str,
+                     request_id: str) -> tuple[np.ndarray, bool]:
+        return world.ideal(user, qid, k), True
 
 
 async def ranked_ids(stub: ranking_pb2_grpc.RankerStub, text: str, k: int,
@@ -99,6 +122,7 @@ async def run_simulation(world: World, targets: dict[str, str], cfg: SimConfig, 
     channels = {t: grpc.aio.insecure_channel(t) for t in set(targets.values())}
     try:
         arms = [Arm(a, ranking_pb2_grpc.RankerStub(channels[targets[a]])) for a in ARMS if a in targets]
+        ceiling = Ceiling()
         users = world.users(cfg.users)
         rng = np.random.default_rng(cfg.seed)
         with Progress(disable=not progress) as bar:
@@ -107,10 +131,11 @@ async def run_simulation(world: World, targets: dict[str, str], cfg: SimConfig, 
                 user = users[int(rng.integers(len(users)))]
                 query = world.query_for(user, rng)
                 u = rng.random((3, cfg.k))
-                for arm in arms:
+                for arm in [*arms, ceiling]:
                     await arm.step(world, user, step, query, cfg.k, u)
                 bar.advance(task)
         cold = await cold_start(world, ranking_pb2_grpc.RankerStub(channels[targets[arms[-1].name]]), cfg)
+        arms.append(ceiling)
     finally:
         for ch in channels.values():
             await ch.close()
@@ -139,23 +164,31 @@ def report(arms: list[Arm], cold: dict, cfg: SimConfig) -> dict:
     window = max(1, cfg.steps // 20)
     out: dict = {"config": asdict(cfg), "generated": True, "arms": {}, "cold_start": cold}
     for arm in arms:
-        t = {k: np.asarray(v, dtype=np.float64) for k, v in asdict(arm.trace).items()}
-        s = slice(len(t["shown"]) - last, None)
-        out["arms"][arm.name] = {
-            "ctr_last20": _ratio(t["clicks"][s], t["shown"][s]),
-            "cvr_last20": _ratio(t["purchases"][s], t["clicks"][s]),
-            "ndcg_pref_last20": nanmean(t["ndcg_pref"][s].tolist()),
-            "ctr": _ratio(t["clicks"], t["shown"]),
-            "personalized_share": float(t["personalized"].mean()),
-            "curves": {
-                "step": list(range(window, len(t["shown"]) + 1, window)),
-                "ctr": [_ratio(c, n) for c, n in _windows(t["clicks"], t["shown"], window)],
-                "ndcg_pref": [nanmean(w.tolist()) for w in _chunks(t["ndcg_pref"], window)],
-                "cumulative_regret": np.cumsum(1.0 - np.nan_to_num(t["ndcg_pref"], nan=1.0))[
-                    window - 1 :: window].tolist(),
-            },
-        }
+        summary = _summary(arm.trace, last, window)
+        if isinstance(arm, Ceiling):  # no arm of the experiment: the reachable best, beside them
+            out["ceiling"] = summary
+        else:
+            out["arms"][arm.name] = summary
     return out
+
+
+def _summary(trace: ArmTrace, last: int, window: int) -> dict:
+    t = {k: np.asarray(v, dtype=np.float64) for k, v in asdict(trace).items()}
+    s = slice(len(t["shown"]) - last, None)
+    return {
+        "ctr_last20": _ratio(t["clicks"][s], t["shown"][s]),
+        "cvr_last20": _ratio(t["purchases"][s], t["clicks"][s]),
+        "ndcg_pref_last20": nanmean(t["ndcg_pref"][s].tolist()),
+        "ctr": _ratio(t["clicks"], t["shown"]),
+        "personalized_share": float(t["personalized"].mean()),
+        "curves": {
+            "step": list(range(window, len(t["shown"]) + 1, window)),
+            "ctr": [_ratio(c, n) for c, n in _windows(t["clicks"], t["shown"], window)],
+            "ndcg_pref": [nanmean(w.tolist()) for w in _chunks(t["ndcg_pref"], window)],
+            "cumulative_regret": np.cumsum(1.0 - np.nan_to_num(t["ndcg_pref"], nan=1.0))[
+                window - 1 :: window].tolist(),
+        },
+    }
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> float:
@@ -179,7 +212,7 @@ def write_plot(rep: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    for name, arm in rep["arms"].items():
+    for name, arm in [*rep["arms"].items(), ("ceiling (knows the taste)", rep["ceiling"])]:
         c = arm["curves"]
         axes[0].plot(c["step"], c["ctr"], label=name)
         axes[1].plot(c["step"], c["ndcg_pref"], label=name)

@@ -123,6 +123,8 @@ def test_personal_ranking_follows_clicks_and_is_never_shared(server: Running) ->
     assert [it.item_id for it in stranger] == [it.item_id for it in base_items]
     assert all({c.name for c in it.explanation} == {"relevance", "redundancy"} for it in stranger)
     assert server.metric("rankserve_feedback_events_total", 'outcome="accepted",type="PURCHASE"') >= 30
+    # The bandit's posterior per arm is exported after each commit (here: the prior, no list rewarded).
+    assert server.metric("rankserve_bandit_interaction_rate", 'context="2",weight="1"') == 0.5
 
 
 def test_a_postgres_dsn_puts_the_log_in_a_shared_database(artifacts: Artifacts, tmp_path: Path) -> None:

@@ -62,3 +62,22 @@ def test_relevance_gate_opens_above_the_mean_only() -> None:
     ids = np.arange(5)
     gated = Personalizer(ITEMS, 1.0).scores(profile_of([0, 1, 2, 3]), ids, relevance=rel)
     assert (gated[:4] == 0).all() and gated[4] != 0
+
+
+def test_attribute_preference_is_a_rate_once_impressions_are_logged() -> None:
+    items = ItemColumns.of(VECTORS[:4], ["A"] * 4, np.array([1.0, 1, 1, 1]),
+                           ["color:navy", "color:red", "color:navy", "color:red"])
+    book = ProfileBook(items)
+    shown = [Event(f"i{k}", "", "u", k % 2, EventType.IMPRESSION, 1, 0) for k in range(20)]
+    book.apply([*shown, Event("c", "", "u", 1, EventType.CLICK, 2, 0)])  # navy shown 10×, never clicked
+    p = book.get("u")
+    assert p.seen == pytest.approx({"color:navy": 10.0, "color:red": 10.0}) and p.seen_total == 20
+    pref = Personalizer(items, 1.0)._attr_pref
+    assert pref(p, ("color:navy",)) < 0 < pref(p, ("color:red",))
+    assert pref(p, ()) == 0.0
+    scores = Personalizer(items, 1.0).scores(p, np.array([2, 3]))
+    assert scores[1] > scores[0]  # the unseen red item beats the unseen navy one
+    # Without impressions in the log: the share of the attribute weight the item covers.
+    no_shows = ProfileBook(items)
+    no_shows.apply([Event("c", "", "u", 1, EventType.CLICK, 2, 0)])
+    assert pref(no_shows.get("u"), ("color:red",)) == 1.0 and pref(no_shows.get("u"), ("color:navy",)) == 0

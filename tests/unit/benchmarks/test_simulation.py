@@ -1,0 +1,58 @@
+"""The simulated shoppers' world: tastes read from item features and prices, position-biased clicks
+from shared random draws, and NDCG against a user's taste."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.simulation.world import User, World
+from catalog.io import load_catalog
+
+
+@pytest.fixture(scope="module")
+def world(small_queries: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
+    from catalog.builder import build_catalog
+
+    out = build_catalog(small_queries, tmp_path_factory.mktemp("sim") / "catalog", seed=0, products=2000,
+                        progress=False)
+    return World(load_catalog(out), seed=0)
+
+
+def test_taste_reads_colour_material_and_price(world: World) -> None:
+    i = int(np.flatnonzero(world.colour != "")[0])
+    fan = User(0, frozenset({world.colour[i]}), str(world.material[i]), float(world.price[i]), ("x",))
+    stranger = User(1, frozenset({"no such colour"}), "no such material", float(world.price[i]) * 50, ("x",))
+    assert world.taste(fan, np.array([i]))[0] == pytest.approx(
+        0.4 + 0.2 * (world.material[i] != "") + 0.4)
+    assert world.taste(stranger, np.array([i]))[0] < 0.01
+
+
+def test_clicks_follow_relevance_position_and_the_shared_draws(world: World) -> None:
+    qid = next(iter(world.rel))
+    judged = np.array([p for p, g in world.rel[qid].items() if g > 0][:10])
+    user = world.users(1)[0]
+    u = np.random.default_rng(0).random((3, len(judged)))
+    a = world.interact(user, qid, judged, u)
+    b = world.interact(user, qid, judged, u)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # same draws, same clicks
+    clicked, bought = a
+    assert not (bought & ~clicked).any()
+    none_examined = np.ones_like(u)  # draws of 1: nothing below rank 1 is examined, nothing clicked
+    assert not world.interact(user, qid, judged, none_examined)[0].any()
+    unjudged = np.setdiff1d(np.arange(world.n_items), list(world.rel[qid]))[: len(judged)]
+    always = np.zeros_like(u)  # every draw 0: examined, and clicked iff the attraction is positive
+    assert world.interact(user, qid, unjudged, always)[0].all()  # noise clicks happen on anything
+    assert world.interact(user, qid, judged, always)[0].all()
+
+
+def test_ndcg_against_taste_is_one_for_the_taste_ideal_order(world: World) -> None:
+    qid = next(iter(world.rel))
+    user = world.users(2)[1]
+    judged = np.array(list(world.rel[qid]))
+    gains = world.relevance(qid, judged) * world.taste(user, judged)
+    best = judged[np.argsort(-gains, kind="stable")]
+    assert world.ndcg_pref(user, qid, best) == pytest.approx(1.0)
+    assert world.ndcg_pref(user, qid, best[::-1]) < 1.0
