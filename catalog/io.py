@@ -16,6 +16,7 @@ QUERY_COLUMNS = ["query_id", "query", "query_class"]
 LABEL_COLUMNS = ["id", "query_id", "product_id", "label"]
 LABELS = ("Exact", "Partial", "Irrelevant")
 LABEL_GAIN = {"Exact": 2, "Partial": 1, "Irrelevant": 0}
+CATALOG_FILES = ("product.csv", "query.csv", "label.csv", "catalog.json")  # what `load_catalog` reads
 
 _PRODUCT_DTYPES = {"product_id": "int64", "product_name": str, "product_class": str,
                    "category_hierarchy": str, "product_description": str, "product_features": str,

@@ -169,6 +169,10 @@ def serve(
     products: Products = None,
     train_steps: TrainSteps = None,
     state_dir: StateDir = None,
+    build: Annotated[bool | None, typer.Option(
+        "--build/--no-build", help="Build missing artifacts first (default), or never write into the "
+                                   "catalog and model directories and refuse to start without them "
+                                   "(RANKSERVE_BUILD_ARTIFACTS).")] = None,
 ) -> None:
     """Serve the Ranker gRPC service (with health and reflection), building what is missing first."""
     from server.app import serve as run
@@ -176,12 +180,24 @@ def serve(
     if not demo and catalog is None:
         raise typer.BadParameter("give --demo or --catalog DIR")
     settings = settings_from(catalog_dir=catalog, model_dir=model, host=host, port=port,
-                             triton_url=triton_url, metrics_port=metrics_port, state_dir=state_dir)
-    build = build_settings_from(catalog_dir=catalog, model_dir=model, queries=queries, products=products,
-                                train_steps=train_steps)
-    if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
-        raise typer.BadParameter(f"no catalog in {settings.catalog_dir}: run `rankserve catalog build` first")
-    build_missing(build)  # before logging is configured: the quantiser logs every tensor at INFO on root
+                             triton_url=triton_url, metrics_port=metrics_port, state_dir=state_dir,
+                             build_artifacts=build)
+    if settings.build_artifacts:
+        if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
+            raise typer.BadParameter(
+                f"no catalog in {settings.catalog_dir}: run `rankserve catalog build` first")
+        # Before logging is configured: the quantiser logs every tensor at INFO on root.
+        build_missing(build_settings_from(catalog_dir=catalog, model_dir=model, queries=queries,
+                                          products=products, train_steps=train_steps))
+    else:
+        from server.wiring import missing_artifacts
+
+        missing = missing_artifacts(settings)
+        if missing:
+            names = ", ".join(map(str, missing))
+            console.print(f"[bold red]cannot serve without building:[/] missing {names} "
+                          "(build them with `rankserve build`)")
+            raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run(settings, console=console))
 

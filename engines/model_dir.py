@@ -13,11 +13,32 @@ from pathlib import Path
 from engines.cross_encoder import CONFIG_FILE, CrossEncoder, load_model, read_config
 from engines.hf_cross_encoder import HfCrossEncoder, load_hf_cross_encoder, pair_limits
 from engines.pair_tokenizer import PairTokenizer
-from engines.triton.repository import write_model_repository
+from engines.triton.repository import MODEL_NAME, write_model_repository
 
 # Both take (input_ids, attention_mask) and give one logit per pair, and offer `score`,
 # `pair_tokenizer` and `int8_embeddings`: export, quantisation and the parity gate treat them alike.
 ServedModel = CrossEncoder | HfCrossEncoder
+
+
+def served_files(model_dir: Path, *, engine: str, triton_model: str, repo: Path | None) -> list[Path]:
+    """What serving ``model_dir`` with ``engine`` reads, as written by `rankserve build`: the
+    checkpoint's config and tokenizer always (the pair tokenizer and pad id come from it), the weights
+    for the in-process torch engine, and for Triton the entry in ``repo`` (None: an external Triton
+    holds the repository)."""
+    model_dir = Path(model_dir)
+    hf = model_dir / "hf"
+    if is_in_house(model_dir):
+        files = [hf / CONFIG_FILE]
+    else:
+        files = [hf / "config.json", hf / "tokenizer.json"]
+        if engine == "torch":
+            files.append(hf / "model.safetensors")
+    if engine == "triton" and repo is not None:
+        entry = Path(repo) / triton_model
+        files += [entry / "config.pbtxt", entry / "1" / "model.onnx"]
+        if triton_model == MODEL_NAME:  # the Python-backend entry runs its own model.py
+            files.append(entry / "1" / "model.py")
+    return files
 
 
 def is_in_house(model_dir: Path) -> bool:

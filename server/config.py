@@ -58,6 +58,11 @@ class BuildSettings(_Locations):
 class Settings(_Locations):
     """Serving: the gRPC server, the pipeline's defaults and limits, and where the reranker runs."""
 
+    # `serve` builds what is missing first (the demo). False: never write into the catalog or model
+    # directory (a read-only mount; `rankserve build` runs elsewhere, e.g. an initContainer or a Job),
+    # and refuse to start, naming the file, when an artifact is missing.
+    build_artifacts: bool = True
+
     # "hybrid": BM25 and dense lists fused by reciprocal rank (filters inside both); "dense": FAISS only.
     retrieval: Literal["hybrid", "dense"] = "hybrid"
     ef_search: int = Field(128, ge=1)

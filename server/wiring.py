@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalog.io import item_texts, load_catalog
+from catalog.io import CATALOG_FILES, item_texts, load_catalog
+from engines.model_dir import served_files
 from engines.select_reranker import select_reranker
 from feedback.events import AppendResult
 from feedback.hub import FeedbackHub, open_hub
@@ -17,7 +18,7 @@ from pipeline.personalize import Personalizer
 from pipeline.pipeline import RankingPipeline
 from pipeline.types import ItemTable
 from retrieval.embed import WordLlamaEmbedder
-from retrieval.index import load_item_index
+from retrieval.index import FILTERS_FILE, INDEX_FILE, META_FILE, VECTORS_FILE, load_item_index
 from retrieval.retrieve import select_retriever
 from server.config import Settings
 
@@ -30,6 +31,17 @@ class Loaded:
     categories: list[str]
     index_factory: str
     feedback: FeedbackHub | None = None  # None: feedback is off (Settings.feedback)
+
+
+def missing_artifacts(settings: Settings) -> list[Path]:
+    """The files serving reads that are not there (serving without building must not start without
+    them): catalog, index, and what the configured reranker engine loads."""
+    catalog_dir = Path(settings.catalog_dir)  # type: ignore[arg-type]
+    needed = [catalog_dir / f for f in (*CATALOG_FILES, META_FILE, INDEX_FILE, VECTORS_FILE, FILTERS_FILE)]
+    repo = settings.triton_repo if settings.triton_url is None else None  # we start Triton on it
+    needed += served_files(Path(settings.model_dir), engine=settings.reranker_engine,  # type: ignore[arg-type]
+                           triton_model=settings.triton_model, repo=repo)
+    return [f for f in needed if not f.is_file()]
 
 
 def load_pipeline(settings: Settings, triton_url: str | None, *,

@@ -211,6 +211,9 @@ class TritonServer:
             env["RANKSERVE_PYTHONPATH"] = os.pathsep.join(sorted(site))
             # The model's numpy only pads and copies; idle OpenBLAS threads would spin beside ORT's.
             env.setdefault("OPENBLAS_NUM_THREADS", "1")
+            # The Python backend imports the repository's model.py: no __pycache__ written beside it
+            # (the repository may be a read-only mount, and serving never writes into it).
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
             self._proc = self._spawn(self.command(backend_dir, paths.binary), env)
             atexit.register(self.stop)

@@ -54,6 +54,15 @@ def test_rankserve_container_matches_cli_and_config(name: str, container: dict) 
     assert container["readinessProbe"]["grpc"] == {"port": port, "service": "ranking.v1.Ranker"}
 
 
+def test_servers_never_build_into_the_read_only_volume() -> None:
+    for name, c in RANKSERVE:
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env["RANKSERVE_BUILD_ARTIFACTS"] == "false", name
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        assert mounts["/artifacts"]["readOnly"] is True
+        assert env["RANKSERVE_STATE_DIR"] in mounts and not mounts[env["RANKSERVE_STATE_DIR"]].get("readOnly")
+
+
 def test_triton_sidecar_loads_the_onnx_entry_the_server_asks_for() -> None:
     for name, c in RANKSERVE:
         model = next(e["value"] for e in c["env"] if e["name"] == "RANKSERVE_TRITON_MODEL")
