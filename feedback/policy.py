@@ -8,7 +8,7 @@ bandit and the propensities are rebuilt exactly by `replay` on start: the log is
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -45,6 +45,12 @@ class Policy:
         self._tracked = tracked
         self._decisions: OrderedDict[str, Decision] = OrderedDict()  # recent ones, for their feedback
         self._rewarded: set[str] = set()
+        # Impressions and clicks by the arm their list was served under: "unpersonalised" (no decision:
+        # no user, no history, or a list decided before the tracked window) or the personal weight. A
+        # click counts only on a list whose impressions were logged, so CTR stays a share.
+        self.shown: Counter[str] = Counter()
+        self.clicked: Counter[str] = Counter()
+        self._impressed: OrderedDict[str, None] = OrderedDict()
 
     def decide(self, request_id: str, user_id: str, profile_events: int) -> Decision:
         rng = np.random.default_rng(request_seed(request_id, "bandit"))
@@ -70,10 +76,18 @@ class Policy:
                 self._rewarded.discard(old)
 
     def learn(self, events: Iterable[Event]) -> None:
-        """Committed events on decided lists: clicks on shuffled lists measure position bias, and the
-        first interaction on a list rewards its arm."""
+        """Committed events: impressions and clicks counted by arm; on decided lists, clicks on shuffled
+        lists measure position bias, and the first interaction on a list rewards its arm."""
         for e in events:
             d = self._decisions.get(e.request_id)
+            arm = "unpersonalised" if d is None else f"weight {d.weight:g}"
+            if e.type == EventType.IMPRESSION:
+                self.shown[arm] += 1
+                self._impressed[e.request_id] = None
+                if len(self._impressed) > self._tracked:
+                    self._impressed.popitem(last=False)
+            elif e.type == EventType.CLICK and e.request_id in self._impressed:
+                self.clicked[arm] += 1
             if d is None or e.type not in INTERACTIONS:
                 continue
             if d.explore and e.type == EventType.CLICK:
@@ -82,6 +96,10 @@ class Policy:
                 self._rewarded.add(e.request_id)
                 if self.bandit is not None and d.arm >= 0:
                     self.bandit.rewarded(Choice(d.context, d.arm, d.weight))
+
+    def ctr(self) -> dict[str, float]:
+        """Clicks per impression by arm, for the arms that have impressions."""
+        return {arm: self.clicked[arm] / n for arm, n in self.shown.items() if n}
 
     def click_weight(self, position: int) -> float:
         """Inverse-propensity weight of an interaction shown at ``position``."""

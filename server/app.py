@@ -82,9 +82,12 @@ class RankServer:
         """After each event-log commit: its metrics, and the bandit's posterior (what the commit taught)."""
         self.metrics.committed(result, seconds)
         loaded = self.service.loaded
-        bandit = loaded.feedback.policy.bandit if loaded is not None and loaded.feedback else None
-        if bandit is not None:
-            self.metrics.bandit(bandit.means(), bandit.weights)
+        if loaded is None or loaded.feedback is None:
+            return
+        policy = loaded.feedback.policy
+        self.metrics.arm_ctr(policy.ctr())
+        if policy.bandit is not None:
+            self.metrics.bandit(policy.bandit.means(), policy.bandit.weights)
 
     async def _wait_reranker_ready(self, triton_url: str) -> None:
         """An external Triton may still be loading: stay NOT_SERVING until its model is ready."""

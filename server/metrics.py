@@ -36,6 +36,9 @@ class Metrics:
                               "Posterior mean share of personalised lists with a click, cart or purchase, "
                               "per bandit arm (profile-size context, personal weight)", ["context", "weight"],
                               registry=self.registry)
+        self.ctr = Gauge("rankserve_ctr", "Clicks per impression in the feedback log, by the arm the list "
+                         "was served under (unpersonalised, or the personal weight)", ["arm"],
+                         registry=self.registry)
         self.queued = Gauge("rankserve_queued", "Rank RPCs waiting for admission", registry=self.registry)
 
     def committed(self, result: AppendResult, seconds: float) -> None:
@@ -51,6 +54,10 @@ class Metrics:
         for ctx, row in enumerate(means):
             for w, m in zip(weights, row, strict=True):
                 self.arm_rate.labels(str(ctx), f"{w:g}").set(float(m))
+
+    def arm_ctr(self, ctr: dict[str, float]) -> None:
+        for arm, value in ctr.items():
+            self.ctr.labels(arm).set(value)
 
     def serve_http(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

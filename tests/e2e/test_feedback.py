@@ -125,6 +125,13 @@ def test_personal_ranking_follows_clicks_and_is_never_shared(server: Running) ->
     assert server.metric("rankserve_feedback_events_total", 'outcome="accepted",type="PURCHASE"') >= 30
     # The bandit's posterior per arm is exported after each commit (here: the prior, no list rewarded).
     assert server.metric("rankserve_bandit_interaction_rate", 'context="2",weight="1"') == 0.5
+    # CTR by the arm a list was served under: four impressions and one click of an anonymous list.
+    shown = [ranking_pb2.FeedbackEvent(event_id=f"anon-{i}", request_id="anon", item_id=i,
+                                       type=ranking_pb2.IMPRESSION, position=i + 1) for i in range(4)]
+    clicked = ranking_pb2.FeedbackEvent(event_id="anon-c", request_id="anon", item_id=2,
+                                        type=ranking_pb2.CLICK, position=3)
+    assert server.stub.Feedback(iter([*shown, clicked]), timeout=30).accepted == 5
+    assert server.metric("rankserve_ctr", 'arm="unpersonalised"') == 0.25
 
 
 def test_a_postgres_dsn_puts_the_log_in_a_shared_database(artifacts: Artifacts, tmp_path: Path) -> None:

@@ -88,3 +88,13 @@ def test_decisions_and_events_rebuild_the_same_policy_from_the_log(tmp_path: Pat
     assert np.array_equal(rebuilt.bandit.successes, online.bandit.successes)
     assert np.array_equal(rebuilt.propensities.clicks, online.propensities.clicks)
     assert isinstance(decided[0], Decision)
+
+
+def test_ctr_is_counted_by_the_arm_a_list_was_served_under() -> None:
+    policy = Policy(bandit=False, fixed_weight=0.5, explore_share=0.0)
+    policy.decide("personal", "u", 3)
+    shown = [Event(f"i{k}", rid, "u", 1, EventType.IMPRESSION, k + 1, 0)
+             for rid in ("personal", "anonymous") for k in range(4)]
+    policy.learn([*shown, click(1, "personal", 2), click(2, "personal", 3), click(3, "anonymous", 1),
+                  click(4, "never-shown", 1)])  # a click on a list without logged impressions: no share
+    assert policy.ctr() == {"weight 0.5": 0.5, "unpersonalised": 0.25}
