@@ -214,13 +214,17 @@ def query(
     in_stock: Annotated[bool, typer.Option(help="Only items in stock.")] = False,
     target: Annotated[str, typer.Option(help="Server HOST:PORT.")] = "127.0.0.1:50051",
     timeout: Annotated[float, typer.Option(help="Deadline in seconds.")] = 10.0,
+    user: Annotated[str | None, typer.Option(help="Rank for this user id (personal when it has history).")
+                    ] = None,
 ) -> None:
     """Send one Rank request and print the items as they stream in."""
+    from protos.ranking.v1 import ranking_pb2
     from server.client import print_stream
 
+    context = ranking_pb2.UserContext(user_id=user) if user else None
     code = asyncio.run(print_stream(target, text, k=k, lam=lam, candidates=candidates, category=category,
                                     min_price=min_price, max_price=max_price, in_stock=in_stock,
-                                    timeout=timeout))
+                                    timeout=timeout, user=context))
     raise typer.Exit(code)
 
 

@@ -58,8 +58,9 @@ async def print_stream(target: str, query: str, *, timeout: float = 10.0, **kwar
                 else:
                     s, t = msg.summary, msg.summary.timings
                     state = f"[red]DEGRADED ({s.degraded_reason})[/]" if s.degraded else "[green]ok[/]"
+                    personal = f", personalised (profile v{s.profile_version})" if s.personalized else ""
                     out.print(f"-- {s.items_returned} items, {s.candidates_retrieved} retrieved, "
-                              f"{s.candidates_reranked} reranked, λ={s.mmr_lambda:.2f}, {state}; "
+                              f"{s.candidates_reranked} reranked, λ={s.mmr_lambda:.2f}, {state}{personal}; "
                               f"embed {t.embed_ms:.1f} / ann {t.retrieve_ms:.1f} / tok {t.tokenize_ms:.1f} / "
                               f"rerank {t.rerank_ms:.1f} / fusion {t.fusion_ms:.1f} / mmr {t.mmr_ms:.2f} / "
                               f"total {t.total_ms:.1f} ms; "
