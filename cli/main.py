@@ -173,6 +173,8 @@ def serve(
         "--build/--no-build", help="Build missing artifacts first (default), or never write into the "
                                    "catalog and model directories and refuse to start without them "
                                    "(RANKSERVE_BUILD_ARTIFACTS).")] = None,
+    experiments: Annotated[Path | None, typer.Option(
+        help="A/B experiments file (YAML or TOML): arms that set λ, candidates, personal weight.")] = None,
 ) -> None:
     """Serve the Ranker gRPC service (with health and reflection), building what is missing first."""
     from server.app import serve as run
@@ -181,7 +183,15 @@ def serve(
         raise typer.BadParameter("give --demo or --catalog DIR")
     settings = settings_from(catalog_dir=catalog, model_dir=model, host=host, port=port,
                              triton_url=triton_url, metrics_port=metrics_port, state_dir=state_dir,
-                             build_artifacts=build)
+                             build_artifacts=build, experiments_file=experiments)
+    if settings.experiments_file is not None:
+        from pipeline.experiments import Experiments
+
+        try:
+            Experiments.load(settings.experiments_file)
+        except (OSError, ValueError) as e:
+            console.print(f"[bold red]bad experiments file:[/] {e}")
+            raise typer.Exit(2) from e
     if settings.build_artifacts:
         if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
             raise typer.BadParameter(

@@ -71,6 +71,7 @@ class RankServer:
         loaded = await asyncio.to_thread(load_pipeline, s, triton_url, on_commit=self._committed)
         if s.reranker_engine == "triton":
             await self._wait_reranker_ready(triton_url)
+        self.service.check_experiments(loaded)
         self.service.loaded = loaded
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

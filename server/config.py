@@ -62,6 +62,8 @@ class Settings(_Locations):
     # directory (a read-only mount; `rankserve build` runs elsewhere, e.g. an initContainer or a Job),
     # and refuse to start, naming the file, when an artifact is missing.
     build_artifacts: bool = True
+    # A/B experiments (pipeline.experiments): a YAML or TOML file of experiments and their arms.
+    experiments_file: Path | None = None
 
     # "hybrid": BM25 and dense lists fused by reciprocal rank (filters inside both); "dense": FAISS only.
     retrieval: Literal["hybrid", "dense"] = "hybrid"

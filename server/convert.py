@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 
@@ -19,6 +20,18 @@ class InvalidArgument(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.detail = message
+
+
+def with_arm(params: RankParams, req: ranking_pb2.RankRequest, overrides: dict[str, object],
+             settings: Settings) -> RankParams:
+    """``params`` with the experiment arm's defaults where the request left the field unset."""
+    changes: dict[str, object] = {}
+    if "mmr_lambda" in overrides and not req.HasField("mmr_lambda"):
+        changes["mmr_lambda"] = float(overrides["mmr_lambda"])  # type: ignore[arg-type]
+    if "candidates" in overrides and not req.HasField("candidates"):
+        changes["candidates"] = min(max(int(overrides["candidates"]), params.k),  # type: ignore[call-overload]
+                                    settings.max_candidates)
+    return dataclasses.replace(params, **changes) if changes else params
 
 
 def parse_request(req: ranking_pb2.RankRequest, settings: Settings) -> RankParams:
@@ -109,7 +122,8 @@ def item_message(item: RankedItem) -> ranking_pb2.RankResponse:
         explanation=[ranking_pb2.ScoreComponent(name=n, value=v) for n, v in item.explanation]))
 
 
-def summary_message(s: RankSummary, queue_ms: float, *, cache_hit: bool = False) -> ranking_pb2.RankResponse:
+def summary_message(s: RankSummary, queue_ms: float, *, cache_hit: bool = False, variant: str = ""
+                    ) -> ranking_pb2.RankResponse:
     t = s.timings_ms
     timings = ranking_pb2.StageTimings(
         embed_ms=t.get("embed", 0.0), retrieve_ms=t.get("retrieve", 0.0), tokenize_ms=t.get("tokenize", 0.0),
@@ -120,4 +134,5 @@ def summary_message(s: RankSummary, queue_ms: float, *, cache_hit: bool = False)
         candidates_reranked=s.candidates_reranked, items_returned=s.items_returned,
         model_version=s.model_version, index_version=s.index_version, degraded=s.degraded,
         degraded_reason=s.degraded_reason, mmr_lambda=s.mmr_lambda, cache_hit=cache_hit,
-        personalized=s.personalized, profile_version=s.profile_version, explored=s.explored))
+        personalized=s.personalized, profile_version=s.profile_version, explored=s.explored,
+        variant=variant))

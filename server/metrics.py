@@ -26,6 +26,14 @@ class Metrics:
         self.cache = Counter("rankserve_ranking_cache", "Ranking cache lookups", ["result"],
                              registry=self.registry)
         self.inflight = Gauge("rankserve_inflight", "Rank RPCs running the pipeline", registry=self.registry)
+        # Per experiment arm ("experiment/arm;..."); requests outside any experiment are not repeated here.
+        self.variant_requests = Counter("rankserve_variant_requests", "Rank RPCs by experiment arm and final "
+                                        "gRPC status code", ["variant", "code"], registry=self.registry)
+        self.variant_latency = Histogram("rankserve_variant_request_seconds", "Rank RPC latency by "
+                                         "experiment arm", ["variant"], buckets=_LATENCY_BUCKETS,
+                                         registry=self.registry)
+        self.variant_degraded = Counter("rankserve_variant_degraded", "Rank RPCs served degraded, by "
+                                        "experiment arm", ["variant"], registry=self.registry)
         self.rpcs = Counter("rankserve_rpcs", "Other RPCs by method and final gRPC status code",
                             ["method", "code"], registry=self.registry)
         self.events = Counter("rankserve_feedback_events", "Feedback events committed, by type and outcome",

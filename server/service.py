@@ -19,6 +19,7 @@ from feedback.events import Event
 from feedback.hub import FeedbackHub
 from feedback.policy import request_seed
 from feedback.store import StoreUnavailable
+from pipeline.experiments import Experiments
 from pipeline.personalize import Personal
 from pipeline.pipeline import RankingPipeline
 from pipeline.types import DeadlineExceeded, RankedItem, RankParams, RankSummary
@@ -34,6 +35,7 @@ from server.convert import (
     parse_request,
     parse_user,
     summary_message,
+    with_arm,
 )
 from server.metrics import Metrics
 from server.wiring import Loaded
@@ -59,6 +61,8 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
         self.admission = Admission(settings.max_inflight, settings.max_queued)
         self.cache = RankingCache(settings.ranking_cache_size, settings.ranking_cache_ttl_s)
         self.loaded: Loaded | None = None  # set once the pipeline is loaded; UNAVAILABLE until then
+        self.experiments = (Experiments.load(settings.experiments_file) if settings.experiments_file
+                            else None)
 
     @property
     def pipeline(self) -> RankingPipeline:
@@ -69,11 +73,27 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
     async def Rank(
         self, request: ranking_pb2.RankRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ranking_pb2.RankResponse]:
-        async with self._status(context):
+        async with self._status(context) as labels:
             params = parse_request(request, self.settings)
-            personal = self._personal(request, params.request_id)
-            async for message in self._ranked(params, request.bypass_cache, context, personal):
+            user_id, _ = parse_user(request, len(self.pipeline.items))
+            arm = self.experiments.assign(user_id, params.request_id) if self.experiments else None
+            if arm is not None:
+                labels["variant"] = arm.variant
+                params = with_arm(params, request, arm.overrides, self.settings)
+            weight = arm.overrides.get("personal_weight") if arm is not None else None
+            personal = self._personal(request, params.request_id, weight)  # type: ignore[arg-type]
+            async for message in self._ranked(params, request.bypass_cache, context, personal,
+                                              labels.get("variant", "")):
                 yield message
+
+    def check_experiments(self, loaded: Loaded) -> None:
+        """Arms may name only the served model version (until versions are served side by side)."""
+        for e in self.experiments.experiments if self.experiments else ():
+            for a in e.arms:
+                if a.model_version is not None and a.model_version != loaded.pipeline.model_version:
+                    raise ValueError(f"experiment {e.name!r}, arm {a.name!r}: model_version "
+                                     f"{a.model_version!r} is not served (serving "
+                                     f"{loaded.pipeline.model_version!r})")
 
     async def Feedback(self, request_iterator: AsyncIterator[ranking_pb2.FeedbackEvent],
                        context: grpc.aio.ServicerContext) -> ranking_pb2.FeedbackAck:
@@ -135,21 +155,27 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             raise FeedbackOff("feedback is turned off on this server (Settings.feedback)")
         return self.loaded.feedback
 
-    def _personal(self, request: ranking_pb2.RankRequest, request_id: str) -> Personal | None:
+    def _personal(self, request: ranking_pb2.RankRequest, request_id: str, arm_weight: float | None = None
+                  ) -> Personal | None:
         """The user's profile (plus the request's recent items) and the policy's decision for this list,
-        or None: the unpersonalised ranking (no user, no history, feedback off, or weight 0)."""
+        or None: the unpersonalised ranking (no user, no history, feedback off, or weight 0). An
+        experiment arm's personal weight replaces the policy's for its lists."""
         user_id, recent = parse_user(request, len(self.pipeline.items))
         hub = self.loaded.feedback if self.loaded is not None else None
-        if hub is None or not (user_id or recent) or self.settings.personal_weight <= 0:
+        weight = self.settings.personal_weight if arm_weight is None else arm_weight
+        if hub is None or not (user_id or recent) or weight <= 0:
             return None
         profile = hub.profile_for(user_id, recent, int(time.time() * 1e3))
         if profile is None:
             return None
+        if arm_weight is not None:
+            return Personal(profile, arm_weight)
         d = hub.decide(request_id, user_id, profile)
         return Personal(profile, d.weight, request_seed(request_id, "shuffle") if d.explore else None)
 
     async def _ranked(self, params: RankParams, bypass_cache: bool, context: grpc.aio.ServicerContext,
-                      personal: Personal | None = None) -> AsyncIterator[ranking_pb2.RankResponse]:
+                      personal: Personal | None = None, variant: str = ""
+                      ) -> AsyncIterator[ranking_pb2.RankResponse]:
         """The ranking as messages: from the cache, or through admission and the pipeline."""
         t0 = time.perf_counter()
         pipeline = self.pipeline
@@ -163,7 +189,7 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             for item in cached.items:
                 yield item_message(item)
             yield summary_message(dataclasses.replace(cached.summary, request_id=params.request_id), 0.0,
-                                  cache_hit=True)
+                                  cache_hit=True, variant=variant)
             return
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
@@ -178,21 +204,24 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
                         items.append(event)
                         yield item_message(event)
                     else:
-                        self._observe(event)
+                        self._observe(event, variant)
                         if shared:
                             self.cache.put(key, items, event)
-                        yield summary_message(event, queue_ms)
+                        yield summary_message(event, queue_ms, variant=variant)
         finally:
             self.metrics.queued.set(self.admission.waiting)
             self.metrics.inflight.set(self.admission.running)
 
     @asynccontextmanager
-    async def _status(self, context: grpc.aio.ServicerContext, rpc: str = "Rank") -> AsyncIterator[None]:
-        """Map what went wrong to a gRPC status naming the cause; count and time every RPC."""
+    async def _status(self, context: grpc.aio.ServicerContext, rpc: str = "Rank"
+                      ) -> AsyncIterator[dict[str, str]]:
+        """Map what went wrong to a gRPC status naming the cause; count and time every RPC (per
+        experiment arm too, once the body has put its ``variant`` in the yielded labels)."""
         t0 = time.perf_counter()
         code = grpc.StatusCode.OK
+        labels: dict[str, str] = {}
         try:
-            yield
+            yield labels
         except asyncio.CancelledError:
             # The client went away or its deadline passed: grpc cancels us and the work stops here.
             expired = context.time_remaining() is not None and context.time_remaining() <= 0
@@ -203,14 +232,20 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             await _abort(context, code, message)
         finally:
             if rpc == "Rank":
+                seconds = time.perf_counter() - t0
                 self.metrics.requests.labels(code.name).inc()
-                self.metrics.latency.observe(time.perf_counter() - t0)
+                self.metrics.latency.observe(seconds)
+                if labels.get("variant"):
+                    self.metrics.variant_requests.labels(labels["variant"], code.name).inc()
+                    self.metrics.variant_latency.labels(labels["variant"]).observe(seconds)
             else:
                 self.metrics.rpcs.labels(rpc, code.name).inc()
 
-    def _observe(self, s: RankSummary) -> None:
+    def _observe(self, s: RankSummary, variant: str = "") -> None:
         if s.degraded:
             self.metrics.degraded.labels(s.degraded_reason).inc()
+            if variant:
+                self.metrics.variant_degraded.labels(variant).inc()
         for stage, ms in s.timings_ms.items():
             self.metrics.stage.labels(stage).observe(ms / 1e3)
 

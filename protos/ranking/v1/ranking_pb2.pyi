@@ -121,7 +121,7 @@ class StageTimings(_message.Message):
     def __init__(self, embed_ms: _Optional[float] = ..., retrieve_ms: _Optional[float] = ..., tokenize_ms: _Optional[float] = ..., rerank_ms: _Optional[float] = ..., mmr_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., send_ms: _Optional[float] = ..., fusion_ms: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("request_id", "timings", "candidates_retrieved", "candidates_reranked", "items_returned", "model_version", "index_version", "degraded", "degraded_reason", "mmr_lambda", "cache_hit", "personalized", "profile_version", "explored")
+    __slots__ = ("request_id", "timings", "candidates_retrieved", "candidates_reranked", "items_returned", "model_version", "index_version", "degraded", "degraded_reason", "mmr_lambda", "cache_hit", "personalized", "profile_version", "explored", "variant")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_RETRIEVED_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +136,7 @@ class Summary(_message.Message):
     PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
     PROFILE_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXPLORED_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     timings: StageTimings
     candidates_retrieved: int
@@ -150,7 +151,8 @@ class Summary(_message.Message):
     personalized: bool
     profile_version: int
     explored: bool
-    def __init__(self, request_id: _Optional[str] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., candidates_retrieved: _Optional[int] = ..., candidates_reranked: _Optional[int] = ..., items_returned: _Optional[int] = ..., model_version: _Optional[str] = ..., index_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., mmr_lambda: _Optional[float] = ..., cache_hit: _Optional[bool] = ..., personalized: _Optional[bool] = ..., profile_version: _Optional[int] = ..., explored: _Optional[bool] = ...) -> None: ...
+    variant: str
+    def __init__(self, request_id: _Optional[str] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., candidates_retrieved: _Optional[int] = ..., candidates_reranked: _Optional[int] = ..., items_returned: _Optional[int] = ..., model_version: _Optional[str] = ..., index_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., mmr_lambda: _Optional[float] = ..., cache_hit: _Optional[bool] = ..., personalized: _Optional[bool] = ..., profile_version: _Optional[int] = ..., explored: _Optional[bool] = ..., variant: _Optional[str] = ...) -> None: ...
 
 class RankResponse(_message.Message):
     __slots__ = ("item", "summary")

@@ -124,3 +124,16 @@ def test_explanations_and_personalisation_reach_the_messages() -> None:
         ("relevance", 0.4), ("personal", 0.1), ("redundancy", 0.0)]
     summary = summary_message(RankSummary("r", personalized=True, profile_version=7), 0.0).summary
     assert summary.personalized and summary.profile_version == 7
+
+
+def test_an_arm_sets_defaults_and_the_request_wins() -> None:
+    from server.convert import with_arm
+
+    arm = {"mmr_lambda": 0.4, "candidates": 5}
+    params = with_arm(parse_request(request(k=10), SETTINGS), request(k=10), arm, SETTINGS)
+    assert params.mmr_lambda == 0.4 and params.candidates == 10  # never fewer candidates than k
+    explicit = request(k=10, mmr_lambda=0.9, candidates=300)
+    params = with_arm(parse_request(explicit, SETTINGS), explicit, arm, SETTINGS)
+    assert (params.mmr_lambda, params.candidates) == (pytest.approx(0.9), 300)
+    plain = parse_request(request(request_id="r"), SETTINGS)
+    assert with_arm(plain, request(request_id="r"), {}, SETTINGS) is plain  # no arm: nothing changes

@@ -1,0 +1,53 @@
+"""Experiments over the real server: the arm is echoed, its defaults apply (the request's own values
+win), per-arm metrics count it, and an arm naming a model version that is not served stops the start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from protos.ranking.v1 import ranking_pb2
+from tests.conftest import Artifacts
+from tests.e2e.test_server import rank, start_server, stop_server
+
+ENGINE = {"RANKSERVE_RERANKER_ENGINE": "torch", "RANKSERVE_TORCH_DEVICE": "cpu",
+          "RANKSERVE_TORCH_PRECISION": "fp32"}
+SPEC = """
+experiments:
+  - name: diversity
+    arms:
+      - {name: control, share: 0.5}
+      - {name: diverse, share: 0.5, mmr_lambda: 0.3}
+"""
+
+
+def test_arms_are_echoed_applied_and_counted(artifacts: Artifacts, tmp_path: Path) -> None:
+    spec = tmp_path / "experiments.yaml"
+    spec.write_text(SPEC)
+    running = start_server(artifacts, tmp_path, RANKSERVE_EXPERIMENTS_FILE=str(spec), **ENGINE)
+    try:
+        seen = {}
+        for i in range(12):
+            user = ranking_pb2.UserContext(user_id=f"user-{i}")
+            _, _, summary = rank(running.stub, "velvet sofa", user=user)
+            seen[summary.variant] = summary.mmr_lambda
+            again = rank(running.stub, "oak desk", user=user)[2]
+            assert again.variant == summary.variant  # a user stays in the arm
+        assert seen == {"diversity/control": pytest.approx(0.9), "diversity/diverse": pytest.approx(0.3)}
+        _, _, explicit = rank(running.stub, "velvet sofa", lam=0.8,
+                              user=ranking_pb2.UserContext(user_id="user-0"))
+        assert explicit.mmr_lambda == pytest.approx(0.8)  # the request's own λ wins over the arm
+        counted = sum(running.metric("rankserve_variant_requests_total", f'code="OK",variant="diversity/{a}"')
+                      for a in ("control", "diverse"))
+        assert counted == 25
+    finally:
+        assert stop_server(running) == 0, running.log_tail()
+
+
+def test_an_arm_naming_an_unserved_model_version_stops_the_start(artifacts: Artifacts, tmp_path: Path
+                                                                  ) -> None:
+    spec = tmp_path / "experiments.yaml"
+    spec.write_text("experiments:\n  - name: m\n    arms: [{name: v2, share: 1.0, model_version: nope}]\n")
+    with pytest.raises(AssertionError, match="model_version 'nope' is not served"):
+        start_server(artifacts, tmp_path, RANKSERVE_EXPERIMENTS_FILE=str(spec), **ENGINE)
