@@ -82,6 +82,12 @@ class RankServer:
     def _committed(self, result: AppendResult, seconds: float) -> None:
         """After each event-log commit: its metrics, and the bandit's posterior (what the commit taught)."""
         self.metrics.committed(result, seconds)
+        experiments = self.service.experiments
+        if experiments is not None:
+            # The arm is a hash of the event's user (or request) id: the same the request was served by.
+            for e in result.new:
+                variant = experiments.assign(e.user_id, e.request_id).variant
+                self.metrics.variant_events.labels(variant, e.type.name).inc()
         loaded = self.service.loaded
         if loaded is None or loaded.feedback is None:
             return

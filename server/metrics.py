@@ -34,6 +34,9 @@ class Metrics:
                                          registry=self.registry)
         self.variant_degraded = Counter("rankserve_variant_degraded", "Rank RPCs served degraded, by "
                                         "experiment arm", ["variant"], registry=self.registry)
+        self.variant_events = Counter("rankserve_variant_feedback_events", "Committed feedback events by "
+                                      "experiment arm and type (CTR = CLICK / IMPRESSION, CVR = PURCHASE / "
+                                      "CLICK)", ["variant", "type"], registry=self.registry)
         self.rpcs = Counter("rankserve_rpcs", "Other RPCs by method and final gRPC status code",
                             ["method", "code"], registry=self.registry)
         self.events = Counter("rankserve_feedback_events", "Feedback events committed, by type and outcome",

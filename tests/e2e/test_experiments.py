@@ -41,6 +41,16 @@ def test_arms_are_echoed_applied_and_counted(artifacts: Artifacts, tmp_path: Pat
         counted = sum(running.metric("rankserve_variant_requests_total", f'code="OK",variant="diversity/{a}"')
                       for a in ("control", "diverse"))
         assert counted == 25
+        # Feedback counts toward the arm its user is in: CTR and CVR per arm in PromQL.
+        user = "user-3"
+        variant = rank(running.stub, "velvet sofa", user=ranking_pb2.UserContext(user_id=user))[2].variant
+        events = [ranking_pb2.FeedbackEvent(event_id=f"x{i}", request_id="r", user_id=user, item_id=i,
+                                            type=t, position=1)
+                  for i, t in enumerate([ranking_pb2.IMPRESSION] * 4 + [ranking_pb2.CLICK])]
+        assert running.stub.Feedback(iter(events), timeout=30).accepted == 5
+        labels = f'type="{{}}",variant="{variant}"'
+        assert running.metric("rankserve_variant_feedback_events_total", labels.format("IMPRESSION")) == 4
+        assert running.metric("rankserve_variant_feedback_events_total", labels.format("CLICK")) == 1
     finally:
         assert stop_server(running) == 0, running.log_tail()
 
