@@ -9,10 +9,9 @@ import pytest
 
 from protos.ranking.v1 import ranking_pb2
 from tests.conftest import Artifacts
+from tests.e2e.test_feedback import ENGINE
 from tests.e2e.test_server import rank, start_server, stop_server
 
-ENGINE = {"RANKSERVE_RERANKER_ENGINE": "torch", "RANKSERVE_TORCH_DEVICE": "cpu",
-          "RANKSERVE_TORCH_PRECISION": "fp32"}
 SPEC = """
 experiments:
   - name: diversity
