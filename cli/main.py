@@ -319,6 +319,32 @@ def simulate(
                   "a user (generated catalog and judgments)")
 
 
+@app.command()
+def report(
+    experiments: Annotated[Path, typer.Option(help="The experiments file the server runs.")],
+    state_dir: StateDir = None,
+    dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN of a shared log.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+) -> None:
+    """Per experiment arm: CTR and CVR from the feedback log, 95% intervals, p-values against control."""
+    import json
+
+    from benchmarks.experiment_report import arm_report
+    from feedback.store import open_store
+    from pipeline.experiments import Experiments
+
+    settings = settings_from(state_dir=state_dir, feedback_dsn=dsn)
+    store = open_store(Path(settings.state_dir), dsn=settings.feedback_dsn)  # type: ignore[arg-type]
+    try:
+        rep = {"experiments": arm_report(Experiments.load(experiments), store.replay())}
+    finally:
+        store.close()
+    text = json.dumps(rep, indent=2)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    print(text)
+
+
 @feedback_app.command("stats")
 def feedback_stats(
     state_dir: StateDir = None,

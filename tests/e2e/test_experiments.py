@@ -3,12 +3,14 @@ win), per-arm metrics count it, and an arm naming a model version that is not se
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from protos.ranking.v1 import ranking_pb2
-from tests.conftest import Artifacts
+from tests.conftest import Artifacts, rankserve_bin
 from tests.e2e.test_feedback import ENGINE
 from tests.e2e.test_server import rank, start_server, stop_server
 
@@ -50,6 +52,12 @@ def test_arms_are_echoed_applied_and_counted(artifacts: Artifacts, tmp_path: Pat
         labels = f'type="{{}}",variant="{variant}"'
         assert running.metric("rankserve_variant_feedback_events_total", labels.format("IMPRESSION")) == 4
         assert running.metric("rankserve_variant_feedback_events_total", labels.format("CLICK")) == 1
+        # The report reads the same log (while the server writes it) and assigns the same arm.
+        out = subprocess.run([rankserve_bin(), "report", "--experiments", str(spec),
+                              "--state-dir", str(tmp_path / f"state-{running.port}")],
+                             capture_output=True, text=True, timeout=60, check=True)
+        arm = json.loads(out.stdout)["experiments"]["diversity"]["arms"][variant.split("/")[1]]
+        assert arm["ctr"]["value"] == 0.25 and arm["ctr"]["trials"] == 4
     finally:
         assert stop_server(running) == 0, running.log_tail()
 
