@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -28,6 +29,26 @@ class Event:
     type: EventType
     position: int  # 1-based rank it was shown at; 0 = unknown
     timestamp_ms: int
+
+    def row(self) -> tuple[str, str, str, int, int, int, int]:
+        """The stores' column order (event_id, request_id, user_id, item_id, type, position, timestamp_ms)."""
+        return (self.event_id, self.request_id, self.user_id, self.item_id, int(self.type), self.position,
+                self.timestamp_ms)
+
+    @classmethod
+    def from_row(cls, row: Sequence) -> Event:
+        return cls(row[0], row[1], row[2], int(row[3]), EventType(row[4]), int(row[5]), int(row[6]))
+
+
+def first_occurrences(events: Iterable[Event], ids: set[str]) -> list[Event]:
+    """The events whose id is in ``ids``, each id once (its first occurrence), in order; ``ids`` is
+    consumed. How one transaction's new ids are handed back when a batch repeats an event_id."""
+    out = []
+    for e in events:
+        if e.event_id in ids:
+            out.append(e)
+            ids.discard(e.event_id)
+    return out
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from feedback.events import AppendResult, Event, LogStats
+from feedback.events import AppendResult, Event
 from feedback.log import EventLog
 from feedback.policy import Decision, Policy
 from feedback.profile import ItemColumns, ProfileBook, UserProfile
@@ -36,9 +36,6 @@ class FeedbackHub:
         decision = self.policy.decide(request_id, user_id, profile.events)
         self.log.note(decision)
         return decision
-
-    def stats(self) -> LogStats:
-        return self.log.store.stats()
 
     def close(self) -> None:
         self.log.close()

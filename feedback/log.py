@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from feedback.events import AppendResult, Event
+from feedback.events import AppendResult, Event, first_occurrences
 from feedback.policy import Decision
 from feedback.store import EventStore
 
@@ -82,10 +82,6 @@ def _split_result(batch: list[tuple[Sequence[Event], asyncio.Future[AppendResult
     new_ids = {e.event_id for e in result.new}
     for events, fut in batch:
         # An event_id sent twice within one transaction is new once: the first occurrence wins.
-        new = []
-        for e in events:
-            if e.event_id in new_ids:
-                new.append(e)
-                new_ids.discard(e.event_id)
+        new = first_occurrences(events, new_ids)
         if not fut.done():
             fut.set_result(AppendResult(tuple(new), len(events) - len(new)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +29,14 @@ class Decision:
     arm: int  # -1: a fixed weight, no bandit arm
     weight: float
     explore: bool  # the list's top k is served in random order
+
+    def row(self) -> tuple[str, str, int, int, float, bool]:
+        """The stores' column order (request_id, user_id, context, arm, weight, explore)."""
+        return (self.request_id, self.user_id, self.context, self.arm, self.weight, self.explore)
+
+    @classmethod
+    def from_row(cls, row: Sequence) -> Decision:
+        return cls(row[0], row[1], int(row[2]), int(row[3]), float(row[4]), bool(row[5]))
 
 
 def request_seed(request_id: str, salt: str = "") -> int:

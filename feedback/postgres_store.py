@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from feedback.events import AppendResult, Event, EventType, LogStats, StoreUnavailable
+from feedback.events import AppendResult, Event, EventType, LogStats, StoreUnavailable, first_occurrences
 from feedback.policy import Decision
 
 SCHEMA = """
@@ -65,25 +65,17 @@ class PostgresEventStore:
         try:
             with self._db.transaction(), self._db.cursor() as cur:
                 if decisions:
-                    cur.executemany(INSERT_DECISION, [(d.request_id, d.user_id, d.context, d.arm, d.weight,
-                                                       d.explore) for d in decisions])
-                new: list[Event] = []
-                seen: set[str] = set()
+                    cur.executemany(INSERT_DECISION, [d.row() for d in decisions])
+                inserted: set[str] = set()
                 if events:
-                    rows = [(e.event_id, e.request_id, e.user_id, e.item_id, int(e.type), e.position,
-                             e.timestamp_ms) for e in events]
-                    cur.executemany(INSERT, rows, returning=True)
-                    inserted: set[str] = set()
+                    cur.executemany(INSERT, [e.row() for e in events], returning=True)
                     while True:
                         row = cur.fetchone()
                         if row is not None:
                             inserted.add(row[0])
                         if not cur.nextset():
                             break
-                    for e in events:  # the first occurrence of an id inserted here is the new one
-                        if e.event_id in inserted and e.event_id not in seen:
-                            new.append(e)
-                            seen.add(e.event_id)
+                new = first_occurrences(events, inserted)  # a repeated id inserted here is new once
                 duplicates = len(events) - len(new)
                 if duplicates:
                     cur.execute("UPDATE counters SET value = value + %s WHERE name = 'duplicates'",
@@ -101,12 +93,12 @@ class PostgresEventStore:
     def replay(self) -> Iterator[Event]:
         for row in self._rows("SELECT event_id, request_id, user_id, item_id, type, position, timestamp_ms "
                               "FROM events ORDER BY seq"):
-            yield Event(row[0], row[1], row[2], int(row[3]), EventType(row[4]), int(row[5]), int(row[6]))
+            yield Event.from_row(row)
 
     def replay_decisions(self) -> Iterator[Decision]:
         for row in self._rows("SELECT request_id, user_id, context, arm, weight, explore "
                               "FROM decisions ORDER BY seq"):
-            yield Decision(row[0], row[1], int(row[2]), int(row[3]), float(row[4]), bool(row[5]))
+            yield Decision.from_row(row)
 
     def stats(self) -> LogStats:
         with self._db.cursor() as cur:

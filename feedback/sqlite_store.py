@@ -70,12 +70,10 @@ class SqliteEventStore:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(INSERT_DECISION, [(d.request_id, d.user_id, d.context, d.arm, d.weight,
-                                              int(d.explore)) for d in decisions])
+            db.executemany(INSERT_DECISION, [d.row() for d in decisions])
             new = []
             for e in events:
-                row = db.execute(INSERT, (e.event_id, e.request_id, e.user_id, e.item_id, int(e.type),
-                                          e.position, e.timestamp_ms)).fetchone()
+                row = db.execute(INSERT, e.row()).fetchone()
                 if row is not None:
                     new.append(e)
             duplicates = len(events) - len(new)
@@ -92,13 +90,13 @@ class SqliteEventStore:
         cur = self._db.execute("SELECT event_id, request_id, user_id, item_id, type, position, timestamp_ms "
                                "FROM events ORDER BY seq")
         for row in cur:
-            yield Event(row[0], row[1], row[2], int(row[3]), EventType(row[4]), int(row[5]), int(row[6]))
+            yield Event.from_row(row)
 
     def replay_decisions(self) -> Iterator[Decision]:
         cur = self._db.execute("SELECT request_id, user_id, context, arm, weight, explore FROM decisions "
                                "ORDER BY seq")
         for row in cur:
-            yield Decision(row[0], row[1], int(row[2]), int(row[3]), float(row[4]), bool(row[5]))
+            yield Decision.from_row(row)
 
     def stats(self) -> LogStats:
         db = self._db

@@ -68,15 +68,18 @@ class Personalizer:
         class_share = np.array([max((profile.classes.get(c, 0.0) for c in classes[int(i)]), default=0.0)
                                 for i in item_ids]) / profile.mass
         band_share = profile.bands[self.items.bands[item_ids]] / profile.mass
-        attr_pref = np.array([self._attr_pref(profile, self.items.attrs_of(int(i))) for i in item_ids])
+        attr_total = sum(profile.attrs.values())  # once per list, not per candidate
+        attr_pref = np.array([self._attr_pref(profile, self.items.attrs_of(int(i)), attr_total)
+                              for i in item_ids])
         personal = w * (cos + class_share + band_share + attr_pref) / 4.0
         if relevance is not None:
             personal = personal * relevance_gate(relevance)
         return personal.astype(np.float32)
 
-
     @staticmethod
-    def _attr_pref(profile: UserProfile, values: tuple[str, ...]) -> float:
+    def _attr_pref(profile: UserProfile, values: tuple[str, ...], total: float) -> float:
+        """``values``' preference: the mean clipped log lift where impressions are logged, else the
+        share ``total`` (the profile's attribute weight) they cover."""
         if not values:
             return 0.0
         attrs = profile.attrs
@@ -86,7 +89,6 @@ class Personalizer:
             lifts = [(attrs.get(a, 0.0) + PRIOR_SHOWS * rate) / ((seen.get(a, 0.0) + PRIOR_SHOWS) * rate)
                      for a in values]
             return float(np.clip(np.log(lifts), -1.0, 1.0).mean())
-        total = sum(attrs.values())
         return sum(attrs.get(a, 0.0) for a in values) / total if total > 0 else 0.0
 
 

@@ -75,13 +75,13 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
     ) -> AsyncIterator[ranking_pb2.RankResponse]:
         async with self._status(context) as labels:
             params = parse_request(request, self.settings)
-            user_id, _ = parse_user(request, len(self.pipeline.items))
+            user_id, recent = parse_user(request, len(self.pipeline.items))
             arm = self.experiments.assign(user_id, params.request_id) if self.experiments else None
             if arm is not None:
                 labels["variant"] = arm.variant
                 params = with_arm(params, request, arm.overrides, self.settings)
             weight = arm.overrides.get("personal_weight") if arm is not None else None
-            personal = self._personal(request, params.request_id, weight)  # type: ignore[arg-type]
+            personal = self._personal(user_id, recent, params.request_id, weight)  # type: ignore[arg-type]
             async for message in self._ranked(params, request.bypass_cache, context, personal,
                                               labels.get("variant", "")):
                 yield message
@@ -155,12 +155,11 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             raise FeedbackOff("feedback is turned off on this server (Settings.feedback)")
         return self.loaded.feedback
 
-    def _personal(self, request: ranking_pb2.RankRequest, request_id: str, arm_weight: float | None = None
-                  ) -> Personal | None:
+    def _personal(self, user_id: str, recent: tuple[int, ...], request_id: str,
+                  arm_weight: float | None = None) -> Personal | None:
         """The user's profile (plus the request's recent items) and the policy's decision for this list,
         or None: the unpersonalised ranking (no user, no history, feedback off, or weight 0). An
         experiment arm's personal weight replaces the policy's for its lists."""
-        user_id, recent = parse_user(request, len(self.pipeline.items))
         hub = self.loaded.feedback if self.loaded is not None else None
         weight = self.settings.personal_weight if arm_weight is None else arm_weight
         if hub is None or not (user_id or recent) or weight <= 0:

@@ -72,7 +72,10 @@ def test_attribute_preference_is_a_rate_once_impressions_are_logged() -> None:
     book.apply([*shown, Event("c", "", "u", 1, EventType.CLICK, 2, 0)])  # navy shown 10×, never clicked
     p = book.get("u")
     assert p.seen == pytest.approx({"color:navy": 10.0, "color:red": 10.0}) and p.seen_total == 20
-    pref = Personalizer(items, 1.0)._attr_pref
+
+    def pref(profile, values: tuple[str, ...]) -> float:
+        return Personalizer._attr_pref(profile, values, sum(profile.attrs.values()))
+
     assert pref(p, ("color:navy",)) < 0 < pref(p, ("color:red",))
     assert pref(p, ()) == 0.0
     scores = Personalizer(items, 1.0).scores(p, np.array([2, 3]))
