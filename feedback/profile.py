@@ -1,8 +1,9 @@
 """User profiles: decayed aggregates of each user's interactions, updated as events commit.
 
 A profile holds what the personal score reads (`pipeline.personalize`): an item-embedding centroid,
-product-class affinities (a multi-valued class ``A|B`` credits both, an empty one none), price-band
-affinities (catalog price quintiles) and attribute-value affinities (every ``key:value`` of the items'
+product-class affinities (a multi-valued class ``A|B`` credits both, an empty one none), the weighted
+first and second moments of the log prices interacted with (a price preference with a centre and a
+spread, no bands to fall between) and attribute-value affinities (every ``key:value`` of the items'
 feature lists, e.g. ``color:navy`` or ``brand:x``; an item without features credits none), each a sum
 of event weights decayed with a half-life, plus the time of the last interaction. Impressions add no
 weight (being shown says nothing of taste) but are counted per attribute value, so the personal score
@@ -25,18 +26,13 @@ from feedback.events import Event, EventType
 EVENT_WEIGHT = {EventType.IMPRESSION: 0.0, EventType.CLICK: 1.0, EventType.ADD_TO_CART: 2.0,
                 EventType.PURCHASE: 4.0}
 VIEW_WEIGHT = 0.5  # an item in the request's recent_item_ids: viewed, less than a click
-PRICE_BANDS = 5
 
 
-def price_bands(prices: np.ndarray, bands: int = PRICE_BANDS) -> np.ndarray:
-    """Each item's price quantile band in [0, bands); a missing (NaN) price goes to the middle band."""
+def log_prices(prices: np.ndarray) -> np.ndarray:
+    """Each item's log price; NaN where the price is missing or not positive (it then says nothing)."""
     prices = np.asarray(prices, dtype=np.float64)
-    known = prices[np.isfinite(prices)]
-    if known.size == 0:
-        return np.full(prices.shape, bands // 2, dtype=np.int64)
-    edges = np.quantile(known, np.linspace(0, 1, bands + 1)[1:-1])
-    out = np.searchsorted(edges, np.where(np.isfinite(prices), prices, np.median(known)), side="right")
-    return out.astype(np.int64)
+    ok = np.isfinite(prices) & (prices > 0)
+    return np.where(ok, np.log(np.where(ok, prices, 1.0)), np.nan)
 
 
 def attribute_values(features: object) -> tuple[str, ...]:
@@ -58,27 +54,27 @@ class ItemColumns:
 
     vectors: np.ndarray  # (n, d) float32, L2-normalised
     classes: Sequence[tuple[str, ...]]
-    bands: np.ndarray  # (n,) int64
+    log_prices: np.ndarray  # (n,) float64, NaN: price unknown
     attributes: Sequence[tuple[str, ...]] = ()  # per item, its "key:value" features ((): none known)
 
     @classmethod
     def of(cls, vectors: np.ndarray, product_classes: Sequence[object], prices: np.ndarray,
            features: Sequence[object] | None = None) -> ItemColumns:
         attrs = [attribute_values(f) for f in features] if features is not None else []
-        return cls(vectors, [class_parts(c) for c in product_classes], price_bands(prices), attrs)
+        return cls(vectors, [class_parts(c) for c in product_classes], log_prices(prices), attrs)
 
     def attrs_of(self, item_id: int) -> tuple[str, ...]:
         return self.attributes[item_id] if self.attributes else ()
 
     def __len__(self) -> int:
-        return len(self.bands)
+        return len(self.log_prices)
 
 
 @dataclass
 class UserProfile:
     centroid: np.ndarray  # decayed weighted sum of item vectors (d,)
     classes: dict[str, float] = field(default_factory=dict)
-    bands: np.ndarray = field(default_factory=lambda: np.zeros(PRICE_BANDS))
+    price: np.ndarray = field(default_factory=lambda: np.zeros(3))  # Σw, Σw·log p, Σw·log² p (priced)
     attrs: dict[str, float] = field(default_factory=dict)
     mass: float = 0.0  # decayed total weight
     events: int = 0  # interactions applied: the profile's version
@@ -113,12 +109,14 @@ class UserProfile:
             self.classes[c] = self.classes.get(c, 0.0) + weight
         for a in items.attrs_of(item_id):
             self.attrs[a] = self.attrs.get(a, 0.0) + weight
-        self.bands[items.bands[item_id]] += weight
+        lp = items.log_prices[item_id]
+        if np.isfinite(lp):
+            self.price += weight * np.array([1.0, lp, lp * lp])
         self.mass += weight
 
     def _scale(self, f: float) -> None:
         self.centroid *= f
-        self.bands *= f
+        self.price *= f
         self.mass *= f
         self.seen_total *= f
         for table in (self.classes, self.attrs, self.seen):
@@ -126,7 +124,7 @@ class UserProfile:
                 table[key] *= f
 
     def merged(self, other: UserProfile) -> UserProfile:
-        out = UserProfile(self.centroid + other.centroid, dict(self.classes), self.bands + other.bands,
+        out = UserProfile(self.centroid + other.centroid, dict(self.classes), self.price + other.price,
                           dict(self.attrs), self.mass + other.mass, self.events + other.events,
                           max(self.last_ms, other.last_ms), dict(self.seen),
                           self.seen_total + other.seen_total)

@@ -1,10 +1,12 @@
 """The personalise stage: how well each candidate matches the user's profile, as an additive score.
 
-personal_i = weight · (cos(centroid, v_i) + class_share(c_i) + band_share(b_i) + attr_pref(a_i)) / 4
+personal_i = weight · (cos(centroid, v_i) + class_share(c_i) + price_fit(p_i) + attr_pref(a_i)) / 4
 
 - cos: the item's embedding against the profile's centroid (what the user interacted with);
 - class_share: the profile's share of weight in the item's class (the best of a multi-valued class);
-- band_share: the profile's share of weight in the item's price band;
+- price_fit: exp(-(log p_i - m)² / 2s²), m the weighted mean log price the user interacted with and s²
+  their weighted variance plus the catalog's log-price variance / (1 + priced interactions): one click
+  says little about the price a shopper wants, many say it closely. 0 where the item has no price;
 - attr_pref: how the user treats the item's attribute values (colour, material, brand, style: whatever
   ``key:value`` features the catalog lists). Where the log has the user's impressions, it is the mean
   over the item's values of log(lift), clipped to [-1, 1]: lift = the value's interaction rate per
@@ -53,6 +55,8 @@ class Personalizer:
     def __init__(self, items: ItemColumns, weight: float) -> None:
         self.items = items
         self.weight = weight
+        known = items.log_prices[np.isfinite(items.log_prices)]
+        self.price_var = float(known.var()) if known.size > 1 else 1.0  # the catalog's log-price spread
 
     def scores(self, profile: UserProfile | None, item_ids: np.ndarray, weight: float | None = None,
                relevance: np.ndarray | None = None) -> np.ndarray | None:
@@ -67,14 +71,24 @@ class Personalizer:
         classes = self.items.classes
         class_share = np.array([max((profile.classes.get(c, 0.0) for c in classes[int(i)]), default=0.0)
                                 for i in item_ids]) / profile.mass
-        band_share = profile.bands[self.items.bands[item_ids]] / profile.mass
+        price_fit = self._price_fit(profile, self.items.log_prices[item_ids])
         attr_total = sum(profile.attrs.values())  # once per list, not per candidate
         attr_pref = np.array([self._attr_pref(profile, self.items.attrs_of(int(i)), attr_total)
                               for i in item_ids])
-        personal = w * (cos + class_share + band_share + attr_pref) / 4.0
+        personal = w * (cos + class_share + price_fit + attr_pref) / 4.0
         if relevance is not None:
             personal = personal * relevance_gate(relevance)
         return personal.astype(np.float32)
+
+    def _price_fit(self, profile: UserProfile, log_prices: np.ndarray) -> np.ndarray:
+        mass, first, second = profile.price
+        if mass <= 0:
+            return np.zeros(log_prices.shape)
+        mean = first / mass
+        # Floored: a catalog of one price (variance 0) leaves only the items at exactly that price.
+        var = max(second / mass - mean * mean, 0.0) + self.price_var / (1.0 + mass) + 1e-9
+        fit = np.exp(-((log_prices - mean) ** 2) / (2.0 * var))
+        return np.where(np.isfinite(fit), fit, 0.0)
 
     @staticmethod
     def _attr_pref(profile: UserProfile, values: tuple[str, ...], total: float) -> float:

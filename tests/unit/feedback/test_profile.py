@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from feedback.events import Event, EventType
-from feedback.profile import ItemColumns, ProfileBook, price_bands
+from feedback.profile import ItemColumns, ProfileBook, log_prices
 
 VECTORS = np.eye(4, dtype=np.float32)
 ITEMS = ItemColumns.of(VECTORS, ["Sofas", "Beds|Sofas", "", float("nan")],
@@ -16,10 +16,17 @@ def ev(i: int, item: int, type_: EventType = EventType.CLICK, user: str = "u", a
     return Event(f"e{i}", "", user, item, type_, 1, at)
 
 
-def test_price_bands_are_quantiles_and_a_missing_price_goes_to_the_middle() -> None:
-    bands = price_bands(np.array([1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10, np.nan]))
-    assert bands.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 2]
-    assert price_bands(np.array([np.nan, np.nan])).tolist() == [2, 2]
+def test_log_prices_leave_missing_and_non_positive_prices_unknown() -> None:
+    out = log_prices(np.array([1.0, np.e, np.nan, 0.0, -5.0, np.inf]))
+    assert out[:2] == pytest.approx([0.0, 1.0]) and np.isnan(out[2:]).all()
+
+
+def test_price_moments_are_weighted_and_skip_unpriced_items() -> None:
+    book = ProfileBook(ITEMS)
+    book.apply([ev(0, 0), ev(1, 1, EventType.PURCHASE), ev(2, 3)])  # item 3 has no price
+    p = book.get("u")
+    lp = np.log([10.0, 20.0])
+    assert p.price == pytest.approx([5.0, lp[0] + 4 * lp[1], lp[0] ** 2 + 4 * lp[1] ** 2])
 
 
 def test_profile_weighs_events_by_type_and_splits_multi_valued_classes() -> None:

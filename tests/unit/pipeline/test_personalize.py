@@ -31,7 +31,7 @@ def test_items_like_the_history_score_higher() -> None:
     p = profile_of([0, 3, 6])  # Sofas, cheap
     scores = Personalizer(ITEMS, 0.3).scores(p, np.arange(30))
     sofas = scores[np.arange(30) % 3 == 0]
-    assert scores[[0, 3, 6]].max() == scores.max()  # clicked: near the centroid, its class, its band
+    assert scores[[0, 3, 6]].max() == scores.max()  # clicked: near the centroid, its class, its price
     assert sofas.mean() > scores[np.arange(30) % 3 != 0].mean()
     assert float(scores.max()) <= 0.3 + 1e-6  # the weight bounds the lift
 
@@ -84,3 +84,20 @@ def test_attribute_preference_is_a_rate_once_impressions_are_logged() -> None:
     no_shows = ProfileBook(items)
     no_shows.apply([Event("c", "", "u", 1, EventType.CLICK, 2, 0)])
     assert pref(no_shows.get("u"), ("color:red",)) == 1.0 and pref(no_shows.get("u"), ("color:navy",)) == 0
+
+
+def test_price_fit_peaks_at_the_prices_interacted_with_and_narrows_with_evidence() -> None:
+    prices = np.array([10.0, 20, 40, 80, 160, 320, 640, np.nan])
+    items = ItemColumns.of(np.eye(8, dtype=np.float32), ["A"] * 8, prices)
+    personalizer = Personalizer(items, 1.0)
+
+    def fit(clicked: list[int]) -> np.ndarray:
+        book = ProfileBook(items)
+        book.apply([Event(f"e{i}", "", "u", item, EventType.CLICK, 1, 0) for i, item in enumerate(clicked)])
+        return personalizer._price_fit(book.get("u"), items.log_prices)
+
+    one, many = fit([3]), fit([3] * 20 + [2, 4])
+    assert one.argmax() == 3 and many.argmax() == 3
+    assert one[7] == 0 and many[7] == 0  # no price: no fit
+    assert many[0] < one[0] and many[6] < one[6]  # twenty clicks at one price say more than one
+    assert (np.diff(one[:4]) > 0).all() and (np.diff(one[3:7]) < 0).all()
