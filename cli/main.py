@@ -96,6 +96,84 @@ def model_import(
     console.print(f"served model → {out} (Triton repository {out / 'triton'})")
 
 
+TritonUrl = Annotated[str | None, typer.Option(
+    "--triton-url", help="The Triton the server uses (HOST:PORT of its gRPC port; default: "
+                         "RANKSERVE_TRITON_URL, else 127.0.0.1:RANKSERVE_TRITON_GRPC_PORT).")]
+TritonModel = Annotated[str | None, typer.Option(
+    help="Model name in the repository (reranker, reranker_onnx).")]
+
+
+def _triton_control(url: str | None, model: str | None, action: Any) -> Any:
+    """Run ``action(client)`` against Triton's model-control API; a failure exits 1 with its reason."""
+    from engines.rerank import RerankerUnavailable
+    from engines.triton_rerank import TritonRerankerClient
+
+    s = settings_from(triton_url=url, triton_model=model)
+    target = s.triton_url or (f"{s.triton_host}:{s.triton_grpc_port}" if s.triton_grpc_port else None)
+    if target is None:
+        raise typer.BadParameter("name the Triton: --triton-url or RANKSERVE_TRITON_GRPC_PORT")
+
+    async def run() -> Any:
+        client = TritonRerankerClient(target, model=s.triton_model, timeout_s=10.0)
+        try:
+            return await action(client)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run())
+    except RerankerUnavailable as exc:
+        console.print(f"[bold red]failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+@model_app.command("stage")
+def model_stage(
+    source: Annotated[Path, typer.Argument(
+        help="Model directory (train/import output) to add as a version.")],
+    model: Annotated[Path, typer.Option(help="The served model directory whose repository gains it.")],
+) -> None:
+    """Add a model as the next version of a served Triton repository (then `model load` it)."""
+    from engines.model_dir import stage_version
+
+    try:
+        version = stage_version(source, model)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(version)
+    console.print(f"staged {source} as version {version} of {model / 'triton'}")
+
+
+@model_app.command("versions")
+def model_versions(triton_url: TritonUrl = None, triton_model: TritonModel = None) -> None:
+    """The reranker versions Triton holds, with their state."""
+    states = _triton_control(triton_url, triton_model, lambda c: c.versions())
+    for version, state in sorted(states.items(), key=lambda kv: int(kv[0])):
+        typer.echo(f"{version}\t{state}")
+
+
+@model_app.command("load")
+def model_load(version: Annotated[int, typer.Argument(help="Version number to load.")],
+               triton_url: TritonUrl = None, triton_model: TritonModel = None) -> None:
+    """Load a version beside the loaded ones, without restarting anything (an arm may then name it)."""
+    async def load(c: Any) -> list[str]:
+        await c.load_versions({*await c.ready_versions(), str(version)})
+        return await c.ready_versions()
+
+    console.print(f"loaded: {', '.join(_triton_control(triton_url, triton_model, load))}")
+
+
+@model_app.command("unload")
+def model_unload(version: Annotated[int, typer.Argument(help="Version number to unload.")],
+                 triton_url: TritonUrl = None, triton_model: TritonModel = None) -> None:
+    """Unload one version; the others keep serving (the last one cannot be unloaded)."""
+    async def unload(c: Any) -> list[str]:
+        await c.load_versions(set(await c.ready_versions()) - {str(version)})
+        return await c.ready_versions()
+
+    console.print(f"loaded: {', '.join(_triton_control(triton_url, triton_model, unload))}")
+
+
 @app.command()
 def train(
     catalog: Annotated[Path, typer.Option(help="Catalog directory.")],

@@ -56,19 +56,25 @@ class RerankStage(ABC):
         self.tokenizer = tokenizer
 
     async def rerank(
-        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None, version: str = ""
     ) -> RerankResult:
         t0 = time.perf_counter()
         # Tokenizing ~100 short docs takes well under a millisecond: not worth a thread hop.
         ids, mask = self.tokenizer.encode(query, docs)
         tokenize_ms = _ms(t0)
         t1 = time.perf_counter()
-        scores = await self.score(ids, mask, timeout_s) if len(ids) else np.zeros(0, np.float32)
+        scores = await self.score(ids, mask, timeout_s, version) if len(ids) else np.zeros(0, np.float32)
         return RerankResult(scores, {"tokenize_ms": tokenize_ms, "infer_ms": _ms(t1)})
 
     @abstractmethod
-    async def score(self, ids: np.ndarray, mask: np.ndarray, timeout_s: float | None) -> np.ndarray:
-        """float32 (B,) scores of right-padded int64 (B, L) pairs; RerankerUnavailable when down."""
+    async def score(self, ids: np.ndarray, mask: np.ndarray, timeout_s: float | None,
+                    version: str = "") -> np.ndarray:
+        """float32 (B,) scores of right-padded int64 (B, L) pairs by model ``version`` ("": the engine's
+        default; only Triton holds several); RerankerUnavailable when down."""
+
+    async def versions(self) -> dict[str, str]:
+        """Every model version the engine knows, with its state; {} for one model in process."""
+        return {}
 
     async def close(self) -> None:  # noqa: B027 - optional hook: most engines hold no connection
         """Release connections bound to the event loop that used them."""
@@ -85,8 +91,9 @@ class InProcessRerankStage(RerankStage):
         """Which of `_run`'s errors mean "the engine is down" (degrade) rather than a bug (surface)."""
         return False
 
-    async def score(self, ids: np.ndarray, mask: np.ndarray, timeout_s: float | None) -> np.ndarray:
-        try:
+    async def score(self, ids: np.ndarray, mask: np.ndarray, timeout_s: float | None,
+                    version: str = "") -> np.ndarray:
+        try:  # one model in process: the server lets no arm name another version (server.service)
             return await asyncio.to_thread(self._run, ids, mask)
         except Exception as exc:
             if self._unavailable(exc):

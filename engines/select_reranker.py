@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +20,7 @@ class RerankerSettings(Protocol):
     torch_precision: str
     triton_model: str
     triton_timeout_s: float
+    reranker_version: str
 
     @property
     def triton_repo(self) -> Path: ...
@@ -29,7 +29,9 @@ class RerankerSettings(Protocol):
 @dataclass(frozen=True)
 class SelectedReranker:
     stage: RerankStage
-    version: str  # reported in every Summary: which model ranked it
+    # Reported in every Summary: which model ranked it. Triton: the version number (the configured one,
+    # or "" until the server pins the newest loaded at start).
+    version: str
 
 
 def select_reranker(settings: RerankerSettings, triton_url: str | None) -> SelectedReranker:
@@ -44,14 +46,10 @@ def select_reranker(settings: RerankerSettings, triton_url: str | None) -> Selec
                                  precision=settings.torch_precision)  # type: ignore[arg-type]
         version = f"hf:{(model_dir / 'hf' / 'model.safetensors').stat().st_mtime_ns}"
         return SelectedReranker(TorchRerankStage(reranker, tokenizer), version)
-    from engines.triton.repository import read_model_info
     from engines.triton_rerank import TritonRerankerClient, TritonRerankStage
 
     if triton_url is None:
         raise ValueError("reranker_engine=triton needs a Triton URL")
     client = TritonRerankerClient(triton_url, model=settings.triton_model,
                                   timeout_s=settings.triton_timeout_s)
-    version = ""
-    with contextlib.suppress(OSError, ValueError):
-        version = str(read_model_info(settings.triton_repo).get("version", ""))
-    return SelectedReranker(TritonRerankStage(client, tokenizer), version)
+    return SelectedReranker(TritonRerankStage(client, tokenizer), settings.reranker_version)

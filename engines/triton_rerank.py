@@ -7,7 +7,8 @@ errors) surfaces as `RerankerUnavailable`, so the ranking pipeline can degrade i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 
 import grpc
 import numpy as np
@@ -49,9 +50,11 @@ class TritonRerankerClient:
         return self._client
 
     async def score(
-        self, input_ids: np.ndarray, attention_mask: np.ndarray, *, timeout_s: float | None = None
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, *, timeout_s: float | None = None,
+        version: str = "",
     ) -> np.ndarray:
-        """Scores of (B, L) int64 pairs as float32 (B,). Raises RerankerUnavailable on any failure."""
+        """Scores of (B, L) int64 pairs as float32 (B,) by model ``version`` ("": Triton's choice, the
+        newest loaded). Raises RerankerUnavailable on any failure, a version not loaded included."""
         ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
         if ids.ndim != 2 or ids.shape != mask.shape:
@@ -63,13 +66,13 @@ class TritonRerankerClient:
         starts = range(0, len(ids), step)
         try:
             # The gRPC deadline is the transport's; the request's own deadline is the pipeline's.
-            calls = [self._infer(ids[i : i + step], mask[i : i + step], timeout) for i in starts]
+            calls = [self._infer(ids[i : i + step], mask[i : i + step], timeout, version) for i in starts]
             results = await asyncio.gather(*calls)
         except (InferenceServerException, grpc.RpcError, TimeoutError, OSError) as exc:
             raise _unavailable(exc, f"{self.model}@{self.url}") from exc
         return np.concatenate(results)
 
-    async def _infer(self, ids: np.ndarray, mask: np.ndarray, timeout: float) -> np.ndarray:
+    async def _infer(self, ids: np.ndarray, mask: np.ndarray, timeout: float, version: str) -> np.ndarray:
         inputs = [
             grpcclient.InferInput("input_ids", list(ids.shape), "INT64"),
             grpcclient.InferInput("attention_mask", list(mask.shape), "INT64"),
@@ -77,7 +80,8 @@ class TritonRerankerClient:
         inputs[0].set_data_from_numpy(ids)
         inputs[1].set_data_from_numpy(mask)
         result = await self._conn().infer(
-            self.model, inputs, outputs=[grpcclient.InferRequestedOutput("score")], client_timeout=timeout
+            self.model, inputs, model_version=version, outputs=[grpcclient.InferRequestedOutput("score")],
+            client_timeout=timeout,
         )
         out = result.as_numpy("score")
         if out is None or out.size != len(ids):
@@ -110,6 +114,36 @@ class TritonRerankerClient:
         except (InferenceServerException, grpc.RpcError, TimeoutError, OSError) as exc:
             raise _unavailable(exc, f"{self.model}@{self.url}") from exc
 
+    async def versions(self) -> dict[str, str]:
+        """Each version Triton knows of the model, with its state (READY, UNAVAILABLE, LOADING...)."""
+        try:
+            index = await self._conn().get_model_repository_index(as_json=True,
+                                                                   client_timeout=self.timeout_s)
+        except (InferenceServerException, grpc.RpcError, TimeoutError, OSError) as exc:
+            raise _unavailable(exc, f"{self.model}@{self.url}") from exc
+        return {m["version"]: m.get("state", "") for m in index.get("models", [])
+                if m.get("name") == self.model and m.get("version")}
+
+    async def ready_versions(self) -> list[str]:
+        states = await self.versions()
+        return sorted((v for v, state in states.items() if state == "READY"), key=int)
+
+    async def load_versions(self, versions: Iterable[str], *, timeout_s: float = 300.0) -> None:
+        """Make exactly ``versions`` the loaded ones, through Triton's model-control API (explicit mode):
+        a load with the model's config and a ``specific`` version policy. Triton swaps the model only once
+        the new set is loaded, so requests keep being served by the versions that stay."""
+        wanted = sorted({int(v) for v in versions})
+        if not wanted:
+            raise ValueError("at least one version must stay loaded")
+        conn = self._conn()
+        try:
+            found = await conn.get_model_config(self.model, as_json=True, client_timeout=self.timeout_s)
+            cfg = found["config"]
+            cfg["version_policy"] = {"specific": {"versions": wanted}}
+            await conn.load_model(self.model, config=json.dumps(cfg), client_timeout=timeout_s)
+        except (InferenceServerException, grpc.RpcError, TimeoutError, OSError) as exc:
+            raise _unavailable(exc, f"load {self.model} versions {wanted} @{self.url}") from exc
+
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
@@ -124,14 +158,18 @@ class TritonRerankStage(RerankStage):
         self.client = client
 
     async def rerank(
-        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+        self, query: str, docs: Sequence[str], *, timeout_s: float | None = None, version: str = ""
     ) -> RerankResult:
-        result = await super().rerank(query, docs, timeout_s=timeout_s)
+        result = await super().rerank(query, docs, timeout_s=timeout_s, version=version)
         result.timings["triton_ms"] = result.timings["infer_ms"]
         return result
 
-    async def score(self, ids: np.ndarray, mask: np.ndarray, timeout_s: float | None) -> np.ndarray:
-        return await self.client.score(ids, mask, timeout_s=timeout_s)
+    async def score(self, ids: np.ndarray, mask: np.ndarray, timeout_s: float | None,
+                    version: str = "") -> np.ndarray:
+        return await self.client.score(ids, mask, timeout_s=timeout_s, version=version)
+
+    async def versions(self) -> dict[str, str]:
+        return await self.client.versions()
 
     async def close(self) -> None:
         await self.client.close()

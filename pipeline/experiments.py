@@ -8,8 +8,9 @@ An experiments file (YAML or TOML) lists experiments and their arms:
           - {name: control, share: 0.5}
           - {name: more-diverse, share: 0.5, mmr_lambda: 0.7}
 
-An arm may set ``mmr_lambda``, ``candidates``, ``personal_weight`` and ``model_version`` (which must name
-the served model until several versions are served side by side). A request is in one arm of every
+An arm may set ``mmr_lambda``, ``candidates``, ``personal_weight`` and ``model_version`` (a reranker
+version in the Triton repository, e.g. "2" after `rankserve model stage`; the server loads it beside
+the default at start, and refuses to start when it cannot). A request is in one arm of every
 experiment: the arm of ``hash(experiment name, unit)``, where the unit is the user id, or the request
 id when there is no user, so a user stays in one arm. Several experiments are independent layers (their
 own hash), so no two may override the same field. What the request sets explicitly wins over its

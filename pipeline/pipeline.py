@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -76,6 +76,7 @@ class RankingPipeline:
         reranker_retry_after_s: float = 1.0,
         model_version: str = "",
         index_version: str = "",
+        fusion_for: Callable[[str], Fuser] | None = None,
     ) -> None:
         self.embedder = embedder
         self.retriever = retriever
@@ -86,9 +87,32 @@ class RankingPipeline:
         self.diversifier = diversifier or Mmr(items.vectors)
         self.personalizer = personalizer
         self.reranker_timeout_s = reranker_timeout_s
-        self.gate = RerankerGate(reranker_retry_after_s)
-        self.model_version = model_version
+        self.retry_after_s = reranker_retry_after_s
+        # One gate per model version: an unloaded canary version must not switch reranking off for all.
+        self.gates: dict[str, RerankerGate] = {}
+        self.model_version = model_version  # the default version (RankParams.model_version "")
         self.index_version = index_version
+        # A version's relevance fusion (its own list-fusion head: the head learned that model's scores).
+        self._fusion_for = fusion_for
+        self._fusions: dict[str, Fuser] = {}
+
+    def pin_version(self, version: str) -> None:
+        """Make ``version`` the default (the server pins it once it knows what the model server holds)."""
+        if self._fusion_for is not None and version != self.model_version:
+            self.fusion = self._fusion_for(version)
+        self.model_version = version
+
+    def gate(self, version: str) -> RerankerGate:
+        if version not in self.gates:
+            self.gates[version] = RerankerGate(self.retry_after_s)
+        return self.gates[version]
+
+    def fusion_of(self, version: str) -> Fuser:
+        if version == self.model_version or self._fusion_for is None:
+            return self.fusion
+        if version not in self._fusions:
+            self._fusions[version] = self._fusion_for(version)
+        return self._fusions[version]
 
     async def rank(
         self, params: RankParams, *, deadline: float | None = None, personal: Personal | None = None
@@ -101,7 +125,8 @@ class RankingPipeline:
         """
         t_start = time.perf_counter()
         clock = Deadline(deadline)
-        summary = RankSummary(request_id=params.request_id, model_version=self.model_version,
+        version = params.model_version or self.model_version
+        summary = RankSummary(request_id=params.request_id, model_version=version,
                               index_version=self.index_version, mmr_lambda=params.mmr_lambda)
         timings = summary.timings_ms
         mask = self.items.filter_mask(params.filters)
@@ -119,11 +144,13 @@ class RankingPipeline:
 
         rerank_scores = retrieval_scores
         if cand_ids.size and params.use_reranker:
-            rerank_scores = await self._rerank(params.query, cand_ids, retrieval_scores, summary, clock)
+            rerank_scores = await self._rerank(params.query, cand_ids, retrieval_scores, summary, clock,
+                                               version)
         relevance = rerank_scores
         if summary.candidates_reranked:
             with timed(timings, "fusion"):
-                relevance = self.fusion.relevance(params.query, cand_ids, rerank_scores, retrieval_scores)
+                relevance = self.fusion_of(version).relevance(params.query, cand_ids, rerank_scores,
+                                                              retrieval_scores)
         personal_scores = None
         if self.personalizer is not None and personal is not None:
             with timed(timings, "personalize"):
@@ -174,11 +201,12 @@ class RankingPipeline:
         summary.items_returned = rank
 
     async def _rerank(self, query: str, cand_ids: np.ndarray, retrieval_scores: np.ndarray,
-                      summary: RankSummary, clock: Deadline) -> np.ndarray:
+                      summary: RankSummary, clock: Deadline, version: str) -> np.ndarray:
         if self.reranker is None:
             summary.degraded, summary.degraded_reason = True, "reranker_not_configured"
             return retrieval_scores
-        if not self.gate.open():
+        gate = self.gate(version)
+        if not gate.open():
             summary.degraded, summary.degraded_reason = True, "reranker_unavailable"
             return retrieval_scores
         timeout = clock.cap(self.reranker_timeout_s)
@@ -186,14 +214,14 @@ class RankingPipeline:
         t = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                result = await self.reranker.rerank(query, docs, timeout_s=timeout)
+                result = await self.reranker.rerank(query, docs, timeout_s=timeout, version=version)
         except UNAVAILABLE:
             clock.remaining()  # the deadline, not the reranker, may be what ran out
-            self.gate.failed()
+            gate.failed()
             summary.degraded, summary.degraded_reason = True, "reranker_unavailable"
             summary.timings_ms["rerank"] = (time.perf_counter() - t) * 1e3
             return retrieval_scores
-        self.gate.succeeded()
+        gate.succeeded()
         summary.candidates_reranked = int(cand_ids.size)
         summary.timings_ms["tokenize"] = float(result.timings.get("tokenize_ms", 0.0))
         summary.timings_ms["rerank"] = float(result.timings.get("infer_ms", (time.perf_counter() - t) * 1e3))

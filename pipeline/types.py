@@ -70,6 +70,7 @@ class RankParams:
     filters: Filters | None = None
     request_id: str = ""
     use_reranker: bool = True
+    model_version: str = ""  # the reranker version to score with ("": the server's default)
 
 
 @dataclass(frozen=True, slots=True)

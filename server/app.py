@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from rich.console import Console
 
+from engines.rerank import RerankerUnavailable
 from engines.triton.server import TritonServer
 from engines.triton_rerank import TritonRerankerClient
 from feedback.events import AppendResult
@@ -23,10 +24,11 @@ from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from server.config import Settings
 from server.metrics import Metrics
 from server.service import RankerService
-from server.wiring import load_pipeline
+from server.wiring import Loaded, load_pipeline
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranker"].full_name
+LIVENESS = "liveness"  # health service name for liveness probes: SERVING once the port is up
 
 
 class RankServer:
@@ -45,7 +47,11 @@ class RankServer:
 
     async def start(self) -> int:
         s = self.settings
-        self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self._server = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_connection_age_ms", int(s.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(s.max_connection_age_grace_s * 1000)),
+        ])
         ranking_pb2_grpc.add_RankerServicer_to_server(self.service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
@@ -56,6 +62,9 @@ class RankServer:
         if not self.port:
             raise RuntimeError(f"cannot bind {s.host}:{s.port}")
         await self._server.start()
+        # Liveness says the process answers; it does not wait for the index or Triton (a pod whose Triton
+        # is still loading is not dead). Readiness is "" and the Ranker service.
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         if s.metrics_port is not None:
             self.metrics.serve_http(s.metrics_port, s.host)
 
@@ -71,7 +80,10 @@ class RankServer:
         loaded = await asyncio.to_thread(load_pipeline, s, triton_url, on_commit=self._committed)
         if s.reranker_engine == "triton":
             await self._wait_reranker_ready(triton_url)
-        self.service.check_experiments(loaded)
+            served = await self._settle_versions(loaded, triton_url)
+        else:
+            served = [loaded.pipeline.model_version]
+        self.service.check_experiments(served)
         self.service.loaded = loaded
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -110,6 +122,28 @@ class RankServer:
         finally:
             await probe.close()
 
+    async def _settle_versions(self, loaded: Loaded, triton_url: str, default: str = "") -> list[str]:
+        """Pin the default version (``default``, else the configured one, else the newest loaded) and
+        load every version an experiment arm names beside what is loaded; returns the versions served."""
+        probe = TritonRerankerClient(triton_url, model=self.settings.triton_model, timeout_s=10.0)
+        try:
+            ready = await probe.ready_versions()
+            default = default or self.settings.reranker_version or (ready[-1] if ready else "")
+            missing = {v for v in {default, *self.service.arm_versions()} - set(ready) if v.isdigit()}
+            if missing:
+                log.info("loading reranker versions %s beside %s", sorted(missing), ready)
+                try:
+                    await probe.load_versions(set(ready) | missing)
+                except RerankerUnavailable as exc:  # check_experiments names the arm and version
+                    log.error("%s", exc)
+                ready = await probe.ready_versions()
+        finally:
+            await probe.close()
+        if default not in ready:
+            raise RuntimeError(f"reranker version {default!r} is not loaded on Triton (loaded: {ready})")
+        loaded.pipeline.pin_version(default)
+        return ready
+
     async def _supervise_triton(self) -> None:
         """Restart our Triton if it dies; requests are served degraded until it is back."""
         while True:
@@ -118,6 +152,10 @@ class RankServer:
                 log.warning("tritonserver exited; restarting it")
                 try:
                     await asyncio.to_thread(self.triton.start)
+                    loaded = self.service.loaded
+                    if loaded is not None:  # it starts with the newest version only: load the arms' again
+                        await self._wait_reranker_ready(self.triton.url)
+                        await self._settle_versions(loaded, self.triton.url, loaded.pipeline.model_version)
                 except Exception:
                     log.exception("tritonserver restart failed; will retry")
 

@@ -80,6 +80,10 @@ class Settings(_Locations):
     max_inflight: int = Field(2, ge=1)
     max_queued: int = Field(16, ge=0)
     grace_s: float = Field(5.0, ge=0)
+    # gRPC connections live long and a Service balances per connection: closing each after this age
+    # (plus a grace for its in-flight calls) makes clients reconnect and spreads them over new replicas.
+    max_connection_age_s: float = Field(300.0, gt=0)
+    max_connection_age_grace_s: float = Field(30.0, ge=0)
     metrics_port: int | None = None  # Prometheus /metrics on host:port when set
 
     # Finished rankings cached by (query, k, λ, candidates, filters, model, index); 0 turns it off.
@@ -121,6 +125,10 @@ class Settings(_Locations):
     torch_device: str = "cuda"
     torch_precision: Literal["fp32", "fp16", "bf16"] = "fp16"
 
+    # The reranker version (a Triton version number) a request is scored by when no experiment arm names
+    # one; "": the newest version loaded when the server starts. Pinned at start, so loading a new
+    # version (`rankserve model load`) changes nothing until an arm names it or the server restarts.
+    reranker_version: str = Field("", pattern=r"^[0-9]*$")
     # Triton: an external one (triton_url) or one we start on loopback.
     triton_url: str | None = None
     triton_host: str = "127.0.0.1"

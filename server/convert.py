@@ -31,6 +31,8 @@ def with_arm(params: RankParams, req: ranking_pb2.RankRequest, overrides: dict[s
     if "candidates" in overrides and not req.HasField("candidates"):
         changes["candidates"] = min(max(int(overrides["candidates"]), params.k),  # type: ignore[call-overload]
                                     settings.max_candidates)
+    if "model_version" in overrides:
+        changes["model_version"] = str(overrides["model_version"])
     return dataclasses.replace(params, **changes) if changes else params
 
 

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 import grpc
 
+from engines.rerank import RerankerUnavailable
 from feedback.events import Event
 from feedback.hub import FeedbackHub
 from feedback.policy import request_seed
@@ -86,14 +87,18 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
                                               labels.get("variant", "")):
                 yield message
 
-    def check_experiments(self, loaded: Loaded) -> None:
-        """Arms may name only the served model version (until versions are served side by side)."""
+    def arm_versions(self) -> set[str]:
+        """The model versions the experiments' arms name."""
+        return {a.model_version for e in (self.experiments.experiments if self.experiments else ())
+                for a in e.arms if a.model_version is not None}
+
+    def check_experiments(self, served: list[str]) -> None:
+        """Arms may name only model versions that are served (loaded on Triton at start)."""
         for e in self.experiments.experiments if self.experiments else ():
             for a in e.arms:
-                if a.model_version is not None and a.model_version != loaded.pipeline.model_version:
+                if a.model_version is not None and a.model_version not in served:
                     raise ValueError(f"experiment {e.name!r}, arm {a.name!r}: model_version "
-                                     f"{a.model_version!r} is not served (serving "
-                                     f"{loaded.pipeline.model_version!r})")
+                                     f"{a.model_version!r} is not served (serving {', '.join(served)})")
 
     async def Feedback(self, request_iterator: AsyncIterator[ranking_pb2.FeedbackEvent],
                        context: grpc.aio.ServicerContext) -> ranking_pb2.FeedbackAck:
@@ -136,7 +141,16 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
         if self.loaded is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "server is starting")
         loaded, s = self.loaded, self.settings
+        default = loaded.pipeline.model_version
+        try:
+            versions = await loaded.pipeline.reranker.versions() if loaded.pipeline.reranker else {}
+        except RerankerUnavailable:
+            versions = {default: "UNKNOWN"}
+        shas = loaded.version_shas
         return ranking_pb2.InfoResponse(
+            model_versions=[ranking_pb2.ModelVersion(version=v, state=state, is_default=v == default,
+                                                     sha256=shas.get(v, ""))
+                            for v, state in (versions or {default: "READY"}).items()],
             model_version=loaded.pipeline.model_version, index_version=loaded.pipeline.index_version,
             index_factory=loaded.index_factory, items=len(loaded.pipeline.items),
             default_mmr_lambda=s.default_mmr_lambda, default_k=s.default_k,
@@ -178,7 +192,7 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
         """The ranking as messages: from the cache, or through admission and the pipeline."""
         t0 = time.perf_counter()
         pipeline = self.pipeline
-        key = cache_key(params, pipeline.model_version, pipeline.index_version)
+        key = cache_key(params, params.model_version or pipeline.model_version, pipeline.index_version)
         # A personalised ranking is the user's own and changes with every event: never cached or shared.
         shared = personal is None
         cached = None if bypass_cache or not shared else self.cache.get(key)

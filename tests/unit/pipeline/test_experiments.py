@@ -43,6 +43,22 @@ def test_assignment_is_stable_per_user_and_follows_the_shares(tmp_path: Path) ->
     assert diverse.overrides["mmr_lambda"] == 0.5
 
 
+def test_two_model_versions_split_ten_thousand_users_by_their_shares(tmp_path: Path) -> None:
+    exp = load(tmp_path, """
+experiments:
+  - name: reranker
+    arms:
+      - {name: stable, share: 0.8, model_version: "1"}
+      - {name: canary, share: 0.2, model_version: "2"}
+""")
+    users = [f"shopper-{i}" for i in range(10_000)]
+    first = {u: exp.assign(u, "") for u in users}
+    versions = Counter(a.overrides["model_version"] for a in first.values())
+    assert versions["1"] / 10_000 == pytest.approx(0.8, abs=0.02)
+    assert versions["2"] / 10_000 == pytest.approx(0.2, abs=0.02)
+    assert all(exp.assign(u, f"another-request-{i}") == first[u] for i, u in enumerate(users))
+
+
 def test_toml_reads_the_same(tmp_path: Path) -> None:
     toml = """
 [[experiments]]

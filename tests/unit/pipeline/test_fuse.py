@@ -119,7 +119,8 @@ class Retrieve:
 
 
 class Rerank:
-    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None,
+                     version: str = ""
                      ) -> RerankResult:
         return RerankResult(np.array([3.0, 2.0, 1.0, 0.0], np.float32)[: len(docs)], {"tokenize_ms": 0.0})
 

@@ -37,7 +37,8 @@ class ScoresByText:
     def __init__(self, scores: dict[str, float]) -> None:
         self.scores = scores
 
-    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None,
+                     version: str = ""
                      ) -> RerankResult:
         return RerankResult(np.array([self.scores[d] for d in docs], np.float32), {"tokenize_ms": 0.0})
 
@@ -83,7 +84,8 @@ class Down:
         self.hang_s = hang_s
         self.calls = 0
 
-    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None
+    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None,
+                     version: str = ""
                      ) -> RerankResult:
         self.calls += 1
         if self.hang_s:

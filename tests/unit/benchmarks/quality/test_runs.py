@@ -30,7 +30,8 @@ class CountingStage:
     def __init__(self) -> None:
         self.requests: list[tuple[str, tuple[str, ...]]] = []
 
-    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None) -> list[float]:
+    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None,
+                     version: str = "") -> list[float]:
         self.requests.append((query, tuple(docs)))
         return [float(len(d)) for d in docs]
 
