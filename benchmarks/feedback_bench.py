@@ -30,7 +30,7 @@ class _Discard(ranking_pb2_grpc.RankerServicer):
 
 
 def _events(prefix: str, n: int, items: int) -> list[ranking_pb2.FeedbackEvent]:
-    kinds = (ranking_pb2.IMPRESSION, ranking_pb2.IMPRESSION, ranking_pb2.IMPRESSION, ranking_pb2.CLICK)
+    kinds = (*[ranking_pb2.EVENT_TYPE_IMPRESSION] * 3, ranking_pb2.EVENT_TYPE_CLICK)
     return [ranking_pb2.FeedbackEvent(event_id=f"{prefix}-{i}", request_id=f"{prefix}-r{i // 10}",
                                       user_id=f"bench-{i % 97}", item_id=(i * 7919) % items,
                                       type=kinds[i % 4], position=i % 10 + 1) for i in range(n)]

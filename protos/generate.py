@@ -12,8 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+RELEASED = ROOT / "protos" / "released"  # the last released API, for `buf breaking` only (no stubs)
+
+
 def proto_files() -> list[Path]:
-    return sorted((ROOT / "protos").rglob("*.proto"))
+    return sorted(p for p in (ROOT / "protos").rglob("*.proto") if RELEASED not in p.parents)
 
 
 def generate(out_dir: Path = ROOT) -> list[Path]:

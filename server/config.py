@@ -79,6 +79,9 @@ class Settings(_Locations):
     # reranker timeout. Waiting in the queue is bounded too; beyond it -> RESOURCE_EXHAUSTED.
     max_inflight: int = Field(2, ge=1)
     max_queued: int = Field(16, ge=0)
+    # RESOURCE_EXHAUSTED carries RetryInfo with this delay (google.rpc.RetryInfo): a well-behaved client
+    # backs off at least this long before trying again.
+    overload_retry_after_s: float = Field(0.2, gt=0)
     grace_s: float = Field(5.0, ge=0)
     # gRPC connections live long and a Service balances per connection: closing each after this age
     # (plus a grace for its in-flight calls) makes clients reconnect and spreads them over new replicas.

@@ -75,8 +75,9 @@ class Arm:
             return
         events = []
         for pos, item in enumerate(items.tolist(), start=1):
-            kinds = [ranking_pb2.IMPRESSION] + [ranking_pb2.CLICK] * bool(clicked[pos - 1]) + \
-                [ranking_pb2.PURCHASE] * bool(bought[pos - 1])
+            kinds = [ranking_pb2.EVENT_TYPE_IMPRESSION,
+                     *[ranking_pb2.EVENT_TYPE_CLICK] * bool(clicked[pos - 1]),
+                     *[ranking_pb2.EVENT_TYPE_PURCHASE] * bool(bought[pos - 1])]
             events += [ranking_pb2.FeedbackEvent(event_id=f"{request_id}-{pos}-{kind}", request_id=request_id,
                                                  user_id=user_id, item_id=item, type=kind, position=pos)
                        for kind in kinds]

@@ -47,7 +47,8 @@ def test_arms_are_echoed_applied_and_counted(artifacts: Artifacts, tmp_path: Pat
         variant = rank(running.stub, "velvet sofa", user=ranking_pb2.UserContext(user_id=user))[2].variant
         events = [ranking_pb2.FeedbackEvent(event_id=f"x{i}", request_id="r", user_id=user, item_id=i,
                                             type=t, position=1)
-                  for i, t in enumerate([ranking_pb2.IMPRESSION] * 4 + [ranking_pb2.CLICK])]
+                  for i, t in enumerate([ranking_pb2.EVENT_TYPE_IMPRESSION] * 4
+                                        + [ranking_pb2.EVENT_TYPE_CLICK])]
         assert running.stub.Feedback(iter(events), timeout=30).accepted == 5
         labels = f'type="{{}}",variant="{variant}"'
         assert running.metric("rankserve_variant_feedback_events_total", labels.format("IMPRESSION")) == 4

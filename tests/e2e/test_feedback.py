@@ -25,7 +25,7 @@ FIXED = {"RANKSERVE_BANDIT": "false"}
 
 
 def events(prefix: str, n: int, *, user: str = "u1", items: list[int] | None = None,
-           type_: int = ranking_pb2.CLICK) -> list[ranking_pb2.FeedbackEvent]:
+           type_: int = ranking_pb2.EVENT_TYPE_CLICK) -> list[ranking_pb2.FeedbackEvent]:
     items = items or [i % 50 for i in range(n)]
     return [ranking_pb2.FeedbackEvent(event_id=f"{prefix}-{i}", request_id="r", user_id=user,
                                       item_id=items[i % len(items)], type=type_, position=i % 10 + 1)
@@ -48,8 +48,8 @@ def test_acknowledged_events_survive_sigkill_exactly_once(artifacts: Artifacts, 
     try:
         first = running.stub.Feedback(iter(events("a", 1000)), timeout=60)
         assert (first.accepted, first.duplicates, first.rejected) == (1000, 0, 0)
-        second = running.stub.Feedback(iter(events("b", 300, user="u2", type_=ranking_pb2.PURCHASE)),
-                                       timeout=60)
+        second = running.stub.Feedback(
+            iter(events("b", 300, user="u2", type_=ranking_pb2.EVENT_TYPE_PURCHASE)), timeout=60)
         assert second.accepted == 300
     finally:
         running.channel.close()
@@ -80,7 +80,8 @@ def server(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_a_bad_event_names_its_field_and_keeps_what_came_before(server: Running) -> None:
-    unknown_item = ranking_pb2.FeedbackEvent(event_id="bad-x", item_id=10**9, type=ranking_pb2.CLICK)
+    unknown_item = ranking_pb2.FeedbackEvent(event_id="bad-x", item_id=10**9,
+                                             type=ranking_pb2.EVENT_TYPE_CLICK)
     stream = [*events("bad", 5), unknown_item]
     with pytest.raises(grpc.RpcError) as info:
         server.stub.Feedback(iter(stream), timeout=30)
@@ -90,7 +91,7 @@ def test_a_bad_event_names_its_field_and_keeps_what_came_before(server: Running)
     again = server.stub.Feedback(iter(events("bad", 5)), timeout=30)
     assert (again.accepted, again.duplicates) == (0, 5)  # the five before it were committed
     for bad, field in [({"event_id": ""}, "event_id"), ({"type": 0}, "type")]:
-        event = ranking_pb2.FeedbackEvent(event_id="x1", item_id=1, type=ranking_pb2.CLICK)
+        event = ranking_pb2.FeedbackEvent(event_id="x1", item_id=1, type=ranking_pb2.EVENT_TYPE_CLICK)
         for k, v in bad.items():
             setattr(event, k, v)
         with pytest.raises(grpc.RpcError) as info:
@@ -105,8 +106,8 @@ def test_personal_ranking_follows_clicks_and_is_never_shared(server: Running) ->
     assert not base.personalized
     # A user who keeps buying what the anonymous ranking puts last.
     liked = [it.item_id for it in base_items[-3:]]
-    ack = server.stub.Feedback(iter(events("p", 30, user="fan", items=liked, type_=ranking_pb2.PURCHASE)),
-                               timeout=30)
+    ack = server.stub.Feedback(
+        iter(events("p", 30, user="fan", items=liked, type_=ranking_pb2.EVENT_TYPE_PURCHASE)), timeout=30)
     assert ack.accepted == 30
     _, items, summary = rank(server.stub, query, k=10, user=ranking_pb2.UserContext(user_id="fan"))
     assert summary.personalized and summary.profile_version == 30 and not summary.cache_hit
@@ -134,9 +135,10 @@ def test_personal_ranking_follows_clicks_and_is_never_shared(server: Running) ->
     assert server.metric("rankserve_feedback_events_total", 'outcome="accepted",type="PURCHASE"') >= 30
     # CTR by the arm a list was served under: four impressions and one click of an anonymous list.
     shown = [ranking_pb2.FeedbackEvent(event_id=f"anon-{i}", request_id="anon", item_id=i,
-                                       type=ranking_pb2.IMPRESSION, position=i + 1) for i in range(4)]
+                                       type=ranking_pb2.EVENT_TYPE_IMPRESSION, position=i + 1)
+             for i in range(4)]
     clicked = ranking_pb2.FeedbackEvent(event_id="anon-c", request_id="anon", item_id=2,
-                                        type=ranking_pb2.CLICK, position=3)
+                                        type=ranking_pb2.EVENT_TYPE_CLICK, position=3)
     assert server.stub.Feedback(iter([*shown, clicked]), timeout=30).accepted == 5
     assert server.metric("rankserve_ctr", 'arm="unpersonalised"') == 0.25
 

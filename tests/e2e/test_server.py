@@ -9,13 +9,17 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
 
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from server.client import rank_request
@@ -230,6 +234,19 @@ def test_invalid_arguments(server: Running, kwargs: dict, field: str) -> None:
         list(server.stub.Rank(rank_request(query, **kwargs), timeout=10))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith(field), err.value.details()
+    [violation] = error_detail(err.value, error_details_pb2.BadRequest).field_violations
+    assert violation.field == field and violation.description  # machine-readable, as google.rpc has it
+
+
+def error_detail(err: grpc.RpcError, kind: type[Message]) -> Message:
+    """The one ``kind`` detail of the google.rpc.Status the server attached to ``err``."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None, "no google.rpc.Status details"
+    found = [d for d in status.details if d.Is(kind.DESCRIPTOR)]
+    assert len(found) == 1, status.details
+    out = kind()
+    found[0].Unpack(out)
+    return out
 
 
 def test_query_at_limit_is_accepted(server: Running) -> None:
@@ -380,3 +397,25 @@ def test_liveness_does_not_wait_for_triton(artifacts: Artifacts, tmp_path: Path)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
+
+
+def test_overload_is_resource_exhausted_with_retry_info(artifacts: Artifacts, tmp_path: Path) -> None:
+    running = start_server(artifacts, tmp_path, RANKSERVE_MAX_INFLIGHT="1", RANKSERVE_MAX_QUEUED="0",
+                           RANKSERVE_RANKING_CACHE_SIZE="0", RANKSERVE_OVERLOAD_RETRY_AFTER_S="0.35")
+
+    def one(i: int) -> grpc.RpcError | None:
+        try:
+            rank(running.stub, f"velvet sofa {i}", candidates=400)
+        except grpc.RpcError as exc:
+            return exc
+        return None
+
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            errors = [e for e in pool.map(one, range(24)) if e is not None]
+    finally:
+        assert stop_server(running) == 0, running.log_tail()
+    assert errors and len(errors) < 24  # one slot, no queue: some were shed, some served
+    assert {e.code() for e in errors} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    retry = error_detail(errors[0], error_details_pb2.RetryInfo)
+    assert retry.retry_delay.ToTimedelta().total_seconds() == pytest.approx(0.35)

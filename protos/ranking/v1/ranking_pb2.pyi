@@ -10,15 +10,15 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
-    IMPRESSION: _ClassVar[EventType]
-    CLICK: _ClassVar[EventType]
-    ADD_TO_CART: _ClassVar[EventType]
-    PURCHASE: _ClassVar[EventType]
+    EVENT_TYPE_IMPRESSION: _ClassVar[EventType]
+    EVENT_TYPE_CLICK: _ClassVar[EventType]
+    EVENT_TYPE_ADD_TO_CART: _ClassVar[EventType]
+    EVENT_TYPE_PURCHASE: _ClassVar[EventType]
 EVENT_TYPE_UNSPECIFIED: EventType
-IMPRESSION: EventType
-CLICK: EventType
-ADD_TO_CART: EventType
-PURCHASE: EventType
+EVENT_TYPE_IMPRESSION: EventType
+EVENT_TYPE_CLICK: EventType
+EVENT_TYPE_ADD_TO_CART: EventType
+EVENT_TYPE_PURCHASE: EventType
 
 class UserContext(_message.Message):
     __slots__ = ("user_id", "session_id", "recent_item_ids", "locale", "device")

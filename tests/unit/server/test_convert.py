@@ -79,8 +79,8 @@ def test_messages_carry_every_field() -> None:
 
 
 def feedback_event(**fields: object) -> ranking_pb2.FeedbackEvent:
-    base: dict[str, object] = {"event_id": "e1", "item_id": 3, "type": ranking_pb2.CLICK, "user_id": " u1 ",
-                               "position": 2, "request_id": "r"}
+    base: dict[str, object] = {"event_id": "e1", "item_id": 3, "type": ranking_pb2.EVENT_TYPE_CLICK,
+                               "user_id": " u1 ", "position": 2, "request_id": "r"}
     return ranking_pb2.FeedbackEvent(**{**base, **fields})
 
 
