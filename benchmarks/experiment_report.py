@@ -1,21 +1,34 @@
 """`rankserve report`: per experiment arm, CTR and CVR from the feedback log, with 95% Wilson intervals
-and a two-proportion z-test of every arm against its experiment's first arm (the control).
+and a two-proportion z-test of every arm against its experiment's first arm (the control); and, given a
+running server, NDCG@10 on the catalog's judgments per arm with a 95% interval and a paired test.
 
 An event belongs to the arm its user (or, without a user, its request) hashes to, the same assignment
 the server made when it served the list (`pipeline.experiments`). CTR = clicks / impressions, CVR =
 purchases / clicks.
+
+NDCG per arm asks the server itself: every judged query is ranked once per arm as a probe user whose id
+hashes into that arm (and who has no history, so nothing personal changes the list): the arm's model
+version, λ and candidates, exactly as served. Arms are compared query by query (paired t-test on the
+per-query NDCG differences), which removes the spread between queries from the comparison.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
-from scipy.stats import norm
+import numpy as np
+from scipy.stats import norm, t, ttest_rel
 
+from catalog.io import LABEL_GAIN, Catalog
 from feedback.events import Event, EventType
-from pipeline.experiments import Experiments
+from pipeline.experiments import Arm, Experiment, Experiments
+from training.metrics import ndcg_at_k
+
+# Ranks one query as one user: (query, user_id) -> the served item ids, best first.
+RankFn = Callable[[str, str], list[int]]
 
 Z95 = 1.959963984540054
 
@@ -73,3 +86,84 @@ def arm_report(experiments: Experiments, events: Iterable[Event]) -> dict:
             arms[arm.name] = row
         out[exp.name] = {"control": exp.arms[0].name, "arms": arms}
     return out
+
+
+def probe_user(exp: Experiment, arm: Arm) -> str:
+    """The first ``report-probe-<experiment>-<arm>-<n>`` user id that hashes into ``arm``."""
+    n = 0
+    while exp.assign(user := f"report-probe-{exp.name}-{arm.name}-{n}") is not arm:
+        n += 1
+    return user
+
+
+def _mean_ci(values: np.ndarray) -> dict:
+    n = len(values)
+    mean = float(values.mean()) if n else float("nan")
+    half = float(t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return {"value": mean, "ci95": [mean - half, mean + half], "queries": n}
+
+
+def ndcg_report(experiments: Experiments, catalog: Catalog, rank: RankFn, k: int = 10) -> dict:
+    """{experiment: {arm: {ndcg@k, vs_control}}}: each judged query ranked once per arm by ``rank``."""
+    gains = catalog.labels.assign(rel=catalog.labels["label"].map(LABEL_GAIN).fillna(0))
+    judged = {int(q): dict(zip(g["product_id"].astype(int), g["rel"], strict=True))
+              for q, g in gains.groupby("query_id")}
+    queries = [(int(q), text) for q, text in zip(catalog.queries["query_id"], catalog.queries["query"],
+                                                 strict=True) if int(q) in judged]
+    out: dict = {}
+    for exp in experiments.experiments:
+        per_arm: dict[str, np.ndarray] = {}
+        for arm in exp.arms:
+            user = probe_user(exp, arm)
+            scores = []
+            for qid, text in queries:
+                served = rank(text, user)
+                rels = np.array([judged[qid].get(i, 0.0) for i in served])
+                scores.append(ndcg_at_k(-np.arange(len(served), dtype=np.float64), rels, k,
+                                        ideal_rels=np.array(list(judged[qid].values()))))
+            per_arm[arm.name] = np.array(scores)
+        control = per_arm[exp.arms[0].name]
+        arms: dict = {}
+        for arm in exp.arms:
+            mine = per_arm[arm.name]
+            row: dict = {f"ndcg@{k}": _mean_ci(mine[np.isfinite(mine)])}
+            if arm is not exp.arms[0]:
+                both = np.isfinite(mine) & np.isfinite(control)
+                diff = mine[both] - control[both]
+                p = float(ttest_rel(mine[both], control[both]).pvalue) if both.sum() > 1 and diff.any() \
+                    else float("nan")
+                row["vs_control"] = {f"ndcg@{k}_difference": _mean_ci(diff), "paired_t_p": p}
+            arms[arm.name] = row
+        out[exp.name] = {"control": exp.arms[0].name, "arms": arms}
+    return out
+
+
+def merge(ctr: dict, ndcg: dict) -> dict:
+    """One report: each arm's CTR/CVR beside its NDCG (and each vs_control beside the other)."""
+    out = {name: {"control": e["control"], "arms": {a: dict(row) for a, row in e["arms"].items()}}
+           for name, e in ctr.items()}
+    for name, e in ndcg.items():
+        for arm, row in e["arms"].items():
+            mine = out[name]["arms"][arm]
+            for key, value in row.items():
+                mine[key] = {**mine.get(key, {}), **value} if key == "vs_control" else value
+    return out
+
+
+def ndcg_from_server(experiments: Experiments, target: str, catalog_dir: Path, k: int = 10) -> dict:
+    """`ndcg_report` with the server at ``target`` ranking (plain gRPC, one query at a time)."""
+    import grpc
+
+    from catalog.io import load_catalog
+    from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
+    from server.client import rank_request
+
+    catalog = load_catalog(catalog_dir)
+    with grpc.insecure_channel(target) as channel:
+        stub = ranking_pb2_grpc.RankerStub(channel)
+
+        def rank(query: str, user: str) -> list[int]:
+            request = rank_request(query, k=k, user=ranking_pb2.UserContext(user_id=user))
+            return [m.item.item_id for m in stub.Rank(request, timeout=60) if m.HasField("item")]
+
+        return ndcg_report(experiments, catalog, rank, k)

@@ -402,21 +402,30 @@ def report(
     experiments: Annotated[Path, typer.Option(help="The experiments file the server runs.")],
     state_dir: StateDir = None,
     dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN of a shared log.")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="The running server HOST:PORT: adds NDCG@10 per arm on --catalog's judgments, each judged "
+             "query ranked as a probe user of every arm.")] = None,
+    catalog: CatalogDir = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
 ) -> None:
-    """Per experiment arm: CTR and CVR from the feedback log, 95% intervals, p-values against control."""
+    """Per experiment arm: CTR and CVR from the feedback log (and NDCG@10 with --target), 95% intervals,
+    tests against control."""
     import json
 
-    from benchmarks.experiment_report import arm_report
+    from benchmarks.experiment_report import arm_report, merge, ndcg_from_server
     from feedback.store import open_store
     from pipeline.experiments import Experiments
 
-    settings = settings_from(state_dir=state_dir, feedback_dsn=dsn)
+    settings = settings_from(state_dir=state_dir, feedback_dsn=dsn, catalog_dir=catalog)
+    spec = Experiments.load(experiments)
     store = open_store(Path(settings.state_dir), dsn=settings.feedback_dsn)  # type: ignore[arg-type]
     try:
-        rep = {"experiments": arm_report(Experiments.load(experiments), store.replay())}
+        rep = {"experiments": arm_report(spec, store.replay())}
     finally:
         store.close()
+    if target is not None:
+        ndcg = ndcg_from_server(spec, target, Path(settings.catalog_dir))  # type: ignore[arg-type]
+        rep = {"experiments": merge(rep["experiments"], ndcg)}
     text = json.dumps(rep, indent=2)
     if json_out is not None:
         json_out.write_text(text + "\n")
