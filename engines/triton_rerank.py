@@ -131,7 +131,8 @@ class TritonRerankerClient:
     async def load_versions(self, versions: Iterable[str], *, timeout_s: float = 300.0) -> None:
         """Make exactly ``versions`` the loaded ones, through Triton's model-control API (explicit mode):
         a load with the model's config and a ``specific`` version policy. Triton swaps the model only once
-        the new set is loaded, so requests keep being served by the versions that stay."""
+        the new set is loaded, so requests keep being served by the versions that stay. Returns once the
+        versions left out have finished unloading (Triton unloads them in the background)."""
         wanted = sorted({int(v) for v in versions})
         if not wanted:
             raise ValueError("at least one version must stay loaded")
@@ -143,6 +144,13 @@ class TritonRerankerClient:
             await conn.load_model(self.model, config=json.dumps(cfg), client_timeout=timeout_s)
         except (InferenceServerException, grpc.RpcError, TimeoutError, OSError) as exc:
             raise _unavailable(exc, f"load {self.model} versions {wanted} @{self.url}") from exc
+        keep = {str(v) for v in wanted}
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while any(state in ("READY", "UNLOADING") and v not in keep
+                  for v, state in (await self.versions()).items()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise RerankerUnavailable(f"{self.model}: versions outside {sorted(keep)} still unloading")
+            await asyncio.sleep(0.1)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -29,6 +29,7 @@ from server.wiring import Loaded, load_pipeline
 log = logging.getLogger(__name__)
 SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranker"].full_name
 LIVENESS = "liveness"  # health service name for liveness probes: SERVING once the port is up
+VERSION_CHECK_S = 2.0  # how often the server checks that Triton still holds the versions it serves
 
 
 class RankServer:
@@ -44,6 +45,7 @@ class RankServer:
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._watch: asyncio.Task | None = None
+        self._keeper: asyncio.Task | None = None
 
     async def start(self) -> int:
         s = self.settings
@@ -85,6 +87,8 @@ class RankServer:
             served = [loaded.pipeline.model_version]
         self.service.check_experiments(served)
         self.service.loaded = loaded
+        if s.reranker_engine == "triton":
+            self._keeper = asyncio.create_task(self._keep_versions(triton_url))
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("ready in %.1fs (reranker: %s)", time.perf_counter() - t0,
@@ -122,13 +126,13 @@ class RankServer:
         finally:
             await probe.close()
 
-    async def _settle_versions(self, loaded: Loaded, triton_url: str, default: str = "") -> list[str]:
-        """Pin the default version (``default``, else the configured one, else the newest loaded) and
-        load every version an experiment arm names beside what is loaded; returns the versions served."""
+    async def _settle_versions(self, loaded: Loaded, triton_url: str) -> list[str]:
+        """Pin the default version (the configured one, else the newest loaded) and load every version an
+        experiment arm names beside what is loaded; returns the versions served."""
         probe = TritonRerankerClient(triton_url, model=self.settings.triton_model, timeout_s=10.0)
         try:
             ready = await probe.ready_versions()
-            default = default or self.settings.reranker_version or (ready[-1] if ready else "")
+            default = self.settings.reranker_version or (ready[-1] if ready else "")
             missing = {v for v in {default, *self.service.arm_versions()} - set(ready) if v.isdigit()}
             if missing:
                 log.info("loading reranker versions %s beside %s", sorted(missing), ready)
@@ -144,6 +148,31 @@ class RankServer:
         loaded.pipeline.pin_version(default)
         return ready
 
+    async def _keep_versions(self, triton_url: str) -> None:
+        """A restarted Triton (ours, or a sidecar) comes back with its newest version only: load the
+        default and the arms' versions again. A version unloaded on purpose (`rankserve model unload`)
+        is listed UNAVAILABLE by Triton, not absent, and is left alone."""
+        probe = TritonRerankerClient(triton_url, model=self.settings.triton_model, timeout_s=10.0)
+        try:
+            while True:
+                await asyncio.sleep(VERSION_CHECK_S)
+                loaded = self.service.loaded
+                if loaded is None:
+                    continue
+                try:
+                    states = await probe.versions()
+                    ready = {v for v, state in states.items() if state == "READY"}
+                    wanted = {loaded.pipeline.model_version, *self.service.arm_versions()}
+                    absent = {v for v in wanted if v.isdigit() and v not in states}
+                    if ready and absent:
+                        log.warning("Triton lost reranker versions %s (restarted?); loading them",
+                                    sorted(absent))
+                        await probe.load_versions(ready | absent)
+                except RerankerUnavailable as exc:
+                    log.debug("version check: %s", exc)  # down: the supervisor or the kubelet restarts it
+        finally:
+            await probe.close()
+
     async def _supervise_triton(self) -> None:
         """Restart our Triton if it dies; requests are served degraded until it is back."""
         while True:
@@ -151,19 +180,16 @@ class RankServer:
             if self.triton is not None and not self.triton.is_running():
                 log.warning("tritonserver exited; restarting it")
                 try:
-                    await asyncio.to_thread(self.triton.start)
-                    loaded = self.service.loaded
-                    if loaded is not None:  # it starts with the newest version only: load the arms' again
-                        await self._wait_reranker_ready(self.triton.url)
-                        await self._settle_versions(loaded, self.triton.url, loaded.pipeline.model_version)
+                    await asyncio.to_thread(self.triton.start)  # _keep_versions reloads the arms' versions
                 except Exception:
                     log.exception("tritonserver restart failed; will retry")
 
     async def stop(self) -> None:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._keeper):
+            if task is not None:
+                task.cancel()
         if self._server is not None:
             await self._server.stop(self.settings.grace_s)
         if self.service.loaded is not None and self.service.loaded.feedback is not None:

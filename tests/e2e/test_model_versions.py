@@ -5,7 +5,9 @@ Triton holds without a restart while the requests in flight all succeed."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -18,7 +20,7 @@ from engines.hf_cross_encoder import LIMITS_FILE
 from engines.triton.repository import file_sha256, read_model_info, repository_versions
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from tests.conftest import Artifacts, rankserve_bin
-from tests.e2e.test_server import free_port, rank, start_server, stop_server
+from tests.e2e.test_server import free_port, rank, start_server, stop_server, triton_pid_of
 
 QUERY = "turquoise velvet pillows"
 SPEC = """
@@ -65,6 +67,13 @@ def test_stage_refuses_a_model_that_expects_other_token_ids(versioned: Artifacts
     out = cli("model", "stage", str(other), "--model", str(versioned.model))
     assert out.returncode != 0 and "tokenizer or pair limits differ" in out.stderr
     assert repository_versions(versioned.model / "triton") == [1, 2]  # nothing was added
+
+
+def _info_or_none(stub: ranking_pb2_grpc.RankerStub) -> dict[str, tuple[str, bool]] | None:
+    try:
+        return _info(stub)
+    except grpc.RpcError:
+        return None
 
 
 def _info(stub: ranking_pb2_grpc.RankerStub) -> dict[str, tuple[str, bool]]:
@@ -118,7 +127,8 @@ def test_arms_rank_with_their_versions_and_versions_load_without_a_restart(
             time.sleep(1.0)
             out = cli("model", "unload", "2", "--triton-url", triton)
             assert out.returncode == 0, out.stderr[-3000:]
-            assert _info(running.stub).get("2", ("UNAVAILABLE",))[0] != "READY"
+            # Unloaded on purpose: Triton lists it UNAVAILABLE, and the server leaves it so.
+            assert _info(running.stub)["2"] == ("UNAVAILABLE", True)
             assert _info(running.stub)["1"] == ("READY", False)
             # The arm whose version is gone still gets a ranking: degraded and flagged, not an error.
             v2_user = ranking_pb2.UserContext(user_id=users["2"])
@@ -139,5 +149,15 @@ def test_arms_rank_with_their_versions_and_versions_load_without_a_restart(
             assert time.monotonic() < deadline, back.degraded_reason
             time.sleep(0.3)
         assert back.model_version == "2"
+
+        # Triton killed: restarted by the server with its newest version only; the server loads version
+        # 1 again (an arm names it) without being asked.
+        os.kill(triton_pid_of(running), signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while _info_or_none(running.stub) != {"1": ("READY", False), "2": ("READY", True)}:
+            assert time.monotonic() < deadline, running.log_tail()
+            time.sleep(0.5)
+        again = rank(running.stub, QUERY, user=ranking_pb2.UserContext(user_id=users["1"]), bypass_cache=True)
+        assert again[2].model_version == "1" and not again[2].degraded, again[2].degraded_reason
     finally:
         assert stop_server(running) == 0, running.log_tail()
