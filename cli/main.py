@@ -9,26 +9,20 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
+from cli.model import model_app
+from cli.shared import console, settings_from
 from server.config import BuildSettings, Settings
 
 app = typer.Typer(help="rankserve: gRPC ranking server for product search.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 catalog_app = typer.Typer(help="Generated WANDS-format catalogs.", no_args_is_help=True)
 index_app = typer.Typer(help="Item embeddings and FAISS index.", no_args_is_help=True)
-model_app = typer.Typer(help="Served reranker models.", no_args_is_help=True)
 feedback_app = typer.Typer(help="The click and purchase event log.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(index_app, name="index")
 app.add_typer(model_app, name="model")
 app.add_typer(feedback_app, name="feedback")
-console = Console(stderr=True)
-
-
-def settings_from(**overrides: Any) -> Settings:
-    """CLI flags win over RANKSERVE_* env vars, which win over defaults; unset flags are left out."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def parity_stop(exc: Exception, model_dir: Path, steps_flag: str) -> NoReturn:
@@ -72,106 +66,6 @@ def index_build(
     t = time.perf_counter()
     path = build_item_index(catalog, factory=factory, out=out, progress=True)
     console.print(f"index {factory} → {path} ({time.perf_counter() - t:.1f}s)")
-
-
-@model_app.command("import")
-def model_import(
-    source: Annotated[Path, typer.Argument(
-        help="Hugging Face cross-encoder folder (config, weights, tokenizer.json); a missing "
-             "classification head starts fresh.")],
-    out: Annotated[Path, typer.Option(help="Model directory to write (serve/eval/bench --model).")],
-    catalog: Annotated[Path, typer.Option(help="Catalog whose judged pairs the INT8 parity gate reads.")],
-    seed: Annotated[int, typer.Option(help="Seed of a fresh classification head.")] = 0,
-    max_length: Annotated[int, typer.Option(help="Pair length in tokens the model is served with.")] = 64,
-    precision: Annotated[str, typer.Option(help="int8 (quantised, parity-gated) or fp32.")] = "int8",
-) -> None:
-    """Package an existing cross-encoder without training: ONNX, INT8, parity gate, Triton repository."""
-    from training.import_model import import_cross_encoder
-
-    if precision not in ("int8", "fp32"):
-        raise typer.BadParameter("--precision must be int8 or fp32")
-    report = import_cross_encoder(source, out, catalog, seed=seed, max_length=max_length,
-                                  int8=precision == "int8")
-    console.print(f"parity: {report['parity']}")
-    console.print(f"served model → {out} (Triton repository {out / 'triton'})")
-
-
-TritonUrl = Annotated[str | None, typer.Option(
-    "--triton-url", help="The Triton the server uses (HOST:PORT of its gRPC port; default: "
-                         "RANKSERVE_TRITON_URL, else 127.0.0.1:RANKSERVE_TRITON_GRPC_PORT).")]
-TritonModel = Annotated[str | None, typer.Option(
-    help="Model name in the repository (reranker, reranker_onnx).")]
-
-
-def _triton_control(url: str | None, model: str | None, action: Any) -> Any:
-    """Run ``action(client)`` against Triton's model-control API; a failure exits 1 with its reason."""
-    from engines.rerank import RerankerUnavailable
-    from engines.triton_rerank import TritonRerankerClient
-
-    s = settings_from(triton_url=url, triton_model=model)
-    target = s.triton_url or (f"{s.triton_host}:{s.triton_grpc_port}" if s.triton_grpc_port else None)
-    if target is None:
-        raise typer.BadParameter("name the Triton: --triton-url or RANKSERVE_TRITON_GRPC_PORT")
-
-    async def run() -> Any:
-        client = TritonRerankerClient(target, model=s.triton_model, timeout_s=10.0)
-        try:
-            return await action(client)
-        finally:
-            await client.close()
-
-    try:
-        return asyncio.run(run())
-    except RerankerUnavailable as exc:
-        console.print(f"[bold red]failed:[/] {exc}")
-        raise typer.Exit(1) from exc
-
-
-@model_app.command("stage")
-def model_stage(
-    source: Annotated[Path, typer.Argument(
-        help="Model directory (train/import output) to add as a version.")],
-    model: Annotated[Path, typer.Option(help="The served model directory whose repository gains it.")],
-) -> None:
-    """Add a model as the next version of a served Triton repository (then `model load` it)."""
-    from engines.model_dir import stage_version
-
-    try:
-        version = stage_version(source, model)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    typer.echo(version)
-    console.print(f"staged {source} as version {version} of {model / 'triton'}")
-
-
-@model_app.command("versions")
-def model_versions(triton_url: TritonUrl = None, triton_model: TritonModel = None) -> None:
-    """The reranker versions Triton holds, with their state."""
-    states = _triton_control(triton_url, triton_model, lambda c: c.versions())
-    for version, state in sorted(states.items(), key=lambda kv: int(kv[0])):
-        typer.echo(f"{version}\t{state}")
-
-
-@model_app.command("load")
-def model_load(version: Annotated[int, typer.Argument(help="Version number to load.")],
-               triton_url: TritonUrl = None, triton_model: TritonModel = None) -> None:
-    """Load a version beside the loaded ones, without restarting anything (an arm may then name it)."""
-    async def load(c: Any) -> list[str]:
-        await c.load_versions({*await c.ready_versions(), str(version)})
-        return await c.ready_versions()
-
-    console.print(f"loaded: {', '.join(_triton_control(triton_url, triton_model, load))}")
-
-
-@model_app.command("unload")
-def model_unload(version: Annotated[int, typer.Argument(help="Version number to unload.")],
-                 triton_url: TritonUrl = None, triton_model: TritonModel = None) -> None:
-    """Unload one version; the others keep serving (the last one cannot be unloaded)."""
-    async def unload(c: Any) -> list[str]:
-        await c.load_versions(set(await c.ready_versions()) - {str(version)})
-        return await c.ready_versions()
-
-    console.print(f"loaded: {', '.join(_triton_control(triton_url, triton_model, unload))}")
 
 
 @app.command()
@@ -253,6 +147,12 @@ def serve(
                                    "(RANKSERVE_BUILD_ARTIFACTS).")] = None,
     experiments: Annotated[Path | None, typer.Option(
         help="A/B experiments file (YAML or TOML): arms that set λ, candidates, personal weight.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve TLS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_client_ca: Annotated[Path | None, typer.Option(
+        help="PEM CA: mutual TLS, only clients with a certificate it signed connect.")] = None,
+    auth_tokens_file: Annotated[Path | None, typer.Option(
+        help="Bearer tokens, one per line ('#' comments), reloaded on SIGHUP.")] = None,
 ) -> None:
     """Serve the Ranker gRPC service (with health and reflection), building what is missing first."""
     from server.app import serve as run
@@ -261,7 +161,9 @@ def serve(
         raise typer.BadParameter("give --demo or --catalog DIR")
     settings = settings_from(catalog_dir=catalog, model_dir=model, host=host, port=port,
                              triton_url=triton_url, metrics_port=metrics_port, state_dir=state_dir,
-                             build_artifacts=build, experiments_file=experiments)
+                             build_artifacts=build, experiments_file=experiments, tls_cert=tls_cert,
+                             tls_key=tls_key, tls_client_ca=tls_client_ca, auth_tokens_file=auth_tokens_file)
+    _check_security_files(settings)
     if settings.experiments_file is not None:
         from pipeline.experiments import Experiments
 
@@ -290,6 +192,21 @@ def serve(
     asyncio.run(run(settings, console=console))
 
 
+def _check_security_files(settings: Settings) -> None:
+    """Unreadable TLS files or a tokens file without tokens stop the start, naming the file."""
+    from server.auth import read_tokens
+
+    try:
+        for path in (settings.tls_cert, settings.tls_key, settings.tls_client_ca):
+            if path is not None:
+                path.read_bytes()
+        if settings.auth_tokens_file is not None:
+            read_tokens(settings.auth_tokens_file)
+    except (OSError, ValueError) as e:
+        console.print(f"[bold red]cannot serve:[/] {e}")
+        raise typer.Exit(2) from e
+
+
 @app.command()
 def query(
     text: Annotated[str, typer.Argument(help="The search query.")],
@@ -304,13 +221,19 @@ def query(
     timeout: Annotated[float, typer.Option(help="Deadline in seconds.")] = 10.0,
     user: Annotated[str | None, typer.Option(help="Rank for this user id (personal when it has history).")
                     ] = None,
+    token: Annotated[str | None, typer.Option(envvar="RANKSERVE_TOKEN", help="Bearer token.")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="PEM CA that signed the server's certificate.")] = None,
+    tls_client_cert: Annotated[Path | None, typer.Option(help="PEM client certificate (mutual TLS).")] = None,
+    tls_client_key: Annotated[Path | None, typer.Option(help="PEM key of --tls-client-cert.")] = None,
 ) -> None:
     """Send one Rank request and print the items as they stream in."""
     from protos.ranking.v1 import ranking_pb2
-    from server.client import print_stream
+    from server.client import Connection, print_stream
 
     context = ranking_pb2.UserContext(user_id=user) if user else None
-    code = asyncio.run(print_stream(target, text, k=k, lam=lam, candidates=candidates, category=category,
+    conn = Connection(target, token=token, tls_ca=tls_ca, client_cert=tls_client_cert,
+                      client_key=tls_client_key)
+    code = asyncio.run(print_stream(conn, text, k=k, lam=lam, candidates=candidates, category=category,
                                     min_price=min_price, max_price=max_price, in_stock=in_stock,
                                     timeout=timeout, user=context))
     raise typer.Exit(code)

@@ -21,6 +21,7 @@ from engines.triton.server import TritonServer
 from engines.triton_rerank import TritonRerankerClient
 from feedback.events import AppendResult
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
+from server.auth import AuthInterceptor, RateLimiter, Tokens
 from server.config import Settings
 from server.metrics import Metrics
 from server.service import RankerService
@@ -29,6 +30,7 @@ from server.wiring import Loaded, load_pipeline
 log = logging.getLogger(__name__)
 SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranker"].full_name
 LIVENESS = "liveness"  # health service name for liveness probes: SERVING once the port is up
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 VERSION_CHECK_S = 2.0  # how often the server checks that Triton still holds the versions it serves
 
 
@@ -46,13 +48,16 @@ class RankServer:
         self._server: grpc.aio.Server | None = None
         self._watch: asyncio.Task | None = None
         self._keeper: asyncio.Task | None = None
+        self.tokens: Tokens | None = None  # reloaded on SIGHUP by `serve`
 
     async def start(self) -> int:
         s = self.settings
-        self._server = grpc.aio.server(options=[
+        self._server = grpc.aio.server(interceptors=self._interceptors(), options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_connection_age_ms", int(s.max_connection_age_s * 1000)),
             ("grpc.max_connection_age_grace_ms", int(s.max_connection_age_grace_s * 1000)),
+            ("grpc.max_receive_message_length", s.max_receive_message_bytes),
+            ("grpc.max_send_message_length", s.max_send_message_bytes),
         ])
         ranking_pb2_grpc.add_RankerServicer_to_server(self.service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -60,7 +65,10 @@ class RankServer:
                                             self._server)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self._server.add_insecure_port(f"{s.host}:{s.port}")
+        address = f"{s.host}:{s.port}"
+        credentials = server_credentials(s)
+        self.port = (self._server.add_secure_port(address, credentials) if credentials is not None
+                     else self._server.add_insecure_port(address))
         if not self.port:
             raise RuntimeError(f"cannot bind {s.host}:{s.port}")
         await self._server.start()
@@ -94,6 +102,19 @@ class RankServer:
         log.info("ready in %.1fs (reranker: %s)", time.perf_counter() - t0,
                  triton_url if s.reranker_engine == "triton" else f"torch on {s.torch_device}")
         return self.port
+
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        s = self.settings
+        if s.auth_tokens_file is None:
+            if s.host not in LOOPBACK:
+                log.warning("NO AUTHENTICATION: serving %s:%s to anyone who can reach it; set "
+                            "--auth-tokens-file (RANKSERVE_AUTH_TOKENS_FILE)", s.host, s.port)
+            return []
+        self.tokens = Tokens(s.auth_tokens_file)
+        limiter = RateLimiter(s.rate_limit_rps, s.rate_limit_burst) if s.rate_limit_rps > 0 else None
+        log.info("bearer-token auth on: %d tokens%s", len(self.tokens),
+                 f", {s.rate_limit_rps:g} calls/s per client" if limiter else "")
+        return [AuthInterceptor(self.tokens, limiter, on_call=self.metrics.auth_call)]
 
     def _committed(self, result: AppendResult, seconds: float) -> None:
         """After each event-log commit: its metrics, and the bandit's posterior (what the commit taught)."""
@@ -198,6 +219,15 @@ class RankServer:
             await asyncio.to_thread(self.triton.stop)
 
 
+def server_credentials(s: Settings) -> grpc.ServerCredentials | None:
+    """TLS from the configured PEM files (mutual TLS with a client CA); None: plaintext."""
+    if s.tls_cert is None or s.tls_key is None:
+        return None
+    ca = s.tls_client_ca.read_bytes() if s.tls_client_ca is not None else None
+    return grpc.ssl_server_credentials([(s.tls_key.read_bytes(), s.tls_cert.read_bytes())],
+                                       root_certificates=ca, require_client_auth=ca is not None)
+
+
 async def serve(settings: Settings, *, console: Console | None = None) -> None:
     """Run until SIGINT/SIGTERM, then stop gracefully (Triton included)."""
     from threadpoolctl import threadpool_limits
@@ -212,6 +242,7 @@ async def serve(settings: Settings, *, console: Console | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: server.tokens.reload() if server.tokens else None)
     try:
         port = await server.start()
         console.print(f"[green]rankserve ready[/] on {settings.host}:{port} — try: "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from rich.console import Console
@@ -41,14 +43,41 @@ def rank_request(
     return req
 
 
-async def print_stream(target: str, query: str, *, timeout: float = 10.0, **kwargs) -> int:
+def _read(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None else None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a client connects and how: plaintext, TLS (``tls_ca``), mutual TLS (plus a client
+    certificate and key), with or without a bearer token."""
+
+    target: str
+    token: str | None = None
+    tls_ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    def channel(self) -> grpc.aio.Channel:
+        if self.tls_ca is None and self.client_cert is None:
+            return grpc.aio.insecure_channel(self.target)
+        creds = grpc.ssl_channel_credentials(_read(self.tls_ca), _read(self.client_key),
+                                             _read(self.client_cert))
+        return grpc.aio.secure_channel(self.target, creds)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+
+async def print_stream(conn: Connection, query: str, *, timeout: float = 10.0, **kwargs) -> int:
     """Print each item as it arrives (rank, id, title, scores, arrival ms); returns a shell exit code."""
     out = Console()
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with conn.channel() as channel:
         stub = ranking_pb2_grpc.RankerStub(channel)
         t0 = time.perf_counter()
         try:
-            async for msg in stub.Rank(rank_request(query, **kwargs), timeout=timeout):
+            async for msg in stub.Rank(rank_request(query, **kwargs), timeout=timeout,
+                                       metadata=conn.metadata()):
                 ms = (time.perf_counter() - t0) * 1e3
                 if msg.HasField("item"):
                     it = msg.item

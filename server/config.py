@@ -88,6 +88,22 @@ class Settings(_Locations):
     max_connection_age_s: float = Field(300.0, gt=0)
     max_connection_age_grace_s: float = Field(30.0, ge=0)
     metrics_port: int | None = None  # Prometheus /metrics on host:port when set
+    # Largest message the server accepts / sends (gRPC's own limits otherwise: 4 MiB / unlimited). A
+    # RankRequest or a FeedbackEvent is well under 1 KiB; a Rank response message is one item.
+    max_receive_message_bytes: int = Field(1 << 20, ge=1024)
+    max_send_message_bytes: int = Field(4 << 20, ge=1024)
+
+    # Security. TLS when a certificate and key are given; with a client CA too, mutual TLS (a client
+    # without a certificate that CA signed cannot connect). Bearer tokens from a file (one per line,
+    # '#' comments, reloaded on SIGHUP; server.auth); without one, anyone who reaches the port may call,
+    # and binding beyond loopback logs a warning. Per-client rate limit (token bucket; 0: none) applies
+    # to authenticated clients.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auth_tokens_file: Path | None = None
+    rate_limit_rps: float = Field(0.0, ge=0)
+    rate_limit_burst: float = Field(20.0, ge=1)
 
     # Finished rankings cached by (query, k, λ, candidates, filters, model, index); 0 turns it off.
     ranking_cache_size: int = Field(4096, ge=0)
@@ -150,4 +166,8 @@ class Settings(_Locations):
             raise ValueError("default_candidates must not exceed max_candidates")
         if self.state_dir is None:
             self.state_dir = self.artifacts_dir / "state"
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         return self

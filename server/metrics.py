@@ -37,6 +37,9 @@ class Metrics:
         self.variant_events = Counter("rankserve_variant_feedback_events", "Committed feedback events by "
                                       "experiment arm and type (CTR = CLICK / IMPRESSION, CVR = PURCHASE / "
                                       "CLICK)", ["variant", "type"], registry=self.registry)
+        # Checked calls by outcome (ok, unauthenticated, rate_limited); a client is a hash of its token.
+        self.auth = Counter("rankserve_auth_calls", "Calls by authentication outcome and client (a hash of "
+                            "its token; never the token)", ["client", "outcome"], registry=self.registry)
         self.rpcs = Counter("rankserve_rpcs", "Other RPCs by method and final gRPC status code",
                             ["method", "code"], registry=self.registry)
         self.events = Counter("rankserve_feedback_events", "Feedback events committed, by type and outcome",
@@ -51,6 +54,9 @@ class Metrics:
                          "was served under (unpersonalised, or the personal weight)", ["arm"],
                          registry=self.registry)
         self.queued = Gauge("rankserve_queued", "Rank RPCs waiting for admission", registry=self.registry)
+
+    def auth_call(self, client: str, outcome: str) -> None:
+        self.auth.labels(client, outcome).inc()
 
     def committed(self, result: AppendResult, seconds: float) -> None:
         """One event-log transaction: its latency and its new events by type."""

@@ -12,13 +12,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 import grpc
-from google.protobuf import any_pb2
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from engines.rerank import RerankerUnavailable
 from feedback.events import Event
@@ -44,6 +40,7 @@ from server.convert import (
     with_arm,
 )
 from server.metrics import Metrics
+from server.status import field_violation, retry_after, trailers
 from server.wiring import Loaded
 
 log = logging.getLogger(__name__)
@@ -290,29 +287,21 @@ def _status_of(e: Exception) -> tuple[grpc.StatusCode, str]:
 
 def _details(e: Exception, settings: Settings) -> list[Message]:
     """google.rpc error details a client library can act on: which field was wrong, when to retry."""
-    if isinstance(e, InvalidArgument | FilterError):
-        field = e.field if isinstance(e, InvalidArgument) else f"filters.{e.field}"
-        detail = e.detail if isinstance(e, InvalidArgument) else e.message
-        return [error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=field, description=detail)])]
-    if isinstance(e, Overloaded | NotReady):
-        delay = settings.overload_retry_after_s if isinstance(e, Overloaded) else 1.0
-        retry = error_details_pb2.RetryInfo()
-        retry.retry_delay.FromTimedelta(timedelta(seconds=delay))
-        return [retry]
+    if isinstance(e, InvalidArgument):
+        return [field_violation(e.field, e.detail)]
+    if isinstance(e, FilterError):
+        return [field_violation(f"filters.{e.field}", e.message)]
+    if isinstance(e, Overloaded):
+        return [retry_after(settings.overload_retry_after_s)]
+    if isinstance(e, NotReady):
+        return [retry_after(1.0)]
     return []
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str,
                  details: Sequence[Message] = ()) -> None:
-    packed = []
-    for d in details:
-        any_detail = any_pb2.Any()
-        any_detail.Pack(d)
-        packed.append(any_detail)
-    status = rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=packed))
     try:
-        await context.abort(code, message, trailing_metadata=status.trailing_metadata)
+        await context.abort(code, message, trailing_metadata=trailers(code, message, details))
     except grpc.aio.AbortError:
         raise
     except Exception as e:

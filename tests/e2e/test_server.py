@@ -249,6 +249,14 @@ def error_detail(err: grpc.RpcError, kind: type[Message]) -> Message:
     return out
 
 
+def test_messages_over_the_size_limit_are_refused(server: Running) -> None:
+    """max_receive_message_bytes (1 MiB): gRPC refuses a bigger message before any handler runs."""
+    with pytest.raises(grpc.RpcError) as err:
+        list(server.stub.Rank(rank_request("x" * (2 << 20)), timeout=10))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rank(server.stub, "sofa", k=3)[2].items_returned == 3  # and the server carries on
+
+
 def test_query_at_limit_is_accepted(server: Running) -> None:
     _, items, _ = rank(server.stub, "sofa " + "x" * 507, k=3)
     assert len(items) == 3
