@@ -1,11 +1,12 @@
 """User profiles: decayed aggregates of each user's interactions, updated as events commit.
 
 A profile holds what the personal score reads (`pipeline.personalize`): an item-embedding centroid,
-product-class affinities (a multi-valued class ``A|B`` credits both, an empty one none), the weighted
-first and second moments of the log prices interacted with (a price preference with a centre and a
-spread, no bands to fall between) and attribute-value affinities (every ``key:value`` of the items'
-feature lists, e.g. ``color:navy`` or ``brand:x``; an item without features credits none), each a sum
-of event weights decayed with a half-life, plus the time of the last interaction. Impressions add no
+product-class affinities (a multi-valued class ``A|B`` credits both, an empty one none), the weight
+of interactions per fine log-price bin (``PRICE_BINS`` over the catalog's range; the personal score
+smooths it into a price preference that may have several modes) and attribute-value affinities
+(every ``key:value`` of the items' feature lists, e.g. ``color:navy`` or ``brand:x``; an item without
+features credits none), each a sum of event weights decayed with a half-life, plus the time of the last
+interaction. Impressions add no
 weight (being shown says nothing of taste) but are counted per attribute value, so the personal score
 can read an affinity as a rate: interactions per time shown.
 Profiles live in memory and are rebuilt from the durable log on start (`ProfileBook.apply` over
@@ -26,6 +27,7 @@ from feedback.events import Event, EventType
 EVENT_WEIGHT = {EventType.IMPRESSION: 0.0, EventType.CLICK: 1.0, EventType.ADD_TO_CART: 2.0,
                 EventType.PURCHASE: 4.0}
 VIEW_WEIGHT = 0.5  # an item in the request's recent_item_ids: viewed, less than a click
+PRICE_BINS = 48  # fine enough that smoothing, not binning, decides how near two prices are
 
 
 def log_prices(prices: np.ndarray) -> np.ndarray:
@@ -33,6 +35,26 @@ def log_prices(prices: np.ndarray) -> np.ndarray:
     prices = np.asarray(prices, dtype=np.float64)
     ok = np.isfinite(prices) & (prices > 0)
     return np.where(ok, np.log(np.where(ok, prices, 1.0)), np.nan)
+
+
+@dataclass(frozen=True)
+class PriceScale:
+    """The catalog's log prices on ``PRICE_BINS`` equal bins: each item's bin (-1: no price), the bins'
+    centres and the catalog's log-price spread (what "near in price" is measured against)."""
+
+    bins: np.ndarray  # (n,) int64
+    centres: np.ndarray  # (PRICE_BINS,)
+    spread: float  # standard deviation of the catalog's log prices
+
+    @classmethod
+    def of(cls, prices: np.ndarray) -> PriceScale:
+        lp = log_prices(prices)
+        known = lp[np.isfinite(lp)]
+        lo, hi = (float(known.min()), float(known.max())) if known.size else (0.0, 1.0)
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, PRICE_BINS + 1)
+        bins = np.clip(np.searchsorted(edges, np.nan_to_num(lp, nan=lo), side="right") - 1, 0, PRICE_BINS - 1)
+        spread = float(known.std()) if known.size > 1 and known.std() > 0 else 1.0
+        return cls(np.where(np.isfinite(lp), bins, -1).astype(np.int64), (edges[:-1] + edges[1:]) / 2, spread)
 
 
 def attribute_values(features: object) -> tuple[str, ...]:
@@ -54,27 +76,27 @@ class ItemColumns:
 
     vectors: np.ndarray  # (n, d) float32, L2-normalised
     classes: Sequence[tuple[str, ...]]
-    log_prices: np.ndarray  # (n,) float64, NaN: price unknown
+    prices: PriceScale
     attributes: Sequence[tuple[str, ...]] = ()  # per item, its "key:value" features ((): none known)
 
     @classmethod
     def of(cls, vectors: np.ndarray, product_classes: Sequence[object], prices: np.ndarray,
            features: Sequence[object] | None = None) -> ItemColumns:
         attrs = [attribute_values(f) for f in features] if features is not None else []
-        return cls(vectors, [class_parts(c) for c in product_classes], log_prices(prices), attrs)
+        return cls(vectors, [class_parts(c) for c in product_classes], PriceScale.of(prices), attrs)
 
     def attrs_of(self, item_id: int) -> tuple[str, ...]:
         return self.attributes[item_id] if self.attributes else ()
 
     def __len__(self) -> int:
-        return len(self.log_prices)
+        return len(self.prices.bins)
 
 
 @dataclass
 class UserProfile:
     centroid: np.ndarray  # decayed weighted sum of item vectors (d,)
     classes: dict[str, float] = field(default_factory=dict)
-    price: np.ndarray = field(default_factory=lambda: np.zeros(3))  # Σw, Σw·log p, Σw·log² p (priced)
+    price: np.ndarray = field(default_factory=lambda: np.zeros(PRICE_BINS))  # weight per log-price bin
     attrs: dict[str, float] = field(default_factory=dict)
     mass: float = 0.0  # decayed total weight
     events: int = 0  # interactions applied: the profile's version
@@ -109,9 +131,8 @@ class UserProfile:
             self.classes[c] = self.classes.get(c, 0.0) + weight
         for a in items.attrs_of(item_id):
             self.attrs[a] = self.attrs.get(a, 0.0) + weight
-        lp = items.log_prices[item_id]
-        if np.isfinite(lp):
-            self.price += weight * np.array([1.0, lp, lp * lp])
+        if (b := items.prices.bins[item_id]) >= 0:
+            self.price[b] += weight
         self.mass += weight
 
     def _scale(self, f: float) -> None:

@@ -4,9 +4,10 @@ personal_i = weight · (cos(centroid, v_i) + class_share(c_i) + price_fit(p_i) +
 
 - cos: the item's embedding against the profile's centroid (what the user interacted with);
 - class_share: the profile's share of weight in the item's class (the best of a multi-valued class);
-- price_fit: exp(-(log p_i - m)² / 2s²), m the weighted mean log price the user interacted with and s²
-  their weighted variance plus the catalog's log-price variance / (1 + priced interactions): one click
-  says little about the price a shopper wants, many say it closely. 0 where the item has no price;
+- price_fit: the user's interactions smoothed over log price (a Gaussian kernel density, peak 1) at the
+  item's price; the bandwidth is the catalog's log-price spread times (1 + priced interactions)^(-1/5)
+  (Silverman's rate): one click says little about the price a shopper wants, many say it closely, and a
+  shopper who buys both cheap and dear keeps both. 0 where the item has no price;
 - attr_pref: how the user treats the item's attribute values (colour, material, brand, style: whatever
   ``key:value`` features the catalog lists). Where the log has the user's impressions, it is the mean
   over the item's values of log(lift), clipped to [-1, 1]: lift = the value's interaction rate per
@@ -55,8 +56,6 @@ class Personalizer:
     def __init__(self, items: ItemColumns, weight: float) -> None:
         self.items = items
         self.weight = weight
-        known = items.log_prices[np.isfinite(items.log_prices)]
-        self.price_var = float(known.var()) if known.size > 1 else 1.0  # the catalog's log-price spread
 
     def scores(self, profile: UserProfile | None, item_ids: np.ndarray, weight: float | None = None,
                relevance: np.ndarray | None = None) -> np.ndarray | None:
@@ -71,7 +70,7 @@ class Personalizer:
         classes = self.items.classes
         class_share = np.array([max((profile.classes.get(c, 0.0) for c in classes[int(i)]), default=0.0)
                                 for i in item_ids]) / profile.mass
-        price_fit = self._price_fit(profile, self.items.log_prices[item_ids])
+        price_fit = self._price_fit(profile, self.items.prices.bins[item_ids])
         attr_total = sum(profile.attrs.values())  # once per list, not per candidate
         attr_pref = np.array([self._attr_pref(profile, self.items.attrs_of(int(i)), attr_total)
                               for i in item_ids])
@@ -80,15 +79,16 @@ class Personalizer:
             personal = personal * relevance_gate(relevance)
         return personal.astype(np.float32)
 
-    def _price_fit(self, profile: UserProfile, log_prices: np.ndarray) -> np.ndarray:
-        mass, first, second = profile.price
+    def _price_fit(self, profile: UserProfile, bins: np.ndarray) -> np.ndarray:
+        mass = float(profile.price.sum())
         if mass <= 0:
-            return np.zeros(log_prices.shape)
-        mean = first / mass
-        # Floored: a catalog of one price (variance 0) leaves only the items at exactly that price.
-        var = max(second / mass - mean * mean, 0.0) + self.price_var / (1.0 + mass) + 1e-9
-        fit = np.exp(-((log_prices - mean) ** 2) / (2.0 * var))
-        return np.where(np.isfinite(fit), fit, 0.0)
+            return np.zeros(bins.shape)
+        scale = self.items.prices
+        bandwidth = scale.spread * (1.0 + mass) ** -0.2
+        gap = scale.centres[:, None] - scale.centres[None, :]
+        density = np.exp(-(gap**2) / (2.0 * bandwidth**2)) @ profile.price
+        fit = density[np.maximum(bins, 0)] / density.max()
+        return np.where(bins >= 0, fit, 0.0)
 
     @staticmethod
     def _attr_pref(profile: UserProfile, values: tuple[str, ...], total: float) -> float:

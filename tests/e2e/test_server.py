@@ -380,12 +380,15 @@ def test_connections_are_closed_at_their_max_age_so_clients_rebalance(artifacts:
 
 
 def test_liveness_does_not_wait_for_triton(artifacts: Artifacts, tmp_path: Path) -> None:
-    """A pod whose Triton is still loading is not dead: liveness is SERVING while readiness is not."""
+    """A pod whose Triton is still loading is not dead: liveness is SERVING while readiness is not. (Bound
+    beyond loopback without a tokens file, it says so loudly.)"""
     port = free_port()
+    log = tmp_path / "server.log"
     proc = subprocess.Popen(
         [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
-         "--port", str(port), "--triton-url", f"127.0.0.1:{free_port()}"],  # no Triton listens there
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+         "--host", "0.0.0.0", "--port", str(port),
+         "--triton-url", f"127.0.0.1:{free_port()}"],  # no Triton listens there
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
         env={**os.environ, "RANKSERVE_STATE_DIR": str(tmp_path / "state")})
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -402,6 +405,7 @@ def test_liveness_does_not_wait_for_triton(artifacts: Artifacts, tmp_path: Path)
             for service in ("", SERVICE):
                 status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
                 assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert "NO AUTHENTICATION: serving 0.0.0.0" in log.read_text(errors="replace")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from feedback.events import Event, EventType
-from feedback.profile import ItemColumns, ProfileBook, log_prices
+from feedback.profile import PRICE_BINS, ItemColumns, ProfileBook, log_prices
 
 VECTORS = np.eye(4, dtype=np.float32)
 ITEMS = ItemColumns.of(VECTORS, ["Sofas", "Beds|Sofas", "", float("nan")],
@@ -21,12 +21,14 @@ def test_log_prices_leave_missing_and_non_positive_prices_unknown() -> None:
     assert out[:2] == pytest.approx([0.0, 1.0]) and np.isnan(out[2:]).all()
 
 
-def test_price_moments_are_weighted_and_skip_unpriced_items() -> None:
+def test_price_scale_bins_log_prices_and_interactions_fill_their_bins() -> None:
+    scale = ITEMS.prices
+    assert scale.bins.tolist()[:3] == [0, scale.bins[1], PRICE_BINS - 1] and scale.bins[3] == -1  # NaN
+    assert 0 < scale.bins[1] < PRICE_BINS - 1
     book = ProfileBook(ITEMS)
     book.apply([ev(0, 0), ev(1, 1, EventType.PURCHASE), ev(2, 3)])  # item 3 has no price
     p = book.get("u")
-    lp = np.log([10.0, 20.0])
-    assert p.price == pytest.approx([5.0, lp[0] + 4 * lp[1], lp[0] ** 2 + 4 * lp[1] ** 2])
+    assert p.price.sum() == pytest.approx(5.0) and p.price[0] == 1.0 and p.price[scale.bins[1]] == 4.0
 
 
 def test_profile_weighs_events_by_type_and_splits_multi_valued_classes() -> None:

@@ -94,10 +94,12 @@ def test_price_fit_peaks_at_the_prices_interacted_with_and_narrows_with_evidence
     def fit(clicked: list[int]) -> np.ndarray:
         book = ProfileBook(items)
         book.apply([Event(f"e{i}", "", "u", item, EventType.CLICK, 1, 0) for i, item in enumerate(clicked)])
-        return personalizer._price_fit(book.get("u"), items.log_prices)
+        return personalizer._price_fit(book.get("u"), items.prices.bins)
 
-    one, many = fit([3]), fit([3] * 20 + [2, 4])
-    assert one.argmax() == 3 and many.argmax() == 3
+    one, many = fit([3]), fit([3] * 20)
+    assert one.argmax() == 3 and many.argmax() == 3 and one[3] == many[3] == 1.0
     assert one[7] == 0 and many[7] == 0  # no price: no fit
     assert many[0] < one[0] and many[6] < one[6]  # twenty clicks at one price say more than one
     assert (np.diff(one[:4]) > 0).all() and (np.diff(one[3:7]) < 0).all()
+    both = fit([0] * 10 + [6] * 10)  # cheap and dear, nothing between: both kept, the middle not favoured
+    assert both[0] > both[3] and both[6] > both[3]
