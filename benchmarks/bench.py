@@ -108,6 +108,9 @@ def targets(report: dict) -> dict:
                                          "vs_empty_loop": e2e["feedback"]["vs_empty_loop"]},
         "faiss_vs_hnswlib_qps_large": {**_target(large["faiss_vs_hnswlib_qps"], 1.0),
                                        "items": large["items"]},
+        # The first request after SERVING against the steady p50 at the lowest concurrency (issue 14).
+        "first_request_vs_steady_p50": {**_target(e2e["cold_start"]["ratio"], 2.0, at_most=True),
+                                        "first_request_ms": e2e["cold_start"]["first_request_ms"]},
     }
 
 

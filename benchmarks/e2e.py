@@ -186,6 +186,7 @@ async def _load(target: str, queries: Sequence[str], server: ServerProcess, *, d
                 note: Callable[[str], None]) -> dict:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = ranking_pb2_grpc.RankerStub(channel)
+        first_ms = await _first_request_ms(stub, queries, k=k, candidates=candidates)
         call = make_call(stub, queries, k=k, candidates=candidates, timeout_s=30.0)
         warm = LatencyRecorder()
         await closed_loop(call, 4, min(duration_s, 2.0), warm)  # warm caches, channel, Triton batching
@@ -218,10 +219,25 @@ async def _load(target: str, queries: Sequence[str], server: ServerProcess, *, d
             sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampling
-    return {"closed": closed, "open": opened, "saturation_qps": saturation,
+    steady = closed[0]["p50_ms"] if closed else float("nan")
+    return {"cold_start": {"first_request_ms": first_ms, "steady_p50_ms": steady,
+                           "concurrency": closed[0]["concurrency"] if closed else None,
+                           "ratio": first_ms / steady if steady else float("nan")},
+            "closed": closed, "open": opened, "saturation_qps": saturation,
             "saturation_concurrency": best["concurrency"],
             "stages_p50_ms": recorders[best["concurrency"]].stage_p50_ms(),
             "rss_bytes": {"idle": idle, "load_peak": sampler.peak}}
+
+
+async def _first_request_ms(stub: ranking_pb2_grpc.RankerStub, queries: Sequence[str], *, k: int,
+                            candidates: int) -> float:
+    """The first request a client sends once the server says SERVING (a query the warm-up did not run,
+    past the cache), end to end."""
+    t = time.perf_counter()
+    async for _ in stub.Rank(rank_request(queries[len(queries) // 2], k=k, candidates=candidates,
+                                          bypass_cache=True), timeout=60):
+        pass
+    return (time.perf_counter() - t) * 1e3
 
 
 def run_e2e_bench(

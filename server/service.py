@@ -242,6 +242,10 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             expired = context.time_remaining() is not None and context.time_remaining() <= 0
             code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
+        except grpc.aio.AbortError:
+            # Already ended with its status: the decode guard refusing a stream's undecodable message.
+            code = grpc.StatusCode.INVALID_ARGUMENT
+            raise
         except Exception as e:
             code, message = _status_of(e)
             await _abort(context, code, message, _details(e, self.settings))

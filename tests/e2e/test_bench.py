@@ -161,6 +161,9 @@ def test_bench_quick_end_to_end(artifacts: Artifacts, tmp_path: Path) -> None:
     fb = report["e2e_detail"]["feedback"]
     assert fb["events"] == 8000 and fb["events_per_s"] > 0 and fb["empty_loop_events_per_s"] > 0
     assert fb["rank_requests_during"] > 0  # the events were ingested while ranking ran
+    cold = report["e2e_detail"]["cold_start"]
+    assert cold["first_request_ms"] > 0 and cold["steady_p50_ms"] > 0 and cold["concurrency"] == 1
+    assert report["targets"]["first_request_vs_steady_p50"]["value"] == pytest.approx(cold["ratio"])
 
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
     # Nothing left running: the server and every tritonserver the bench started are gone.
