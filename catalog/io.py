@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,27 @@ _PRODUCT_DTYPES = {"product_id": "int64", "product_name": str, "product_class": 
                    "price": "float64", "in_stock": "int64"}
 
 
+class ArtifactError(RuntimeError):
+    """A file that serving reads is missing, truncated or corrupt; the message names it."""
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Re-raise whatever reading ``path`` raises as an ArtifactError naming the file."""
+    try:
+        yield
+    except ArtifactError:
+        raise
+    except Exception as exc:
+        raise ArtifactError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
 def _read_tsv(path: Path, dtype: dict[str, object]) -> pd.DataFrame:
+    with reading(path):
+        return _parse_tsv(path, dtype)
+
+
+def _parse_tsv(path: Path, dtype: dict[str, object]) -> pd.DataFrame:
     # QUOTE_MINIMAL reads WANDS's `"writing desk 48"""` as `writing desk 48"`; keep_default_na=False keeps a
     # query such as "NA" or an empty class as text.
     return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_MINIMAL, dtype=dtype, keep_default_na=False,
@@ -106,7 +127,8 @@ def load_catalog(root: Path) -> Catalog:
     queries = read_queries(root / "query.csv")
     labels = _read_tsv(root / "label.csv", {"id": "int64", "query_id": "int64", "product_id": "int64",
                                             "label": str})
-    meta = json.loads((root / "catalog.json").read_text())
+    with reading(root / "catalog.json"):
+        meta = json.loads((root / "catalog.json").read_text())
     return Catalog(root, products, queries, labels, meta)
 
 

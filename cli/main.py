@@ -188,8 +188,14 @@ def serve(
             console.print(f"[bold red]cannot serve without building:[/] missing {names} "
                           "(build them with `rankserve build`)")
             raise typer.Exit(2)
+    from catalog.io import ArtifactError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run(settings, console=console))
+    try:
+        asyncio.run(run(settings, console=console))
+    except ArtifactError as e:  # a damaged file: say which, never a half-started server
+        console.print(f"[bold red]cannot serve:[/] {e}")
+        raise typer.Exit(2) from e
 
 
 def _check_security_files(settings: Settings) -> None:

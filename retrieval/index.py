@@ -33,6 +33,7 @@ import faiss
 import numpy as np
 from rich.progress import Progress
 
+from catalog.io import reading
 from retrieval.embed import WordLlamaEmbedder
 from retrieval.filters import FilterColumns, Filters
 
@@ -375,12 +376,16 @@ def load_item_index(
 ) -> LoadedIndex:
     """Load what `build_item_index` wrote. Pass `embedder_id` to refuse an index from another embedder."""
     root = Path(index_dir)
-    meta = json.loads((root / META_FILE).read_text())
+    with reading(root / META_FILE):
+        meta = json.loads((root / META_FILE).read_text())
     if embedder_id is not None and meta["embedder"] != embedder_id:
         raise ValueError(f"index built with embedder {meta['embedder']!r}, query embedder is {embedder_id!r}")
-    index = load_index(root / INDEX_FILE, mmap=mmap)
-    vectors = np.load(root / VECTORS_FILE, mmap_mode="r" if mmap else None)
-    columns = FilterColumns.load(root / FILTERS_FILE)
+    with reading(root / INDEX_FILE):
+        index = load_index(root / INDEX_FILE, mmap=mmap)
+    with reading(root / VECTORS_FILE):
+        vectors = np.load(root / VECTORS_FILE, mmap_mode="r" if mmap else None)
+    with reading(root / FILTERS_FILE):
+        columns = FilterColumns.load(root / FILTERS_FILE)
     if not (index.ntotal == len(vectors) == columns.n == meta["n"]):
         raise ValueError(
             f"inconsistent index dir {root}: index {index.ntotal}, vectors {len(vectors)}, "

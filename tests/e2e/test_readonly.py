@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.index import INDEX_FILE, VECTORS_FILE
 from tests.conftest import Artifacts, rankserve_bin
 from tests.e2e.test_server import rank, start_server, stop_server
 
@@ -61,3 +62,41 @@ def test_a_missing_artifact_stops_the_start_naming_the_file(artifacts: Artifacts
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert str(gone) in proc.stderr.replace("\n", "")
     assert not gone.exists() and not (tmp_path / "state").exists()  # nothing was built or opened
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
+
+
+def _garble(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    step = max(1, len(data) // 64)
+    for i in range(0, len(data), step):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("where", "name", "damage"), [
+    ("catalog", INDEX_FILE, _truncate),
+    ("catalog", VECTORS_FILE, _garble),
+    ("catalog", "product.csv", _truncate),
+    ("model", "triton/reranker/1/model.onnx", _truncate),
+    ("model", "hf/tokenizer.json", _garble),
+])
+def test_a_damaged_artifact_stops_the_start_naming_the_file(artifacts: Artifacts, tmp_path: Path, where: str,
+                                                           name: str, damage) -> None:
+    """Truncated or corrupt index, catalog or model files: a non-zero exit naming the file, never a
+    half-started server reporting SERVING."""
+    catalog, model = tmp_path / "catalog", tmp_path / "model"
+    shutil.copytree(artifacts.catalog, catalog)
+    shutil.copytree(artifacts.model, model)
+    damage((catalog if where == "catalog" else model) / name)
+    proc = subprocess.run(
+        [rankserve_bin(), "serve", "--catalog", str(catalog), "--model", str(model), "--no-build",
+         "--port", "0", "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "COLUMNS": "400", "RANKSERVE_TRITON_READY_TIMEOUT_S": "60"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert Path(name).name in out, out[-3000:]
+    assert "rankserve ready" not in out
