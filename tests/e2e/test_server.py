@@ -434,3 +434,47 @@ def test_overload_is_resource_exhausted_with_retry_info(artifacts: Artifacts, tm
     assert {e.code() for e in errors} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
     retry = error_detail(errors[0], error_details_pb2.RetryInfo)
     assert retry.retry_delay.ToTimedelta().total_seconds() == pytest.approx(0.35)
+
+
+def test_sigterm_under_load_finishes_in_flight_and_refuses_new(artifacts: Artifacts, tmp_path: Path) -> None:
+    """SIGTERM: health stops saying SERVING at once, new calls get UNAVAILABLE, the calls already
+    accepted finish (OK) within the grace period, Triton stops, and the process exits 0."""
+    running = start_server(artifacts, tmp_path, RANKSERVE_MAX_INFLIGHT="1", RANKSERVE_MAX_QUEUED="16",
+                           RANKSERVE_RANKING_CACHE_SIZE="0", RANKSERVE_GRACE_S="20")
+    triton = triton_pid_of(running)
+    results: list[str] = []
+
+    def one(i: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            try:
+                rank(ranking_pb2_grpc.RankerStub(channel), f"velvet sofa {i}", candidates=1000, timeout=60)
+                results.append("OK")
+            except grpc.RpcError as exc:
+                results.append(exc.code().name)
+
+    with ThreadPoolExecutor(8) as pool:
+        pending = [pool.submit(one, i) for i in range(8)]  # one runs, seven queue behind it
+        deadline = time.monotonic() + 30
+        while running.metric("rankserve_queued") < 7:  # every call accepted before the signal
+            assert time.monotonic() < deadline, running.log_tail()
+            time.sleep(0.02)
+        running.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        health = health_pb2_grpc.HealthStub(running.channel)
+        try:
+            status = health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=2).status
+            assert status != health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel, \
+                pytest.raises(grpc.RpcError) as err:
+            rank(ranking_pb2_grpc.RankerStub(channel), "oak desk", timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        for f in pending:
+            f.result()
+    assert results == ["OK"] * 8, results
+    assert running.proc.wait(60) == 0, running.log_tail()
+    deadline = time.monotonic() + 30
+    while pid_alive(triton):
+        assert time.monotonic() < deadline, "tritonserver left running"
+        time.sleep(0.2)
