@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -163,3 +164,50 @@ def test_a_postgres_dsn_puts_the_log_in_a_shared_database(artifacts: Artifacts, 
         assert json.loads(out.stdout) == {"events": 120, "by_type": {"CLICK": 120}, "users": 1,
                                           "duplicates": 0}
         assert not (tmp_path / f"state-{running.port}").exists()  # nothing went to the SQLite log
+
+
+def test_a_full_disk_is_unavailable_without_corruption_and_a_restart_recovers(artifacts: Artifacts,
+                                                                               tmp_path: Path) -> None:
+    """The state directory on a 4 MiB tmpfs, filled up while events stream in: the stream that cannot
+    commit gets UNAVAILABLE, ranking goes on, and once space is freed a restarted server counts exactly
+    the acknowledged events (root: CI and these machines run as it)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)], check=True)
+    try:
+        running = serve(artifacts, tmp_path, state)
+        filler = state / "filler"
+        acked, refused = 0, None
+        try:
+            free = os.statvfs(state).f_bavail * os.statvfs(state).f_frsize
+            filler.write_bytes(b"\0" * max(0, free - 300_000))  # leave ~300 KB for the log
+            for batch in range(200):
+                try:
+                    ack = running.stub.Feedback(iter(events(f"d{batch}", 200)), timeout=60)
+                    acked += ack.accepted
+                except grpc.RpcError as exc:
+                    refused = exc
+                    break
+            assert refused is not None, "the disk never filled"
+            assert refused.code() == grpc.StatusCode.UNAVAILABLE and "feedback log" in refused.details()
+            assert acked > 0
+            assert rank(running.stub, "velvet sofa")[2].items_returned == 10  # ranking goes on
+        finally:
+            running.channel.close()
+            os.killpg(running.proc.pid, signal.SIGKILL)
+            running.proc.wait(10)
+        filler.unlink()
+        running = serve(artifacts, tmp_path, state)
+        try:
+            ack = running.stub.Feedback(iter(events("after", 50)), timeout=60)
+            assert ack.accepted == 50  # space again: it commits again
+        finally:
+            assert stop_server(running) == 0, running.log_tail()
+        assert stats(state)["events"] == acked + 50  # every acknowledged event, nothing half-written
+        db = sqlite3.connect(state / "events.sqlite")
+        try:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            db.close()
+    finally:
+        subprocess.run(["umount", str(state)], check=True)
