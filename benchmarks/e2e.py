@@ -181,9 +181,25 @@ class RssSampler:
             await asyncio.sleep(self.period_s)
 
 
+async def _overload(call: Callable, server: ServerProcess, rate: float, x: float, duration_s: float,
+                    unloaded_p99_ms: float, warm_rss: int) -> dict:
+    """Open-loop traffic at ``x`` times saturation: every status with its count, the admitted requests'
+    latency against the unloaded p99, and the server's RSS after warm-up and at the end."""
+    rec = LatencyRecorder()
+    schedule = poisson_schedule(rate, duration_s, seed=4242)
+    wall = await open_loop(call, schedule, rec)
+    end_rss = server.rss()["server"]
+    p99 = rec.percentile_ms(99)
+    return {"x_saturation": x, "offered_rps": rate, "sent": len(schedule), "wall_s": wall,
+            "codes": dict(rec.codes), "admitted_p50_ms": rec.percentile_ms(50), "admitted_p99_ms": p99,
+            "unloaded_p99_ms": unloaded_p99_ms, "p99_vs_unloaded": p99 / unloaded_p99_ms,
+            "rss_bytes": {"warm": warm_rss, "end": end_rss}, "rss_growth": end_rss / warm_rss - 1.0,
+            "server_alive": server.proc.poll() is None}
+
+
 async def _load(target: str, queries: Sequence[str], server: ServerProcess, *, duration_s: float,
                 concurrency: Sequence[int], open_loop_x: Sequence[float], k: int, candidates: int,
-                note: Callable[[str], None]) -> dict:
+                note: Callable[[str], None], overload_x: float | None = None) -> dict:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = ranking_pb2_grpc.RankerStub(channel)
         first_ms = await _first_request_ms(stub, queries, k=k, candidates=candidates)
@@ -215,12 +231,18 @@ async def _load(target: str, queries: Sequence[str], server: ServerProcess, *, d
                 shed = rec.codes.get("RESOURCE_EXHAUSTED", 0)
                 opened.append({"x_saturation": x, "offered_rps": rate, "sent": len(schedule),
                                "shed": shed, "shed_share": shed / max(rec.total, 1), **summary})
+            overload = None
+            if overload_x:
+                note(f"e2e: overload, {overload_x:g}x saturation = {saturation * overload_x:.1f} req/s")
+                overload = await _overload(call, server, saturation * overload_x, overload_x, duration_s,
+                                           closed[0]["p99_ms"], idle["server"])
         finally:
             sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampling
     steady = closed[0]["p50_ms"] if closed else float("nan")
-    return {"cold_start": {"first_request_ms": first_ms, "steady_p50_ms": steady,
+    return {"overload": overload,
+            "cold_start": {"first_request_ms": first_ms, "steady_p50_ms": steady,
                            "concurrency": closed[0]["concurrency"] if closed else None,
                            "ratio": first_ms / steady if steady else float("nan")},
             "closed": closed, "open": opened, "saturation_qps": saturation,
@@ -252,6 +274,7 @@ def run_e2e_bench(
     server_env: dict[str, str] | None = None,
     log: Path | None = None,
     note: Callable[[str], None] = lambda _: None,
+    overload_x: float | None = None,
 ) -> dict:
     from catalog.io import load_catalog
 
@@ -263,7 +286,7 @@ def run_e2e_bench(
         startup = time.perf_counter() - t
         out = asyncio.run(_load(server.target, queries, server, duration_s=duration_s,
                                 concurrency=concurrency, open_loop_x=open_loop_x, k=k, candidates=candidates,
-                                note=note))
+                                note=note, overload_x=overload_x))
         note("e2e: feedback ingest under ranking load")
         out["feedback"] = asyncio.run(feedback_bench(server.target, queries, items=n_items))
         pids = [server.proc.pid, *descendants(server.proc.pid)]

@@ -277,6 +277,9 @@ def bench_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write the plots (PNG) here.")] = None,
     large_items: Annotated[int | None, typer.Option(help="Items of the large synthetic index.")] = None,
+    overload: Annotated[float | None, typer.Option(
+        help="Open-loop overload at this multiple of the measured saturation rate (default 4; 0: skip).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
     """Measure reranker engines, retrieval and the server end to end (starts and stops what it measures)."""
@@ -289,6 +292,8 @@ def bench_command(
     cfg = BenchConfig.quick() if quick else BenchConfig()
     overrides = {"duration_s": duration, "large_items": large_items}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if overload is not None:
+        cfg = dataclasses.replace(cfg, overload_x=overload or None)
     report = run_bench(Path(settings.catalog_dir), Path(settings.model_dir), config=cfg, json_out=json_out,
                        plot_out=plot, progress=progress, console=console)
     print_summary(report, console)
