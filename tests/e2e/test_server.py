@@ -200,7 +200,7 @@ def test_info(server: Running) -> None:
 def test_health_and_reflection(server: Running) -> None:
     # Every stage ran before SERVING (the bench measures the first request against the steady p50).
     log = server.log.read_text(errors="replace")
-    assert log.index("warmed up with 3 queries") < log.index("ready in")
+    assert log.index("warmed up with 3 queries") < log.index("server.app: ready in")
     health = health_pb2_grpc.HealthStub(server.channel)
     for service in ("", SERVICE, LIVENESS):
         assert health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status == \
