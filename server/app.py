@@ -33,6 +33,9 @@ from server.wiring import Loaded, load_pipeline
 log = logging.getLogger(__name__)
 SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranker"].full_name
 LIVENESS = "liveness"  # health service name for liveness probes: SERVING once the port is up
+# Health service name that follows the reranker (Triton up and its model ready). Readiness does not: a
+# server whose Triton is down still answers, degraded, so the pod stays in the Service.
+RERANKER = "reranker"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 WARM_QUERIES = 3  # queries run through the whole pipeline before SERVING
 VERSION_CHECK_S = 2.0  # how often the server checks that Triton still holds the versions it serves
@@ -101,6 +104,7 @@ class RankServer:
         await self._warm(loaded)
         self.service.loaded = loaded
         if s.reranker_engine == "triton":
+            await self.health.set(RERANKER, health_pb2.HealthCheckResponse.SERVING)
             self._keeper = asyncio.create_task(self._keep_versions(triton_url))
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -189,16 +193,23 @@ class RankServer:
         return ready
 
     async def _keep_versions(self, triton_url: str) -> None:
-        """A restarted Triton (ours, or a sidecar) comes back with its newest version only: load the
-        default and the arms' versions again. A version unloaded on purpose (`rankserve model unload`)
-        is listed UNAVAILABLE by Triton, not absent, and is left alone."""
-        probe = TritonRerankerClient(triton_url, model=self.settings.triton_model, timeout_s=10.0)
+        """Every VERSION_CHECK_S: health `reranker` follows Triton, and a restarted Triton (ours, or a
+        sidecar), which comes back with its newest version only, gets the default and the arms' versions
+        loaded again. A version unloaded on purpose (`rankserve model unload`) is listed UNAVAILABLE by
+        Triton, not absent, and is left alone."""
+        probe = TritonRerankerClient(triton_url, model=self.settings.triton_model, timeout_s=5.0)
+        up = True
         try:
             while True:
                 await asyncio.sleep(VERSION_CHECK_S)
                 loaded = self.service.loaded
                 if loaded is None:
                     continue
+                if (ready := await probe.ready()) != up:
+                    up = ready
+                    log.warning("reranker %s", "ready again" if up else "down: serving degraded")
+                    await self.health.set(RERANKER, health_pb2.HealthCheckResponse.SERVING if up
+                                          else health_pb2.HealthCheckResponse.NOT_SERVING)
                 try:
                     states = await probe.versions()
                     ready = {v for v, state in states.items() if state == "READY"}

@@ -293,6 +293,12 @@ def test_ranking_cache_serves_repeats(server: Running) -> None:
 def test_degraded_when_triton_dies_then_recovers(server: Running) -> None:
     _, baseline, summary = rank(server.stub, "coffee table", k=10, lam=1.0, bypass_cache=True)
     assert not summary.degraded
+    health = health_pb2_grpc.HealthStub(server.channel)
+
+    def reranker_health() -> int:
+        return health.Check(health_pb2.HealthCheckRequest(service="reranker"), timeout=5).status
+
+    assert reranker_health() == health_pb2.HealthCheckResponse.SERVING
     os.kill(triton_pid_of(server), signal.SIGKILL)
     time.sleep(0.2)
     _, items, summary = rank(server.stub, "coffee table", k=10, lam=1.0, bypass_cache=True)
@@ -312,6 +318,15 @@ def test_degraded_when_triton_dies_then_recovers(server: Running) -> None:
         time.sleep(0.5)
     assert [it.item_id for it in items] == [it.item_id for it in baseline]
     assert server.metric("rankserve_degraded_total", 'reason="reranker_unavailable"') >= 1
+    # Health's "reranker" service saw both transitions (readiness stayed SERVING: it still answered).
+    deadline = time.monotonic() + 30
+    while reranker_health() != health_pb2.HealthCheckResponse.SERVING:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    log = server.log.read_text(errors="replace")
+    assert log.index("reranker down: serving degraded") < log.rindex("reranker ready again")
+    assert health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=5).status == \
+        health_pb2.HealthCheckResponse.SERVING
 
 
 def test_sigkill_of_server_leaves_no_tritonserver(artifacts: Artifacts, tmp_path: Path) -> None:
