@@ -61,7 +61,7 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
     def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.admission = Admission(settings.max_inflight, settings.max_queued)
+        self.admission = Admission(settings.max_inflight, settings.max_queued, settings.max_queue_wait_s)
         self.cache = RankingCache(settings.ranking_cache_size, settings.ranking_cache_ttl_s)
         self.loaded: Loaded | None = None  # set once the pipeline is loaded; UNAVAILABLE until then
         self.experiments = (Experiments.load(settings.experiments_file) if settings.experiments_file

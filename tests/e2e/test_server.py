@@ -455,6 +455,7 @@ def test_sigterm_under_load_finishes_in_flight_and_refuses_new(artifacts: Artifa
     """SIGTERM: health stops saying SERVING at once, new calls get UNAVAILABLE, the calls already
     accepted finish (OK) within the grace period, Triton stops, and the process exits 0."""
     running = start_server(artifacts, tmp_path, RANKSERVE_MAX_INFLIGHT="1", RANKSERVE_MAX_QUEUED="16",
+                           RANKSERVE_MAX_QUEUE_WAIT_S="60",  # a deep queue on purpose: all 8 accepted
                            RANKSERVE_RANKING_CACHE_SIZE="0", RANKSERVE_GRACE_S="20")
     triton = triton_pid_of(running)
     results: list[str] = []
