@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,12 +88,16 @@ def arm_report(experiments: Experiments, events: Iterable[Event]) -> dict:
     return out
 
 
-def probe_user(exp: Experiment, arm: Arm) -> str:
-    """The first ``report-probe-<experiment>-<arm>-<n>`` user id that hashes into ``arm``."""
+def probe_user(exp: Experiment, arm: Arm, others: Sequence[Experiment] = ()) -> str:
+    """The first ``report-probe-<experiment>-<arm>-<n>`` user id that hashes into ``arm`` and into the
+    control arm of every other experiment (layers hash independently: a probe in another layer's
+    treatment would credit that layer's change to this one)."""
     n = 0
-    while exp.assign(user := f"report-probe-{exp.name}-{arm.name}-{n}") is not arm:
+    while True:
+        user = f"report-probe-{exp.name}-{arm.name}-{n}"
+        if exp.assign(user) is arm and all(o.assign(user) is o.arms[0] for o in others):
+            return user
         n += 1
-    return user
 
 
 def _mean_ci(values: np.ndarray) -> dict:
@@ -114,7 +118,7 @@ def ndcg_report(experiments: Experiments, catalog: Catalog, rank: RankFn, k: int
     for exp in experiments.experiments:
         per_arm: dict[str, np.ndarray] = {}
         for arm in exp.arms:
-            user = probe_user(exp, arm)
+            user = probe_user(exp, arm, [o for o in experiments.experiments if o is not exp])
             scores = []
             for qid, text in queries:
                 served = rank(text, user)

@@ -61,6 +61,8 @@ def _triton_control(url: str | None, model: str | None, action: Any) -> Any:
 
     try:
         return asyncio.run(run())
+    except ValueError as exc:  # a request Triton must not get (unloading the last version)
+        raise typer.BadParameter(str(exc)) from exc
     except RerankerUnavailable as exc:
         console.print(f"[bold red]failed:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -107,7 +109,11 @@ def model_unload(version: Annotated[int, typer.Argument(help="Version number to 
                  triton_url: TritonUrl = None, triton_model: TritonModel = None) -> None:
     """Unload one version; the others keep serving (the last one cannot be unloaded)."""
     async def unload(c: Any) -> list[str]:
-        await c.load_versions(set(await c.ready_versions()) - {str(version)})
+        ready = set(await c.ready_versions())
+        if str(version) not in ready:
+            loaded = ", ".join(sorted(ready)) or "none"
+            raise ValueError(f"version {version} is not loaded (loaded: {loaded})")
+        await c.load_versions(ready - {str(version)})
         return await c.ready_versions()
 
     console.print(f"loaded: {', '.join(_triton_control(triton_url, triton_model, unload))}")

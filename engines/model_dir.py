@@ -17,6 +17,7 @@ from engines.cross_encoder import CONFIG_FILE, CrossEncoder, load_model, read_co
 from engines.hf_cross_encoder import HfCrossEncoder, load_hf_cross_encoder, pair_limits
 from engines.pair_tokenizer import PairTokenizer
 from engines.triton.repository import MODEL_NAME, repository_versions, write_model_repository
+from engines.triton.repository import read_config as read_triton_config
 
 HEAD_FILE = "list_fusion.json"  # pipeline.fuse.FILE_NAME (engines do not import the pipeline)
 VERSIONS_DIR = "versions"  # <model_dir>/versions/<n>/: what version n of the repository needs besides ONNX
@@ -87,23 +88,27 @@ def tokenizer_fingerprint(model_dir: Path) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def stage_version(new_model_dir: Path, served_model_dir: Path, *, instances: int = 1) -> int:
+def stage_version(new_model_dir: Path, served_model_dir: Path) -> int:
     """Add ``new_model_dir``'s ONNX as the next version of ``served_model_dir``'s Triton repository, its
     list-fusion head under ``versions/<n>/``; returns n. Serving tokenizes once per request with the
-    served model's tokenizer, so a version must expect the same token ids (ValueError otherwise)."""
+    served model's tokenizer, so a version must expect the same token ids (ValueError otherwise). The
+    model's config (shared by its versions) keeps its instances, batching delay and parameters."""
     new, served = Path(new_model_dir), Path(served_model_dir)
     if tokenizer_fingerprint(new) != tokenizer_fingerprint(served):
         raise ValueError(f"{new}: its tokenizer or pair limits differ from {served}'s; serve it as a model "
                          "of its own, not as a version")
     repo = served / "triton"
     version = max(repository_versions(repo), default=0) + 1
-    pad = pair_tokenizer_for(served).layout.pad_id
+    current = read_triton_config(repo / MODEL_NAME / "config.pbtxt")
+    kept = {k: v.string_value for k, v in current.parameters.items() if k != "model_version"}
     extra = served / VERSIONS_DIR / str(version)
     extra.mkdir(parents=True, exist_ok=True)
     if (new / HEAD_FILE).exists():
         shutil.copyfile(new / HEAD_FILE, extra / HEAD_FILE)
-    write_model_repository(new / "model.onnx", repo, version=version, instances=instances,
-                           parameters={"pad_token_id": str(pad)})
+    write_model_repository(new / "model.onnx", repo, version=version,
+                           instances=current.instance_group[0].count,
+                           max_queue_delay_us=current.dynamic_batching.max_queue_delay_microseconds,
+                           parameters=kept)
     return version
 
 

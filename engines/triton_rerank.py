@@ -89,14 +89,14 @@ class TritonRerankerClient:
             raise RerankerUnavailable(f"{self.model}: bad output shape {shape} for {len(ids)} pairs")
         return out.reshape(-1).astype(np.float32, copy=False)
 
-    async def ready(self) -> bool:
-        """Server live and model loaded; never raises."""
+    async def ready(self, version: str = "") -> bool:
+        """Server live and the model (that ``version`` of it, when given) loaded; never raises."""
         try:
             async with asyncio.timeout(self.timeout_s):
                 conn = self._conn()
                 return bool(
                     await conn.is_server_ready(client_timeout=self.timeout_s)
-                    and await conn.is_model_ready(self.model, client_timeout=self.timeout_s)
+                    and await conn.is_model_ready(self.model, version, client_timeout=self.timeout_s)
                 )
         except Exception:
             return False

@@ -5,7 +5,8 @@ personal_i = weight · (cos(centroid, v_i) + class_share(c_i) + price_fit(p_i) +
 - cos: the item's embedding against the profile's centroid (what the user interacted with);
 - class_share: the profile's share of weight in the item's class (the best of a multi-valued class);
 - price_fit: the user's interactions smoothed over log price (a Gaussian kernel density, peak 1) at the
-  item's price; the bandwidth is the catalog's log-price spread times (1 + priced interactions)^(-1/5)
+  item's price; the bandwidth is the catalog's log-price spread times (1 + w)^(-1/5), w the decayed
+  event weight on priced items (a click 1, a purchase 4)
   (Silverman's rate): one click says little about the price a shopper wants, many say it closely, and a
   shopper who buys both cheap and dear keeps both. 0 where the item has no price;
 - attr_pref: how the user treats the item's attribute values (colour, material, brand, style: whatever

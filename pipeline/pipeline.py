@@ -96,6 +96,13 @@ class RankingPipeline:
         self._fusion_for = fusion_for
         self._fusions: dict[str, Fuser] = {}
 
+    def prepare(self, versions: list[str]) -> None:
+        """Build the fusion of each version now (blocking: run it off the event loop), so no request
+        builds one on the loop."""
+        for v in versions:
+            if v != self.model_version and self._fusion_for is not None and v not in self._fusions:
+                self._fusions[v] = self._fusion_for(v)
+
     def pin_version(self, version: str) -> None:
         """Make ``version`` the default (the server pins it once it knows what the model server holds)."""
         if self._fusion_for is not None and version != self.model_version:

@@ -189,7 +189,8 @@ class RankServer:
             await probe.close()
         if default not in ready:
             raise RuntimeError(f"reranker version {default!r} is not loaded on Triton (loaded: {ready})")
-        loaded.pipeline.pin_version(default)
+        await asyncio.to_thread(loaded.pipeline.pin_version, default)
+        await asyncio.to_thread(loaded.pipeline.prepare, ready)
         return ready
 
     async def _keep_versions(self, triton_url: str) -> None:
@@ -205,7 +206,7 @@ class RankServer:
                 loaded = self.service.loaded
                 if loaded is None:
                     continue
-                if (ready := await probe.ready()) != up:
+                if (ready := await probe.ready(loaded.pipeline.model_version)) != up:
                     up = ready
                     log.warning("reranker %s", "ready again" if up else "down: serving degraded")
                     await self.health.set(RERANKER, health_pb2.HealthCheckResponse.SERVING if up

@@ -6,7 +6,7 @@ compared in constant time against every token (`hmac.compare_digest`, no early e
 match), so timing does not tell how much of a guess was right. A client is known by a hash of its token
 (`client_id`), never the token itself: logs and metrics see only that.
 
-The health service stays open (kubelet probes carry no token); reflection and the Ranker need a token.
+Health's Check stays open (kubelet probes carry no token); Watch, reflection and the Ranker need a token.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import grpc
 from server.status import retry_after, trailers
 
 log = logging.getLogger(__name__)
-OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+# Kubelet and grpc_health_probe need Check only; Watch (a stream held open) needs a token like the rest.
+OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 
 
 def read_tokens(path: Path) -> list[bytes]:
@@ -136,7 +137,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or method.startswith(OPEN_PREFIXES):
+        if handler is None or method in OPEN_METHODS:
             return handler
         presented = _bearer(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
         client = self.tokens.match(presented) if presented is not None else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -53,7 +53,7 @@ class Connection:
     certificate and key), with or without a bearer token."""
 
     target: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a repr, a log line or a traceback
     tls_ca: Path | None = None
     client_cert: Path | None = None
     client_key: Path | None = None

@@ -2,9 +2,10 @@
 
 gRPC decodes a request before any handler runs and answers a decode error with UNKNOWN ("Unexpected
 DecodeError"), which tells a client nothing and looks like a server fault on dashboards. This interceptor
-gives every handler a decoder that turns such bytes into a marker, and the handler ends the call with
-INVALID_ARGUMENT before the servicer sees anything (in a stream: at the bad message, after the ones before
-it were handled).
+gives the Ranker's handlers a decoder that turns such bytes into a marker: a unary call ends with
+INVALID_ARGUMENT before the servicer sees anything; in a stream the bad message raises the servicer's own
+InvalidArgument (field "request"), so Feedback commits the events before it and says how many, as for
+any bad event. Health and reflection keep gRPC's handling.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 from google.protobuf.message import DecodeError
 
+from server.convert import InvalidArgument
 from server.status import field_violation, trailers
 
-MESSAGE = "request: not a valid protobuf message of this method's request type"
+GUARDED = "/ranking.v1.Ranker/"
+DETAIL = "not a valid protobuf message of this method's request type"
+MESSAGE = f"request: {DETAIL}"
 
 
 class Undecodable:
@@ -54,7 +58,7 @@ def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         async def unary_stream(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[object]:
             if isinstance(request, Undecodable):
                 await _refuse(context)
-            async for response in inner_stream(request, context):
+            async for response in inner_stream(request, context):  # Rank: an async generator
                 yield response
         behaviour, make = unary_stream, grpc.unary_stream_rpc_method_handler
     elif handler.stream_unary:
@@ -64,14 +68,14 @@ def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
                           ) -> AsyncIterator[object]:
             async for request in requests:
                 if isinstance(request, Undecodable):
-                    await _refuse(context)
+                    raise InvalidArgument("request", DETAIL)
                 yield request
 
         async def stream_unary(requests: AsyncIterator[object], context: grpc.aio.ServicerContext) -> object:
             return await inner_sink(checked(requests, context), context)
         behaviour, make = stream_unary, grpc.stream_unary_rpc_method_handler
     else:
-        return handler  # no bidirectional streams in ranking.v1
+        return handler  # no bidirectional streams in ranking.v1 (reflection's is not guarded)
     return make(behaviour, request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
 
@@ -82,6 +86,7 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or handler.request_deserializer is None or not method.startswith(GUARDED):
             return handler
         return _guard(handler)

@@ -140,12 +140,16 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
 
     async def Info(self, request: ranking_pb2.InfoRequest, context: grpc.aio.ServicerContext
                    ) -> ranking_pb2.InfoResponse:
-        if self.loaded is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is starting")
-        loaded, s = self.loaded, self.settings
-        default = loaded.pipeline.model_version
+        async with self._status(context, rpc="Info"):
+            return await self._info()
+        return ranking_pb2.InfoResponse()  # the call had already ended (deadline): nobody reads this
+
+    async def _info(self) -> ranking_pb2.InfoResponse:
+        pipeline, loaded, s = self.pipeline, self.loaded, self.settings  # NotReady while starting
+        assert loaded is not None
+        default = pipeline.model_version
         try:
-            versions = await loaded.pipeline.reranker.versions() if loaded.pipeline.reranker else {}
+            versions = await pipeline.reranker.versions() if pipeline.reranker else {}
         except RerankerUnavailable:
             versions = {default: "UNKNOWN"}
         shas = loaded.version_shas
@@ -241,10 +245,6 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             # The client went away or its deadline passed: grpc cancels us and the work stops here.
             expired = context.time_remaining() is not None and context.time_remaining() <= 0
             code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
-            raise
-        except grpc.aio.AbortError:
-            # Already ended with its status: the decode guard refusing a stream's undecodable message.
-            code = grpc.StatusCode.INVALID_ARGUMENT
             raise
         except Exception as e:
             code, message = _status_of(e)

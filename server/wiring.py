@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog.io import CATALOG_FILES, item_texts, load_catalog
+from catalog.io import CATALOG_FILES, item_texts, load_catalog, reading
 from engines.model_dir import served_files, version_dir
 from engines.select_reranker import select_reranker
-from engines.triton.repository import read_model_info
+from engines.triton.repository import MODEL_INFO_FILE, read_model_info
 from feedback.events import AppendResult
 from feedback.hub import FeedbackHub, open_hub
 from feedback.policy import Policy
@@ -65,9 +65,15 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
     reranker = select_reranker(settings, triton_url)
     model_dir = Path(settings.model_dir)  # type: ignore[arg-type]
 
+    fusions: dict[Path, Fuser] = {}  # one per directory: versions "" and "1" share the model's own
+
     def fusion_for(version: str) -> Fuser:
-        return select_fusion(version_dir(model_dir, version), items.texts, items.categories,
-                             use_head=settings.list_fusion, weight=settings.rerank_retrieval_weight)
+        where = version_dir(model_dir, version)
+        if where not in fusions:
+            fusions[where] = select_fusion(where, items.texts, items.categories,
+                                           use_head=settings.list_fusion,
+                                           weight=settings.rerank_retrieval_weight)
+        return fusions[where]
 
     columns = ItemColumns.of(items.vectors, items.categories, items.prices, products["product_features"])
     hub = None
@@ -86,6 +92,9 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
         reranker_retry_after_s=settings.reranker_retry_after_s, model_version=reranker.version,
         index_version=loaded.version,
     )
-    versions = read_model_info(settings.triton_repo, settings.triton_model).get("versions", {})
+    versions: dict = {}
+    if settings.reranker_engine == "triton":
+        with reading(settings.triton_repo / MODEL_INFO_FILE):
+            versions = read_model_info(settings.triton_repo, settings.triton_model).get("versions", {})
     return Loaded(pipeline, sorted(catalog.categories()), str(loaded.meta.get("factory", "")), hub,
                   {v: str(e.get("onnx_sha256", "")) for v, e in versions.items()})
