@@ -25,6 +25,7 @@ from scipy.stats import norm, t, ttest_rel
 from catalog.io import LABEL_GAIN, Catalog
 from feedback.events import Event, EventType
 from pipeline.experiments import Arm, Experiment, Experiments
+from server.client import Connection
 from training.metrics import ndcg_at_k
 
 # Ranks one query as one user: (query, user_id) -> the served item ids, best first.
@@ -154,20 +155,20 @@ def merge(ctr: dict, ndcg: dict) -> dict:
     return out
 
 
-def ndcg_from_server(experiments: Experiments, target: str, catalog_dir: Path, k: int = 10) -> dict:
-    """`ndcg_report` with the server at ``target`` ranking (plain gRPC, one query at a time)."""
-    import grpc
-
+def ndcg_from_server(experiments: Experiments, conn: Connection, catalog_dir: Path, k: int = 10) -> dict:
+    """`ndcg_report` with the server ``conn`` reaches ranking (TLS and token as it says; one query at a
+    time)."""
     from catalog.io import load_catalog
     from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
     from server.client import rank_request
 
     catalog = load_catalog(catalog_dir)
-    with grpc.insecure_channel(target) as channel:
+    with conn.sync_channel() as channel:
         stub = ranking_pb2_grpc.RankerStub(channel)
 
         def rank(query: str, user: str) -> list[int]:
             request = rank_request(query, k=k, user=ranking_pb2.UserContext(user_id=user))
-            return [m.item.item_id for m in stub.Rank(request, timeout=60) if m.HasField("item")]
+            return [m.item.item_id for m in stub.Rank(request, timeout=60, metadata=conn.metadata())
+                    if m.HasField("item")]
 
         return ndcg_report(experiments, catalog, rank, k)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from cli.model import model_app
-from cli.shared import console, settings_from
+from cli.shared import TlsCa, TlsClientCert, TlsClientKey, Token, console, settings_from
 from server.config import BuildSettings, Settings
 
 app = typer.Typer(help="rankserve: gRPC ranking server for product search.", no_args_is_help=True,
@@ -227,10 +227,10 @@ def query(
     timeout: Annotated[float, typer.Option(help="Deadline in seconds.")] = 10.0,
     user: Annotated[str | None, typer.Option(help="Rank for this user id (personal when it has history).")
                     ] = None,
-    token: Annotated[str | None, typer.Option(envvar="RANKSERVE_TOKEN", help="Bearer token.")] = None,
-    tls_ca: Annotated[Path | None, typer.Option(help="PEM CA that signed the server's certificate.")] = None,
-    tls_client_cert: Annotated[Path | None, typer.Option(help="PEM client certificate (mutual TLS).")] = None,
-    tls_client_key: Annotated[Path | None, typer.Option(help="PEM key of --tls-client-cert.")] = None,
+    token: Token = None,
+    tls_ca: TlsCa = None,
+    tls_client_cert: TlsClientCert = None,
+    tls_client_key: TlsClientKey = None,
 ) -> None:
     """Send one Rank request and print the items as they stream in."""
     from protos.ranking.v1 import ranking_pb2
@@ -341,6 +341,10 @@ def report(
              "query ranked as a probe user of every arm.")] = None,
     catalog: CatalogDir = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    token: Token = None,
+    tls_ca: TlsCa = None,
+    tls_client_cert: TlsClientCert = None,
+    tls_client_key: TlsClientKey = None,
 ) -> None:
     """Per experiment arm: CTR and CVR from the feedback log (and NDCG@10 with --target), 95% intervals,
     tests against control."""
@@ -358,7 +362,11 @@ def report(
     finally:
         store.close()
     if target is not None:
-        ndcg = ndcg_from_server(spec, target, Path(settings.catalog_dir))  # type: ignore[arg-type]
+        from server.client import Connection
+
+        conn = Connection(target, token=token, tls_ca=tls_ca, client_cert=tls_client_cert,
+                          client_key=tls_client_key)
+        ndcg = ndcg_from_server(spec, conn, Path(settings.catalog_dir))  # type: ignore[arg-type]
         rep = {"experiments": merge(rep["experiments"], ndcg)}
     text = json.dumps(rep, indent=2)
     if json_out is not None:

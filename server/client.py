@@ -58,12 +58,21 @@ class Connection:
     client_cert: Path | None = None
     client_key: Path | None = None
 
-    def channel(self) -> grpc.aio.Channel:
+    def _credentials(self) -> grpc.ChannelCredentials | None:
         if self.tls_ca is None and self.client_cert is None:
-            return grpc.aio.insecure_channel(self.target)
-        creds = grpc.ssl_channel_credentials(_read(self.tls_ca), _read(self.client_key),
-                                             _read(self.client_cert))
-        return grpc.aio.secure_channel(self.target, creds)
+            return None
+        return grpc.ssl_channel_credentials(_read(self.tls_ca), _read(self.client_key),
+                                            _read(self.client_cert))
+
+    def channel(self) -> grpc.aio.Channel:
+        creds = self._credentials()
+        return grpc.aio.insecure_channel(self.target) if creds is None else \
+            grpc.aio.secure_channel(self.target, creds)
+
+    def sync_channel(self) -> grpc.Channel:
+        creds = self._credentials()
+        return grpc.insecure_channel(self.target) if creds is None else \
+            grpc.secure_channel(self.target, creds)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()

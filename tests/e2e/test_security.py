@@ -115,6 +115,17 @@ def test_a_valid_token_over_mutual_tls_gets_a_ranking(secure: Secure) -> None:
     assert len([m for m in msgs if m.HasField("item")]) == 5
 
 
+def test_the_cli_client_speaks_mutual_tls_and_tokens(secure: Secure) -> None:
+    base = [rankserve_bin(), "query", "oak desk", "--k", "3", "--target", f"127.0.0.1:{secure.port}",
+            "--tls-ca", str(secure.pki.ca), "--tls-client-cert", str(secure.pki.client_cert),
+            "--tls-client-key", str(secure.pki.client_key)]
+    env = {**os.environ, "COLUMNS": "300"}
+    ok = subprocess.run([*base, "--token", TOKENS[0]], capture_output=True, text=True, timeout=60, env=env)
+    assert ok.returncode == 0 and "3 items" in ok.stdout, ok.stdout + ok.stderr
+    denied = subprocess.run(base, capture_output=True, text=True, timeout=60, env=env)
+    assert denied.returncode == 1 and "UNAUTHENTICATED" in denied.stderr + denied.stdout
+
+
 @pytest.mark.parametrize("metadata", [(), bearer("alpha-0c1f9d2b7x"), (("authorization", TOKENS[0]),)],
                          ids=["none", "wrong", "not-bearer"])
 def test_without_a_valid_token_it_is_unauthenticated(secure: Secure, metadata: tuple) -> None:
