@@ -4,16 +4,26 @@ WAL lets `rankserve feedback stats` (and a restarting server) read while a serve
 ``synchronous=FULL`` a commit is on disk when `append` returns, so an acknowledged event survives a
 SIGKILL and a power cut; ``normal`` survives a process crash only, for hosts that trade that for speed.
 One connection, used by one thread at a time (`feedback.log.EventLog` owns the writer thread).
+
+A writer holds ``events.sqlite.lock`` (flock) while the log is open. The first one in, with the lock to
+itself, cuts a torn or corrupt WAL tail back to the last good commit and logs it (`feedback.wal`); a
+writer that opens a log another process has open never touches that live WAL.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from feedback.events import AppendResult, Event, EventType, LogStats, StoreUnavailable
 from feedback.policy import Decision
+from feedback.wal import cut_torn_tail
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -50,17 +60,34 @@ class SqliteEventStore:
         if sync not in SYNC:
             raise ValueError(f"sync must be one of {sorted(SYNC)}, got {sync!r}")
         self.path = Path(path)
+        self._lock: BinaryIO | None = None
         if read_only:
             if not self.path.exists():
                 raise FileNotFoundError(f"no event log at {self.path}")
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = self._lock_and_repair()
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={SYNC[sync]}")
             self._db.executescript(SCHEMA)
+
+    def _lock_and_repair(self) -> BinaryIO:
+        lock = open(self.path.with_name(self.path.name + ".lock"), "a+b")  # noqa: SIM115 (held while open)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process has the log open: its WAL is live, not a tail to cut
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            return lock
+        wal = self.path.with_name(self.path.name + "-wal")
+        tail = cut_torn_tail(wal)
+        if tail is not None and tail.damaged:
+            log.warning("event log %s: cut %d bytes after the last good commit (%s); kept %d bytes, %d "
+                        "commits", wal, tail.size - tail.good, tail.problem, tail.good, tail.commits)
+        fcntl.flock(lock, fcntl.LOCK_SH)  # others may open the log now
+        return lock
 
     def append(self, events: Sequence[Event], decisions: Sequence[Decision] = ()) -> AppendResult:
         """Commit ``events`` (and the policy's ``decisions``) in one transaction; replays of a logged
@@ -109,3 +136,5 @@ class SqliteEventStore:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
