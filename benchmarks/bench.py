@@ -97,6 +97,19 @@ def _overload_targets(over: dict | None) -> dict:
     }
 
 
+def _slow_client_targets(slow: dict | None) -> dict:
+    """Issue 14: streams that are never read end at their deadline, and others' p99 stays within 1.5×."""
+    if not slow:
+        return {}
+    return {
+        "slow_clients_ended_at_deadline": {
+            "value": slow["ended"], "limit": slow["stalled_streams"],
+            "met": slow["ended"] == slow["stalled_streams"]
+            and (slow["ended_by_s"] or 0) <= slow["deadline_s"] + 1.5},
+        "slow_clients_p99_vs_normal": _target(slow["p99_vs_normal"], 1.5, at_most=True),
+    }
+
+
 def targets(report: dict) -> dict:
     rr, ret, e2e = report["reranker"], report["retrieval"], report["e2e_detail"]
     ratios = rr["ratios"]
@@ -126,6 +139,7 @@ def targets(report: dict) -> dict:
         "faiss_vs_hnswlib_qps_large": {**_target(large["faiss_vs_hnswlib_qps"], 1.0),
                                        "items": large["items"]},
         **_overload_targets(e2e.get("overload")),
+        **_slow_client_targets(e2e.get("slow_clients")),
         # The first request after SERVING against the steady p50 at the lowest concurrency (issue 14).
         "first_request_vs_steady_p50": {**_target(e2e["cold_start"]["ratio"], 2.0, at_most=True),
                                         "first_request_ms": e2e["cold_start"]["first_request_ms"]},

@@ -25,11 +25,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.feedback_bench import feedback_bench
 from benchmarks.latency import LatencyRecorder, Outcome, closed_loop, open_loop, poisson_schedule
+from benchmarks.stalled_client import StalledStreams
 from engines.triton.server import free_ports
 from protos.ranking.v1 import ranking_pb2_grpc
 from server.client import rank_request
 
 CONCURRENCY = (1, 2, 4, 8, 16, 32)
+STALLED_STREAMS = 200  # Rank streams a slow client opens and never reads (issue 14)
 OPEN_LOOP = (0.5, 0.8, 1.0, 1.2)
 # Summary timing fields -> stage names of the breakdown.
 STAGES = {"embed_ms": "embed", "retrieve_ms": "ann", "tokenize_ms": "tokenize", "rerank_ms": "triton",
@@ -197,6 +199,37 @@ async def _overload(call: Callable, server: ServerProcess, rate: float, x: float
             "server_alive": server.proc.poll() is None}
 
 
+async def _slow_clients(call: Callable, server: ServerProcess, queries: Sequence[str], *, concurrency: int,
+                        duration_s: float, normal_p99_ms: float, streams: int = STALLED_STREAMS) -> dict:
+    """``streams`` Rank streams that are never read (`StalledStreams`, deadline just past the run) while
+    normal clients run a closed loop at ``concurrency``: their p99 against ``normal_p99_ms`` (the same
+    loop without stalled streams, this run), the server's RSS, and whether every stalled stream ended at
+    its deadline."""
+    host, port = server.target.rsplit(":", 1)
+    deadline_s = duration_s + 3.0
+    rss_before = server.rss()["server"]
+    stalled = await asyncio.to_thread(StalledStreams, host, int(port))
+    try:
+        for i in range(streams):
+            req = rank_request(queries[i % len(queries)], k=10, bypass_cache=True).SerializeToString()
+            await asyncio.to_thread(stalled.open, req, deadline_s)
+        pumping = asyncio.create_task(asyncio.to_thread(stalled.pump, deadline_s + 3.0))
+        rec = LatencyRecorder()
+        await closed_loop(call, concurrency, duration_s, rec)
+        rss_during = server.rss()["server"]
+        await pumping
+    finally:
+        stalled.close()
+    p99 = rec.percentile_ms(99)
+    ends = [e.seconds for e in stalled.ended.values()]
+    return {"stalled_streams": streams, "deadline_s": deadline_s, "ended": len(ends),
+            "ended_by_s": max(ends, default=None), "message_bytes_sent": stalled.data_bytes,
+            "concurrency": concurrency, "codes": dict(rec.codes), "p99_ms": p99,
+            "normal_p99_ms": normal_p99_ms, "p99_vs_normal": p99 / normal_p99_ms,
+            "rss_bytes": {"before": rss_before, "during": rss_during, "after": server.rss()["server"]},
+            "rss_growth": rss_during / rss_before - 1.0}
+
+
 async def _load(target: str, queries: Sequence[str], server: ServerProcess, *, duration_s: float,
                 concurrency: Sequence[int], open_loop_x: Sequence[float], k: int, candidates: int,
                 note: Callable[[str], None], overload_x: float | None = None) -> dict:
@@ -236,12 +269,15 @@ async def _load(target: str, queries: Sequence[str], server: ServerProcess, *, d
                 note(f"e2e: overload, {overload_x:g}x saturation = {saturation * overload_x:.1f} req/s")
                 overload = await _overload(call, server, saturation * overload_x, overload_x, duration_s,
                                            closed[0]["p99_ms"], idle["server"])
+            note(f"e2e: slow clients, {STALLED_STREAMS} streams never read")
+            slow = await _slow_clients(call, server, queries, concurrency=closed[0]["concurrency"],
+                                       duration_s=duration_s, normal_p99_ms=closed[0]["p99_ms"])
         finally:
             sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampling
     steady = closed[0]["p50_ms"] if closed else float("nan")
-    return {"overload": overload,
+    return {"overload": overload, "slow_clients": slow,
             "cold_start": {"first_request_ms": first_ms, "steady_p50_ms": steady,
                            "concurrency": closed[0]["concurrency"] if closed else None,
                            "ratio": first_ms / steady if steady else float("nan")},

@@ -213,6 +213,10 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         self.metrics.queued.set(self.admission.waiting + 1)
+        # The messages are written after the slot is given back: a client that stops reading (its
+        # flow-control window full) then holds only its own few kilobytes until its deadline or the
+        # connection's age limit, never a slot the other clients' requests need.
+        messages: list[ranking_pb2.RankResponse] = []
         try:
             async with self.admission.slot():
                 self.metrics.inflight.set(self.admission.running)
@@ -221,15 +225,17 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
                 async for event in pipeline.rank(params, deadline=deadline, personal=personal):
                     if isinstance(event, RankedItem):
                         items.append(event)
-                        yield item_message(event)
+                        messages.append(item_message(event))
                     else:
                         self._observe(event, variant)
                         if shared:
                             self.cache.put(key, items, event)
-                        yield summary_message(event, queue_ms, variant=variant)
+                        messages.append(summary_message(event, queue_ms, variant=variant))
         finally:
             self.metrics.queued.set(self.admission.waiting)
             self.metrics.inflight.set(self.admission.running)
+        for message in messages:
+            yield message
 
     @asynccontextmanager
     async def _status(self, context: grpc.aio.ServicerContext, rpc: str = "Rank"

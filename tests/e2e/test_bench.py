@@ -166,6 +166,12 @@ def test_bench_quick_end_to_end(artifacts: Artifacts, tmp_path: Path) -> None:
     assert over["rss_bytes"]["warm"] > 0 and over["rss_bytes"]["end"] > 0 and over["server_alive"]
     assert {"overload_only_expected_statuses", "overload_rss_growth",
             "overload_admitted_p99_vs_unloaded"} <= set(report["targets"])
+    slow = report["e2e_detail"]["slow_clients"]
+    assert slow["stalled_streams"] == 200 and slow["message_bytes_sent"] == 0  # never read a byte
+    assert slow["ended"] == 200 and slow["ended_by_s"] <= slow["deadline_s"] + 1.5  # cut at the deadline
+    assert slow["codes"].get("OK", 0) > 0 and slow["rss_bytes"]["during"] > 0
+    assert report["targets"]["slow_clients_ended_at_deadline"]["met"] is True
+    assert "slow_clients_p99_vs_normal" in report["targets"]
     cold = report["e2e_detail"]["cold_start"]
     assert cold["first_request_ms"] > 0 and cold["steady_p50_ms"] > 0 and cold["concurrency"] == 1
     assert report["targets"]["first_request_vs_steady_p50"]["value"] == pytest.approx(cold["ratio"])
