@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from catalog.builder import build_catalog
@@ -22,10 +23,11 @@ from pipeline.fuse import head_is_decided
 from retrieval.index import META_FILE, build_item_index
 from server.config import BuildSettings
 from training.base_model import default_base_model
-from training.data import load_rerank_data
+from training.data import RerankData, load_rerank_data
 from training.export import package_reranker
 from training.finetune import FinetuneConfig, finetune, finetune_inputs
 from training.list_fusion import build_list_fusion
+from training.splits import held_out_class_mask, split_labels
 
 
 def build_reranker(
@@ -39,6 +41,9 @@ def build_reranker(
 ) -> dict:
     """The `rankserve train` flow: fine-tune -> export FP32 -> INT8 -> parity -> list-fusion head.
 
+    The fine-tune leaves out the train queries of ``cfg.head_holdout_classes`` of the classes
+    (`holdout_for_head`); the head is fitted on all train lists, those included.
+
     ``base_model``: any local Hugging Face BERT-family checkpoint (default: the pinned all-MiniLM-L6-v2,
     `training.base_model`). Writes ``out_dir/hf/`` (HF folder), ``model_fp32.onnx``, ``model.onnx``
     (INT8, served), ``list_fusion.json`` (pipeline.fuse), ``train_report.json``, ``parity.json``,
@@ -51,10 +56,12 @@ def build_reranker(
     shutil.rmtree(out_dir, ignore_errors=True)  # a failed earlier build's leftovers
     out_dir.mkdir(parents=True)
     data = load_rerank_data(catalog_dir)
-    inputs = finetune_inputs(data, cfg, seed=seed, progress=progress)
+    tuned_on, held_out = holdout_for_head(data, cfg.head_holdout_classes)
+    inputs = finetune_inputs(tuned_on, cfg, seed=seed, progress=progress)
     model, train = finetune(base, inputs, cfg, seed=seed, progress=progress)
     model.save(out_dir / "hf")
-    (out_dir / "train_report.json").write_text(train.to_json())
+    report_json = json.loads(train.to_json()) | {"head_holdout_query_ids": held_out}
+    (out_dir / "train_report.json").write_text(json.dumps(report_json, indent=2))
     # Serve exactly what was written.
     report = package_reranker(load_hf_cross_encoder(out_dir / "hf"), data, out_dir)
     fusion = build_list_fusion(out_dir / "model.onnx", data, out_dir, progress=progress, seed=seed)
@@ -65,6 +72,20 @@ def build_reranker(
     report["hf_dir"] = str(final / "hf")
     _publish(out_dir, final)
     return report
+
+
+def holdout_for_head(data: RerankData, share: float) -> tuple[RerankData, list[int]]:
+    """The fine-tune's data without the train queries of a ``share`` of classes, and those queries' ids.
+
+    The list-fusion head is then fitted on every train list (`build_list_fusion` reads ``data``, not
+    this): the held-out classes' lists are out-of-fold. Nothing is held out when it would leave the
+    fine-tune without train queries (a tiny catalog).
+    """
+    mask = held_out_class_mask(data.queries, share) if share > 0 else np.zeros(len(data.queries), bool)
+    tuned = split_labels(data.queries[~mask]) == "train"
+    if not mask.any() or not tuned.any():
+        return data, []
+    return replace(data, queries=data.queries[~mask]), sorted(int(q) for q in data.queries[mask].query_id)
 
 
 def _publish(partial: Path, final: Path) -> None:

@@ -27,12 +27,16 @@ from engines.model_dir import ServedModel
 from engines.ort_rerank import ort_scores, ort_session
 from engines.pair_tokenizer import PairTokenizer
 from training.data import RerankData, judgments
-from training.metrics import mean_ndcg
+from training.metrics import mean_ndcg, per_query_ndcg
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "score"
 MIN_SPEARMAN = 0.99
 MAX_NDCG_DROP = 0.005  # |FP32 - INT8| NDCG@10, either way: a gain is noise too, not quality
+# ... unless the judged set is too small to tell that from noise: the bound is then this many standard
+# errors of the per-query differences (a 40-query set measured INT8 +0.007 to +0.009 with Spearman
+# 0.993; on the demo's 308 queries the standard error is ~0.001 and the 0.005 floor binds).
+NDCG_DIFF_SE = 2.0
 MIN_PARITY_PAIRS = 1000
 # The gate's set: val judgments topped up with train ones (all of them on the demo catalog, ~300
 # queries). INT8 noise flips near-ties, and on few queries one flip moves mean NDCG@10 by ~0.007: the
@@ -138,6 +142,8 @@ class ParityReport:
     passed: bool
     min_spearman: float = MIN_SPEARMAN
     max_ndcg_drop: float = MAX_NDCG_DROP
+    ndcg_diff_se: float = 0.0  # standard error of the per-query FP32 - INT8 differences
+    ndcg_tolerance: float = MAX_NDCG_DROP  # the bound applied: max(max_ndcg_drop, NDCG_DIFF_SE * se)
 
 
 def _per_query_scores(
@@ -169,7 +175,8 @@ def check_parity(
     """PyTorch FP32 vs ORT INT8 on judged pairs (query_id, query, product_id, rel columns).
 
     Raises `ParityError` if Spearman < ``min_spearman``, if INT8 NDCG@10 is more than
-    ``max_ndcg_drop`` away from FP32 (either way), or if fewer than ``min_pairs`` pairs were given. Writes
+    max(``max_ndcg_drop``, `NDCG_DIFF_SE` standard errors of the per-query differences) away from FP32
+    (either way), or if fewer than ``min_pairs`` pairs were given. Writes
     ``report_path`` (parity.json) either way.
     """
     if len(judged) < min_pairs:
@@ -179,8 +186,12 @@ def check_parity(
     fp32 = _per_query_scores(model.score, tok, judged, texts)
     int8 = _per_query_scores(lambda i, m: ort_scores(sess, i, m), tok, judged, texts)
     rho = float(spearmanr(fp32, int8).statistic)
-    n_fp32, n_int8 = mean_ndcg(judged, fp32), mean_ndcg(judged, int8)
-    passed = rho >= min_spearman and abs(n_fp32 - n_int8) <= max_ndcg_drop
+    q_fp32, q_int8 = per_query_ndcg(judged, fp32), per_query_ndcg(judged, int8)
+    n_fp32, n_int8 = float(np.nanmean(q_fp32)), float(np.nanmean(q_int8))
+    diffs = (q_fp32 - q_int8)[~np.isnan(q_fp32)]
+    se = float(diffs.std(ddof=1) / np.sqrt(diffs.size)) if diffs.size > 1 else 0.0
+    tolerance = max(max_ndcg_drop, NDCG_DIFF_SE * se)
+    passed = rho >= min_spearman and abs(n_fp32 - n_int8) <= tolerance
     report = ParityReport(
         pairs=len(judged),
         queries=int(judged["query_id"].nunique()),
@@ -192,13 +203,15 @@ def check_parity(
         passed=passed,
         min_spearman=min_spearman,
         max_ndcg_drop=max_ndcg_drop,
+        ndcg_diff_se=se,
+        ndcg_tolerance=tolerance,
     )
     if report_path is not None:
         Path(report_path).write_text(json.dumps(asdict(report), indent=2))
     if not passed:
         raise ParityError(
             f"INT8 parity failed: spearman {rho:.4f} (need >= {min_spearman}), "
-            f"ndcg@10 fp32 {n_fp32:.4f} vs int8 {n_int8:.4f} (max |diff| {max_ndcg_drop})"
+            f"ndcg@10 fp32 {n_fp32:.4f} vs int8 {n_int8:.4f} (max |diff| {tolerance:.4f})"
         )
     return report
 

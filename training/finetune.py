@@ -62,6 +62,11 @@ class FinetuneConfig:
     # 0.847, and 0.854 vs 0.859 on another seed's catalog; docs/quality.md).
     augment_queries: int = 0
     augment_per_query: float = 8.0
+    # Share of train classes whose queries the fine-tune never sees: their lists are scored by a model
+    # that never trained on them, so the list-fusion head learns how far to trust the model on a class it
+    # does not know (out-of-fold stacking). With the head fitted on in-fold lists only it over-trusted the
+    # model: val 0.94 vs 0.98, held-out classes 0.84 vs 0.89 (docs/quality.md, session 5). 0 disables.
+    head_holdout_classes: float = 0.3
     evals: int = 4  # val passes spread over the steps (plus one at the end)
     eval_batch: int = 256
     device: str = "cpu"

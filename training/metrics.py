@@ -47,10 +47,17 @@ def mean_ndcg(
     ``judged_rels``: each query's full judgments (`ndcg_at_k`'s ``ideal_rels``) when ``judged`` holds
     served candidate lists rather than whole judged sets. Queries without relevant judgments are skipped.
     """
+    vals = per_query_ndcg(judged, scores, k, judged_rels)
+    return float(np.nanmean(vals)) if vals.size else float("nan")
+
+
+def per_query_ndcg(
+    judged: pd.DataFrame, scores: np.ndarray, k: int = 10, judged_rels: dict[int, np.ndarray] | None = None
+) -> np.ndarray:
+    """NDCG@k of each query of ``judged`` in query_id order (NaN where it has no relevant judgment)."""
     rels = judged["rel"].to_numpy()
-    vals = [
+    return np.array([
         ndcg_at_k(scores[idx], rels[idx], k,
                   None if judged_rels is None else judged_rels.get(int(qid), np.zeros(0)))
         for qid, idx in judged.groupby("query_id", sort=True).indices.items()
-    ]
-    return float(np.nanmean(vals)) if vals else float("nan")
+    ], dtype=np.float64)

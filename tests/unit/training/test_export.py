@@ -44,7 +44,10 @@ def test_int8_parity(packaged: dict, trained: tuple[Path, TrainReport]) -> None:
     parity = json.loads((out / "parity.json").read_text())
     assert parity["passed"] and parity["pairs"] >= 1000
     assert parity["spearman"] >= 0.99
-    assert abs(parity["fp32_ndcg10"] - parity["int8_ndcg10"]) <= 0.01
+    assert abs(parity["fp32_ndcg10"] - parity["int8_ndcg10"]) <= parity["ndcg_tolerance"]
+    # The bound: 0.005, or two standard errors of the per-query differences where the set is small.
+    assert parity["ndcg_tolerance"] == pytest.approx(max(0.005, 2 * parity["ndcg_diff_se"]))
+    assert 0 < parity["ndcg_diff_se"] < 0.02
     assert (out / "model.onnx").stat().st_size < 0.5 * (out / "model_fp32.onnx").stat().st_size
     assert packaged["speed_100_pairs"]["batch"] == 100
 

@@ -53,3 +53,32 @@ def test_fusion_trains_on_train_queries_only(artifacts) -> None:
     assert trained_on and trained_on <= set(splits["train"]["query_id"])
     assert not trained_on & (set(splits["dev"]["query_id"]) | set(splits["val"]["query_id"]))
     assert (artifacts.model / "list_fusion.json").exists()
+
+
+def test_the_head_learns_on_classes_the_fine_tune_never_saw(artifacts) -> None:
+    """Out-of-fold stacking: a share of train classes stays out of the fine-tune, and the head's train
+    lists include them (so it learns how the model does on a class it does not know)."""
+    from training.data import load_rerank_data
+    from training.splits import split_queries
+
+    train = json.loads((artifacts.model / "train_report.json").read_text())
+    fusion = json.loads((artifacts.model / "list_fusion_report.json").read_text())
+    queries = load_rerank_data(artifacts.catalog).queries
+    held = set(train["head_holdout_query_ids"])
+    train_ids = set(split_queries(queries)["train"]["query_id"])
+    assert held and held < train_ids
+    assert held <= set(fusion["train_query_ids"])
+    assert train["train_queries"] <= len(train_ids - held)  # the fine-tune never drew them
+    held_classes = set(queries[queries.query_id.isin(held)].query_class)
+    tuned = queries[queries.query_id.isin(train_ids - held)]
+    assert not held_classes & set(tuned.query_class)  # whole classes, not a sample of queries
+
+
+def test_head_study_folds_keep_each_class_in_one_fold() -> None:
+    from training.head_study import class_folds
+
+    classes = ["Sofas", "Rugs", "Sofas", "Beds", "Rugs", "", "Beds", "Desks"] * 3
+    folds = class_folds(classes)
+    assert set(folds) == {0, 1}  # both folds used on these classes
+    for c in set(classes):
+        assert len({f for f, k in zip(folds, classes, strict=True) if k == c}) == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.metrics import mean_ndcg, ndcg_at_k
+from training.metrics import mean_ndcg, ndcg_at_k, per_query_ndcg
 
 
 def test_ndcg_graded() -> None:
@@ -33,3 +33,13 @@ def test_served_ndcg_uses_full_judgment_ideal() -> None:
     # A query with nothing relevant judged is skipped, not scored 0.
     nothing = {1: judged[1], 2: np.array([0, 0])}
     assert mean_ndcg(lists, good, judged_rels=nothing) == pytest.approx(3.0 / ideal_1)
+
+
+def test_per_query_ndcg_is_what_the_mean_averages() -> None:
+    judged = pd.DataFrame({"query_id": [2, 2, 1, 1, 3], "rel": [0, 2, 1, 0, 0]})
+    scores = np.array([0.9, 0.1, 0.8, 0.2, 0.5])
+    per = per_query_ndcg(judged, scores)
+    assert per[0] == pytest.approx(1.0)  # query 1: its relevant item first
+    assert per[1] < 1.0  # query 2: its relevant item second
+    assert np.isnan(per[2])  # query 3: nothing relevant
+    assert mean_ndcg(judged, scores) == pytest.approx(np.nanmean(per))
