@@ -105,7 +105,7 @@ def _slow_client_targets(slow: dict | None) -> dict:
         "slow_clients_ended_at_deadline": {
             "value": slow["ended"], "limit": slow["stalled_streams"],
             "met": slow["ended"] == slow["stalled_streams"]
-            and (slow["ended_by_s"] or 0) <= slow["deadline_s"] + 1.5},
+            and slow["latest_past_deadline_s"] is not None and slow["latest_past_deadline_s"] <= 1.0},
         "slow_clients_p99_vs_normal": _target(slow["p99_vs_normal"], 1.5, at_most=True),
     }
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from protos.ranking.v1 import ranking_pb2_grpc
 from server.client import rank_request
 
 CONCURRENCY = (1, 2, 4, 8, 16, 32)
-STALLED_STREAMS = 200  # Rank streams a slow client opens and never reads (issue 14)
+STALLED_STREAMS = 60  # Rank streams a slow client opens and never reads (issue 14)
 OPEN_LOOP = (0.5, 0.8, 1.0, 1.2)
 # Summary timing fields -> stage names of the breakdown.
 STAGES = {"embed_ms": "embed", "retrieve_ms": "ann", "tokenize_ms": "tokenize", "rerank_ms": "triton",
@@ -200,20 +201,25 @@ async def _overload(call: Callable, server: ServerProcess, rate: float, x: float
 
 
 async def _slow_clients(call: Callable, server: ServerProcess, queries: Sequence[str], *, concurrency: int,
-                        duration_s: float, normal_p99_ms: float, streams: int = STALLED_STREAMS) -> dict:
-    """``streams`` Rank streams that are never read (`StalledStreams`, deadline just past the run) while
-    normal clients run a closed loop at ``concurrency``: their p99 against ``normal_p99_ms`` (the same
-    loop without stalled streams, this run), the server's RSS, and whether every stalled stream ended at
-    its deadline."""
+                        duration_s: float, normal_p99_ms: float, saturation: float, k: int, candidates: int,
+                        streams: int = STALLED_STREAMS) -> dict:
+    """``streams`` Rank streams that are never read (`StalledStreams`), opened at 0.8× saturation so each
+    is admitted and ranked and its whole answer then waits in the server behind a shut window (the
+    memory a slow client can pin); then normal clients run a closed loop at ``concurrency`` while they
+    are stuck. Reports the normal clients' p99 against ``normal_p99_ms`` (the same loop without stalled
+    streams, this run), the server's RSS, and how and when each stalled stream ended (its deadline is
+    just past the loop)."""
     host, port = server.target.rsplit(":", 1)
-    deadline_s = duration_s + 3.0
+    interval = 1.0 / max(0.8 * saturation, 0.5)
+    deadline_s = streams * interval + duration_s + 3.0
     rss_before = server.rss()["server"]
     stalled = await asyncio.to_thread(StalledStreams, host, int(port))
     try:
         for i in range(streams):
-            req = rank_request(queries[i % len(queries)], k=10, bypass_cache=True).SerializeToString()
-            await asyncio.to_thread(stalled.open, req, deadline_s)
-        pumping = asyncio.create_task(asyncio.to_thread(stalled.pump, deadline_s + 3.0))
+            req = rank_request(queries[i % len(queries)], k=k, candidates=candidates).SerializeToString()
+            await asyncio.to_thread(stalled.open, req, deadline_s - i * interval)
+            await asyncio.sleep(interval)
+        pumping = asyncio.create_task(asyncio.to_thread(stalled.pump, duration_s + 6.0))
         rec = LatencyRecorder()
         await closed_loop(call, concurrency, duration_s, rec)
         rss_during = server.rss()["server"]
@@ -221,11 +227,15 @@ async def _slow_clients(call: Callable, server: ServerProcess, queries: Sequence
     finally:
         stalled.close()
     p99 = rec.percentile_ms(99)
-    ends = [e.seconds for e in stalled.ended.values()]
-    return {"stalled_streams": streams, "deadline_s": deadline_s, "ended": len(ends),
-            "ended_by_s": max(ends, default=None), "message_bytes_sent": stalled.data_bytes,
-            "concurrency": concurrency, "codes": dict(rec.codes), "p99_ms": p99,
-            "normal_p99_ms": normal_p99_ms, "p99_vs_normal": p99 / normal_p99_ms,
+    # How long past its own deadline each stream the deadline ended was cut (negative: before it).
+    late = [e.seconds - stalled.timeouts[sid] for sid, e in stalled.ended.items()
+            if e.how == "reset" or e.grpc_status == "4"]
+    how = Counter(f"{e.how} {e.grpc_status}".strip() for e in stalled.ended.values())
+    return {"stalled_streams": streams, "opened_per_s": 1.0 / interval, "deadline_s": deadline_s,
+            "ended": len(stalled.ended), "ended_how": dict(how),
+            "latest_past_deadline_s": max(late, default=None),
+            "message_bytes_sent": stalled.data_bytes, "concurrency": concurrency, "codes": dict(rec.codes),
+            "p99_ms": p99, "normal_p99_ms": normal_p99_ms, "p99_vs_normal": p99 / normal_p99_ms,
             "rss_bytes": {"before": rss_before, "during": rss_during, "after": server.rss()["server"]},
             "rss_growth": rss_during / rss_before - 1.0}
 
@@ -271,7 +281,8 @@ async def _load(target: str, queries: Sequence[str], server: ServerProcess, *, d
                                            closed[0]["p99_ms"], idle["server"])
             note(f"e2e: slow clients, {STALLED_STREAMS} streams never read")
             slow = await _slow_clients(call, server, queries, concurrency=closed[0]["concurrency"],
-                                       duration_s=duration_s, normal_p99_ms=closed[0]["p99_ms"])
+                                       duration_s=duration_s, normal_p99_ms=closed[0]["p99_ms"],
+                                       saturation=saturation, k=k, candidates=candidates)
         finally:
             sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -26,6 +26,7 @@ class StreamEnd:
     seconds: float  # from opening to its end
     how: str  # "reset" (RST_STREAM) or "trailers"
     grpc_status: str = ""
+    grpc_message: str = ""
 
 
 @dataclass
@@ -34,6 +35,7 @@ class StalledStreams:
     port: int
     token: str | None = None
     opened: dict[int, float] = field(default_factory=dict)
+    timeouts: dict[int, float] = field(default_factory=dict)  # each stream's grpc-timeout, seconds
     ended: dict[int, StreamEnd] = field(default_factory=dict)
     data_bytes: int = 0  # message bytes the server managed to send (0 while the window stays shut)
 
@@ -56,6 +58,7 @@ class StalledStreams:
         self.conn.send_headers(sid, headers)
         self.conn.send_data(sid, b"\0" + struct.pack(">I", len(request)) + request, end_stream=True)
         self.opened[sid] = time.monotonic()
+        self.timeouts[sid] = timeout_s
         self._flush()
         return sid
 
@@ -79,12 +82,14 @@ class StalledStreams:
         if isinstance(event, h2.events.StreamReset) and sid in self.opened:
             self.ended.setdefault(sid, StreamEnd(time.monotonic() - self.opened[sid], "reset"))
         elif isinstance(event, h2.events.TrailersReceived) and sid in self.opened:
-            status = dict(event.headers).get("grpc-status", "")
-            self.ended.setdefault(sid, StreamEnd(time.monotonic() - self.opened[sid], "trailers", status))
+            h = dict(event.headers)
+            self.ended.setdefault(sid, StreamEnd(time.monotonic() - self.opened[sid], "trailers",
+                                                 h.get("grpc-status", ""), h.get("grpc-message", "")))
         elif isinstance(event, h2.events.ResponseReceived) and sid in self.opened:
-            status = dict(event.headers).get("grpc-status")  # trailers-only: an error before any message
-            if status is not None:
-                self.ended.setdefault(sid, StreamEnd(time.monotonic() - self.opened[sid], "trailers", status))
+            h = dict(event.headers)  # trailers-only: an error before any message
+            if "grpc-status" in h:
+                self.ended.setdefault(sid, StreamEnd(time.monotonic() - self.opened[sid], "trailers",
+                                                     h["grpc-status"], h.get("grpc-message", "")))
         elif isinstance(event, h2.events.DataReceived):
             self.data_bytes += len(event.data)
 

@@ -81,9 +81,10 @@ class Settings(_Locations):
     max_queued: int = Field(16, ge=0)
     # ...and a newcomer whose expected wait for a slot exceeds this is shed at once (server.admission):
     # at 2 in flight each request already takes about twice its unloaded time on 2 cores, so more
-    # queueing than ~one request's worth pushes admitted latency past 3x the unloaded p99 (measured:
-    # docs/operations.md). None: the queue length alone bounds it.
-    max_queue_wait_s: float | None = Field(0.15, gt=0)
+    # queueing than ~one request's worth pushes admitted latency past 3x the unloaded p99 (measured,
+    # docs/operations.md: 0.15 s gave 3.31x at 4x saturation, 0.1 s 2.64x, for 17% shed at 1x saturation
+    # instead of 8%). None: the queue length alone bounds it.
+    max_queue_wait_s: float | None = Field(0.1, gt=0)
     # RESOURCE_EXHAUSTED carries RetryInfo with this delay (google.rpc.RetryInfo): a well-behaved client
     # backs off at least this long before trying again.
     overload_retry_after_s: float = Field(0.2, gt=0)

@@ -167,8 +167,8 @@ def test_bench_quick_end_to_end(artifacts: Artifacts, tmp_path: Path) -> None:
     assert {"overload_only_expected_statuses", "overload_rss_growth",
             "overload_admitted_p99_vs_unloaded"} <= set(report["targets"])
     slow = report["e2e_detail"]["slow_clients"]
-    assert slow["stalled_streams"] == 200 and slow["message_bytes_sent"] == 0  # never read a byte
-    assert slow["ended"] == 200 and slow["ended_by_s"] <= slow["deadline_s"] + 1.5  # cut at the deadline
+    assert slow["stalled_streams"] == 60 and slow["message_bytes_sent"] == 0  # never read a byte
+    assert slow["ended"] == 60 and slow["latest_past_deadline_s"] <= 1.0  # each cut at its deadline
     assert slow["codes"].get("OK", 0) > 0 and slow["rss_bytes"]["during"] > 0
     assert report["targets"]["slow_clients_ended_at_deadline"]["met"] is True
     assert "slow_clients_p99_vs_normal" in report["targets"]
