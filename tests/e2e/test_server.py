@@ -6,8 +6,10 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -290,7 +292,7 @@ def test_ranking_cache_serves_repeats(server: Running) -> None:
     assert server.metric("rankserve_ranking_cache_total", 'result="hit"') >= 1
 
 
-def test_degraded_when_triton_dies_then_recovers(server: Running) -> None:
+def test_degraded_under_load_when_triton_dies_then_recovers(server: Running) -> None:
     _, baseline, summary = rank(server.stub, "coffee table", k=10, lam=1.0, bypass_cache=True)
     assert not summary.degraded
     health = health_pb2_grpc.HealthStub(server.channel)
@@ -299,6 +301,24 @@ def test_degraded_when_triton_dies_then_recovers(server: Running) -> None:
         return health.Check(health_pb2.HealthCheckRequest(service="reranker"), timeout=5).status
 
     assert reranker_health() == health_pb2.HealthCheckResponse.SERVING
+    # Load throughout: a client ranking back to back, from before the kill until reranking is back
+    # (one at a time beside this test's own calls: two in flight, the server's slots, so nothing queues).
+    outcomes: list[tuple[str, bool]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                _, _, s = rank(server.stub, f"velvet sofa {i % 7}", k=10, bypass_cache=True)
+                outcomes.append(("OK", s.degraded))
+            except grpc.RpcError as exc:
+                outcomes.append((exc.code().name, True))
+            i += 1
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    time.sleep(1.0)
     os.kill(triton_pid_of(server), signal.SIGKILL)
     time.sleep(0.2)
     _, items, summary = rank(server.stub, "coffee table", k=10, lam=1.0, bypass_cache=True)
@@ -316,6 +336,13 @@ def test_degraded_when_triton_dies_then_recovers(server: Running) -> None:
             break
         assert time.monotonic() < deadline, server.log_tail()
         time.sleep(0.5)
+    time.sleep(1.0)
+    stop.set()
+    loader.join(30)
+    # Every request under load got a ranking: degraded and flagged while Triton was down, never an error.
+    seen = "".join("D" if d else "." if c == "OK" else "E" for c, d in outcomes)  # for a failure message
+    assert outcomes and all(code == "OK" for code, _ in outcomes), (Counter(c for c, _ in outcomes), seen)
+    assert "D" in seen and not seen.startswith("D") and seen.endswith("."), seen
     assert [it.item_id for it in items] == [it.item_id for it in baseline]
     assert server.metric("rankserve_degraded_total", 'reason="reranker_unavailable"') >= 1
     # Health's "reranker" service saw both transitions (readiness stayed SERVING: it still answered).
