@@ -81,15 +81,13 @@ class StalledStreams:
         sid = getattr(event, "stream_id", 0)
         if isinstance(event, h2.events.StreamReset) and sid in self.opened:
             self.ended.setdefault(sid, StreamEnd(time.monotonic() - self.opened[sid], "reset"))
-        elif isinstance(event, h2.events.TrailersReceived) and sid in self.opened:
+        elif isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived) \
+                and sid in self.opened:
             h = dict(event.headers)
-            self.ended.setdefault(sid, StreamEnd(time.monotonic() - self.opened[sid], "trailers",
-                                                 h.get("grpc-status", ""), h.get("grpc-message", "")))
-        elif isinstance(event, h2.events.ResponseReceived) and sid in self.opened:
-            h = dict(event.headers)  # trailers-only: an error before any message
-            if "grpc-status" in h:
+            # Trailers, or a trailers-only response (an error before any message): both carry the status.
+            if "grpc-status" in h or isinstance(event, h2.events.TrailersReceived):
                 self.ended.setdefault(sid, StreamEnd(time.monotonic() - self.opened[sid], "trailers",
-                                                     h["grpc-status"], h.get("grpc-message", "")))
+                                                     h.get("grpc-status", ""), h.get("grpc-message", "")))
         elif isinstance(event, h2.events.DataReceived):
             self.data_bytes += len(event.data)
 

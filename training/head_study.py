@@ -46,22 +46,21 @@ def score_sets(catalog: Path, fresh_catalog: Path, share: float, out: Path, seed
     import torch
 
     from training.base_model import default_base_model
+    from training.build import holdout_for_head
     from training.data import labelled_candidate_lists, load_rerank_data
     from training.finetune import FinetuneConfig, finetune, finetune_inputs
-    from training.splits import held_out_class_mask
 
     d0, d1 = load_rerank_data(catalog), load_rerank_data(fresh_catalog)
-    mask = held_out_class_mask(d0.queries, share)
-    tuned = replace(d0, queries=d0.queries[~mask])
-    cfg = FinetuneConfig(head_holdout_classes=0.0)  # held out here, by hand
+    tuned, held_ids = holdout_for_head(d0, share)  # the build's own split
+    held = replace(d0, queries=d0.queries[d0.queries.query_id.isin(held_ids)])
+    cfg = FinetuneConfig(head_holdout_classes=0.0)  # already held out above
     model, report = finetune(default_base_model(), finetune_inputs(tuned, cfg, seed=seed), cfg, seed=seed,
                              progress=True)
     model.eval()
     tok = model.pair_tokenizer()
     sets: dict[str, list[dict]] = {}
-    for name, data, split in (("infold", tuned, "train"), ("heldout", replace(d0, queries=d0.queries[mask]),
-                              "train"), ("val", d0, "val"), ("dev", d0, "dev"), ("fval", d1, "val"),
-                              ("fdev", d1, "dev")):
+    for name, data, split in (("infold", tuned, "train"), ("heldout", held, "train"), ("val", d0, "val"),
+                              ("dev", d0, "dev"), ("fval", d1, "val"), ("fdev", d1, "dev")):
         codes, match = class_code_matrix(data.product_class.astype(str)), MatchFeatures(list(data.texts))
         qclass = data.queries.set_index("query_id")["query_class"].astype(str)
         rows = []
@@ -91,17 +90,20 @@ def _ndcg(head_score, lists: list[ScoredList]) -> list[float]:
 def compare(sets: dict[str, list[dict]], seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict]:
     results = []
     folds = class_folds([r["qclass"] for r in sets["heldout"]])
+    by_variant = {v: {name: _lists(rows, v) for name, rows in sets.items()}
+                  for v in {variant for _, variant in DESIGNS.values()}}
     for design, (train_on, variant) in DESIGNS.items():
-        lists = {name: _lists(rows, variant) for name, rows in sets.items()}
+        lists = by_variant[variant]
         for seed in seeds:
             train = [sl for name in train_on for sl in lists[name]]
             head, _ = fit_list_fusion(train, lists["val"], seed=seed)
-            row = {name: nanmean(_ndcg(head.score, lists[name])) for name in SETS}
+            # A head trained on the held-out lists does not score them: the folds below do.
+            row = {name: nanmean(_ndcg(head.score, lists[name])) for name in SETS if name not in train_on}
             if "heldout" in train_on:  # held-out classes are then scored by heads that never saw them
+                other = [sl for name in train_on if name != "heldout" for sl in lists[name]]
                 scores = []
                 for fold in (0, 1):
                     keep = [sl for sl, f in zip(lists["heldout"], folds, strict=True) if f != fold]
-                    other = [sl for name in train_on if name != "heldout" for sl in lists[name]]
                     h, _ = fit_list_fusion(other + keep, lists["val"], seed=seed)
                     scores += _ndcg(h.score, [sl for sl, f in zip(lists["heldout"], folds, strict=True)
                                               if f == fold])
