@@ -3,13 +3,17 @@
 `rankserve simulate` drives the real servers and takes 10-15 minutes a run, and one run's CTR moves by
 ±7% with its draws. This screen runs the same users, click model and profile code
 (`feedback.profile`, `pipeline.personalize`, `pipeline.diversify.mmr`) in process over several seeds, so
-an idea is screened on many draws first and only then confirmed over gRPC. What it leaves out: the
-candidates are the query's judged items plus random others (not the retriever's top 100), the relevance
-is the judgment's gain plus noise (a stand-in for a reranker of NDCG@10 ~0.95), propensities are the
-simulator's own 1/r, and there is no bandit. Expected CTR (examination × click probability summed over
-the list) is reported beside the drawn CTR: it has no click noise.
+an idea is screened on many draws first and only then confirmed over gRPC. What it leaves out:
+propensities are the simulator's own 1/r, and there is no bandit. Candidates and relevance are the
+served ones where ``capture`` has saved them (one pass of every judged query through a real server:
+its top 100 at λ = 1 and their normalised relevance); without them, a stand-in: the query's judged
+items plus random others, relevance the judgment's gain plus noise, which measured different verdicts
+(docs/personalization.md). Expected CTR (examination × click probability summed over the list) is
+reported beside the drawn CTR: it has no click noise.
 
-    python -m benchmarks.simulation.offline --catalog artifacts/catalog --seeds 0 1 2
+    python -m benchmarks.simulation.offline capture --catalog artifacts/catalog --model artifacts/model \
+        --out served.npz
+    python -m benchmarks.simulation.offline screen --catalog artifacts/catalog --lists served.npz
 """
 
 from __future__ import annotations
@@ -47,8 +51,58 @@ def rankers(personalizer: Personalizer) -> dict[str, Ranker]:
     }
 
 
-def run_arm(world: World, items: ItemColumns, rank: Ranker, *, seed: int, users: int, searches: int
-            ) -> dict[str, float]:
+# query id -> (candidate ids, their relevance), best first
+Lists = dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def capture(catalog: Path, model: Path, out: Path) -> int:
+    """Every judged query's served top ``CANDIDATES`` (λ = 1, no user) with the relevance part of each
+    item's explanation, from a real server on loopback; saved to ``out`` (npz). Returns the count."""
+    import asyncio
+
+    import grpc
+
+    from benchmarks.e2e import running_server
+    from protos.ranking.v1 import ranking_pb2_grpc
+    from server.client import rank_request
+
+    world = World(load_catalog(catalog), seed=0)
+
+    async def fetch(target: str) -> dict[str, np.ndarray]:
+        saved: dict[str, np.ndarray] = {}
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = ranking_pb2_grpc.RankerStub(channel)
+            for qid, text in zip(world.queries["query_id"], world.queries["query"], strict=True):
+                ids, rel = [], []
+                req = rank_request(str(text), k=CANDIDATES, lam=1.0, candidates=CANDIDATES, bypass_cache=True)
+                async for m in stub.Rank(req, timeout=120):
+                    if m.HasField("item"):
+                        ids.append(m.item.item_id)
+                        rel.append(sum(c.value for c in m.item.explanation if c.name == "relevance"))
+                saved[f"ids_{qid}"], saved[f"rel_{qid}"] = np.array(ids, np.int64), np.array(rel, np.float32)
+        return saved
+
+    with running_server(catalog, model, env={"RANKSERVE_BANDIT": "false"}) as server:
+        saved = asyncio.run(fetch(server.target))
+    np.savez_compressed(out, **saved)
+    return len(saved) // 2
+
+
+def load_lists(path: Path) -> Lists:
+    with np.load(path) as f:
+        return {int(k[4:]): (f[k], f[f"rel_{k[4:]}"]) for k in f.files if k.startswith("ids_")}
+
+
+def _stand_in(world: World, qid: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    judged = np.array(list(world.rel[qid]), dtype=np.int64)[:CANDIDATES]
+    cand = np.concatenate([judged, rng.choice(world.n_items, CANDIDATES - judged.size, replace=False)])
+    relevance = world.relevance(qid, cand) + rng.normal(0.0, RELEVANCE_NOISE, cand.size)
+    order = np.argsort(-relevance, kind="stable")
+    return cand[order], relevance[order]
+
+
+def run_arm(world: World, items: ItemColumns, rank: Ranker, *, seed: int, users: int, searches: int,
+            lists: Lists | None = None) -> dict[str, float]:
     """Each user searches ``searches`` times (round robin); the last 20% of searches are summarised."""
     rng = np.random.default_rng(seed)
     shoppers = world.users(users)
@@ -57,11 +111,7 @@ def run_arm(world: World, items: ItemColumns, rank: Ranker, *, seed: int, users:
     for step in range(users * searches):
         user = shoppers[step % users]
         qid, _ = world.query_for(user, rng)
-        judged = np.array(list(world.rel[qid]), dtype=np.int64)[:CANDIDATES]
-        cand = np.concatenate([judged, rng.choice(world.n_items, CANDIDATES - judged.size, replace=False)])
-        relevance = world.relevance(qid, cand) + rng.normal(0.0, RELEVANCE_NOISE, cand.size)
-        order = np.argsort(-relevance, kind="stable")
-        cand, relevance = cand[order], relevance[order]
+        cand, relevance = lists[qid] if lists is not None else _stand_in(world, qid, rng)
         personal = rank(world, user, book.get(f"u{user.index}"), cand, relevance)
         shown = cand[[p.index for p in mmr(relevance, items.vectors[cand], K, LAMBDA, personal)]]
         clicked, _ = world.interact(user, qid, shown, rng.random((3, shown.size)))
@@ -80,16 +130,20 @@ def run_arm(world: World, items: ItemColumns, rank: Ranker, *, seed: int, users:
             "ndcg_pref": float(np.nanmean(last[:, 2]))}
 
 
-def screen(catalog: Path, seeds: list[int], *, users: int = 30, searches: int = 40) -> dict:
+def screen(catalog: Path, seeds: list[int], *, users: int = 30, searches: int = 40,
+           lists: Path | None = None) -> dict:
     cat = load_catalog(catalog)
     products = cat.products.sort_index()
     vectors = np.load(catalog / "item_vectors.npy").astype(np.float32)
     items = ItemColumns.of(vectors, products["product_class"].tolist(), products["price"].to_numpy(),
                            products["product_features"].tolist())
     arms = rankers(Personalizer(items, 1.0))
-    out: dict = {"generated": True, "users": users, "searches": searches, "seeds": {}}
+    served = load_lists(lists) if lists is not None else None
+    out: dict = {"generated": True, "users": users, "searches": searches, "seeds": {},
+                 "lists": str(lists) if lists is not None else "stand-in"}
     for seed in seeds:
-        res = {name: run_arm(World(cat, seed), items, rank, seed=seed, users=users, searches=searches)
+        res = {name: run_arm(World(cat, seed), items, rank, seed=seed, users=users, searches=searches,
+                             lists=served)
                for name, rank in arms.items()}
         for name in ("profile", "oracle"):
             res[name]["expected_ctr_vs_static"] = res[name]["expected_ctr"] / res["static"]["expected_ctr"]
@@ -103,13 +157,23 @@ def screen(catalog: Path, seeds: list[int], *, users: int = 30, searches: int = 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--catalog", type=Path, required=True)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--users", type=int, default=30)
-    ap.add_argument("--searches", type=int, default=40, help="searches per user")
-    ap.add_argument("--json", type=Path)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("capture", help="save every judged query's served list from a real server")
+    c.add_argument("--catalog", type=Path, required=True)
+    c.add_argument("--model", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    s = sub.add_parser("screen")
+    s.add_argument("--catalog", type=Path, required=True)
+    s.add_argument("--lists", type=Path, help="`capture`'s file (default: the stand-in lists)")
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 2, 3])
+    s.add_argument("--users", type=int, default=30)
+    s.add_argument("--searches", type=int, default=40, help="searches per user")
+    s.add_argument("--json", type=Path)
     args = ap.parse_args()
-    rep = screen(args.catalog, args.seeds, users=args.users, searches=args.searches)
+    if args.cmd == "capture":
+        print(f"{capture(args.catalog, args.model, args.out)} served lists saved to {args.out}")
+        return
+    rep = screen(args.catalog, args.seeds, users=args.users, searches=args.searches, lists=args.lists)
     print(f"profile expected CTR vs static, mean over seeds: {rep['mean_expected_ctr_vs_static']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(rep, indent=2))

@@ -343,6 +343,11 @@ def test_degraded_under_load_when_triton_dies_then_recovers(server: Running) -> 
     seen = "".join("D" if d else "." if c == "OK" else "E" for c, d in outcomes)  # for a failure message
     assert outcomes and all(code == "OK" for code, _ in outcomes), (Counter(c for c, _ in outcomes), seen)
     assert "D" in seen and not seen.startswith("D") and seen.endswith("."), seen
+    # The reranked order is back: compared alone, as the baseline was ranked. (Beside the loader's
+    # requests Triton may batch them together, and dynamic INT8 scales activations per batch, so two
+    # near-equal items can swap: a CI run saw ranks 7 and 8 trade places.)
+    _, items, summary = rank(server.stub, "coffee table", k=10, lam=1.0, bypass_cache=True)
+    assert not summary.degraded
     assert [it.item_id for it in items] == [it.item_id for it in baseline]
     assert server.metric("rankserve_degraded_total", 'reason="reranker_unavailable"') >= 1
     # Health's "reranker" service saw both transitions (readiness stayed SERVING: it still answered).

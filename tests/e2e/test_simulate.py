@@ -37,3 +37,25 @@ def test_simulate_small_run_writes_report_and_plot(artifacts: Artifacts, tmp_pat
     cold = rep["cold_start"]
     assert cold["ndcg@10"] == pytest.approx(cold["baseline_ndcg@10"], abs=0.01)
     assert plot.stat().st_size > 10_000
+
+
+def test_offline_screen_captures_the_served_lists_and_screens_on_them(artifacts: Artifacts, tmp_path: Path
+                                                                      ) -> None:
+    import numpy as np
+
+    from benchmarks.simulation.offline import CANDIDATES, capture, load_lists, screen
+    from benchmarks.simulation.world import World
+    from catalog.io import load_catalog
+
+    out = tmp_path / "served.npz"
+    n = capture(artifacts.catalog, artifacts.model, out)
+    lists = load_lists(out)
+    world = World(load_catalog(artifacts.catalog), seed=0)
+    assert n == len(lists) == len(world.queries) > 0  # every judged query, once
+    for ids, rel in lists.values():
+        assert 0 < len(ids) == len(rel) <= CANDIDATES and len(set(ids.tolist())) == len(ids)
+        assert (np.diff(rel) <= 1e-6).all()  # λ = 1: served best first by relevance alone
+    rep = screen(artifacts.catalog, [0], users=4, searches=10, lists=out)
+    assert rep["lists"] == str(out)
+    arms = rep["seeds"][0]
+    assert arms["oracle"]["expected_ctr"] > arms["static"]["expected_ctr"]
