@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 sys.path[:0] = [
@@ -45,25 +46,39 @@ def pad_and_concat(arrays: list[np.ndarray], pad_value: int) -> np.ndarray:
     return out
 
 
+def _buckets(lengths: np.ndarray, start: int, n: int, bucket_rows: int) -> list[np.ndarray]:
+    """Rows ``start .. start + n`` (one request) in buckets of ``bucket_rows``, sorted by length."""
+    rows = np.arange(start, start + n)
+    # One or two buckets save little padding; small requests also keep exactly the in-process scores.
+    if bucket_rows <= 0 or n < 2 * bucket_rows:
+        return [rows]
+    order = rows[np.argsort(lengths[rows], kind="stable")]
+    return [order[i : i + bucket_rows] for i in range(0, n, bucket_rows)]
+
+
 def score_bucketed(
     session: ort.InferenceSession, ids: np.ndarray, mask: np.ndarray, bucket_rows: int = DEFAULT_BUCKET_ROWS,
-    pool: Executor | None = None,
+    pool: Executor | None = None, groups: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Scores (n, 1) float32 of right-padded rows: sorted by real length, run in buckets of
     `bucket_rows`, each cropped to its longest row, so padding costs almost nothing.
 
+    ``groups`` (row counts, one per request, in order) keeps every bucket inside one request. Dynamic
+    INT8 quantises each call's activations with that call's own range, so a bucket shared with another
+    request would make a request's scores depend on what else was in flight: the same query ranked
+    differently under load (measured up to 0.5 logits on the demo model; a CI run saw two items swap).
     With a `pool`, buckets run concurrently, one ORT call per worker (give the session one intra-op
     thread): this 2-layer model's ops are too small for ORT's intra-op threads to split well, whole
     buckets on separate cores do (measured in docs/performance.md).
     """
     lengths = mask.sum(axis=1)
-    # One or two buckets save little padding; small requests also keep exactly the in-process scores
-    # (dynamic INT8 quantises each call's activations with their own range).
-    if bucket_rows <= 0 or len(ids) < 2 * bucket_rows:
-        width = int(lengths.max()) if len(lengths) else ids.shape[1]
-        feed = {"input_ids": ids[:, :width], "attention_mask": mask[:, :width]}
-        return np.asarray(session.run(["score"], feed)[0], dtype=np.float32).reshape(-1, 1)
-    order = np.argsort(lengths, kind="stable")
+    sizes = [len(ids)] if groups is None else list(groups)
+    if sum(sizes) != len(ids):
+        raise ValueError(f"groups cover {sum(sizes)} rows, the batch has {len(ids)}")
+    buckets: list[np.ndarray] = []
+    for start, n in zip(np.cumsum([0, *sizes[:-1]]), sizes, strict=True):
+        if n:
+            buckets += _buckets(lengths, int(start), n, bucket_rows)
     out = np.empty((len(ids), 1), dtype=np.float32)
 
     def run(rows: np.ndarray) -> None:  # buckets write disjoint rows of `out`
@@ -72,8 +87,7 @@ def score_bucketed(
                 "attention_mask": np.ascontiguousarray(mask[rows, :width])}
         out[rows] = np.asarray(session.run(["score"], feed)[0], dtype=np.float32).reshape(-1, 1)
 
-    buckets = [order[start : start + bucket_rows] for start in range(0, len(order), bucket_rows)]
-    if pool is None:
+    if pool is None or len(buckets) < 2:
         for rows in buckets:
             run(rows)
     else:
@@ -112,8 +126,8 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
     def execute(self, requests: list) -> list:
-        # Dynamic batching hands over several requests, each with its own sequence length:
-        # pad to the longest, run ORT once, split the scores back per request.
+        # Dynamic batching hands over several requests, each with its own sequence length: pad to the
+        # longest, score in buckets that never mix two requests (`score_bucketed`), split per request.
         responses: list = [None] * len(requests)
         ids, masks, owners = [], [], []
         for i, request in enumerate(requests):
@@ -130,7 +144,7 @@ class TritonPythonModel:
             return responses
         try:
             scores = score_bucketed(self.session, pad_and_concat(ids, self.pad_id), pad_and_concat(masks, 0),
-                                    self.bucket_rows, self.pool)
+                                    self.bucket_rows, self.pool, groups=[a.shape[0] for a in ids])
         except Exception as exc:  # one bad batch must fail its requests, not the model instance
             err = pb_utils.TritonError(f"onnxruntime failed: {exc}")
             for i in owners:

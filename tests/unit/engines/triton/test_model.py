@@ -45,3 +45,31 @@ def test_small_requests_run_as_one_call(batch) -> None:
     direct = sess.run(["score"], feed)[0]
     with ThreadPoolExecutor(2) as pool:
         assert np.array_equal(score_bucketed(sess, small_ids, small_mask, 16, pool), direct.reshape(-1, 1))
+
+
+def test_a_request_scores_the_same_whatever_else_is_in_the_batch(batch, artifacts: Artifacts) -> None:
+    sess, ids, mask = batch
+    data = load_rerank_data(artifacts.catalog)
+    tok = pair_tokenizer_for(artifacts.model)
+    # Another request: another query over longer texts, so its activations span another range.
+    other_ids, other_mask = tok.encode(str(data.queries["query"].iloc[7]),
+                                       [t + " " + t for t in data.texts[300:360].tolist()])
+    width = max(ids.shape[1], other_ids.shape[1])
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, ((0, 0), (0, width - a.shape[1])))
+
+    mine_ids, mine_mask = ids[:40], mask[:40]
+    both_ids = np.concatenate([pad(mine_ids), pad(other_ids)])
+    both_mask = np.concatenate([pad(mine_mask), pad(other_mask)])
+    alone = score_bucketed(sess, mine_ids, mine_mask, 16)
+    with ThreadPoolExecutor(2) as pool:
+        grouped = score_bucketed(sess, both_ids, both_mask, 16, pool, groups=[40, len(other_ids)])
+    assert np.array_equal(grouped[:40], alone)  # buckets never mix requests: the same calls, the same bits
+    assert np.array_equal(grouped[40:], score_bucketed(sess, other_ids, other_mask, 16))
+    # Without the groups the two requests share buckets, and dynamic INT8's per-call activation range
+    # moves the scores (what made rankings depend on the load).
+    mixed = score_bucketed(sess, both_ids, both_mask, 16)
+    assert not np.array_equal(mixed[:40], alone)
+    with pytest.raises(ValueError, match="groups cover"):
+        score_bucketed(sess, both_ids, both_mask, 16, groups=[40])
