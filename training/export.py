@@ -26,6 +26,7 @@ from torch import nn
 from engines.model_dir import ServedModel
 from engines.ort_rerank import ort_scores, ort_session
 from engines.pair_tokenizer import PairTokenizer
+from engines.triton.model import DEFAULT_BUCKET_ROWS, score_bucketed
 from training.data import RerankData, judgments
 from training.metrics import mean_ndcg, per_query_ndcg
 
@@ -171,8 +172,10 @@ def check_parity(
     min_pairs: int = MIN_PARITY_PAIRS,
     min_spearman: float = MIN_SPEARMAN,
     max_ndcg_drop: float = MAX_NDCG_DROP,
+    bucket_rows: int = DEFAULT_BUCKET_ROWS,
 ) -> ParityReport:
-    """PyTorch FP32 vs ORT INT8 on judged pairs (query_id, query, product_id, rel columns).
+    """PyTorch FP32 vs ORT INT8 on judged pairs (query_id, query, product_id, rel columns), each query
+    scored as one served request (INT8 in the Triton model's length buckets of ``bucket_rows``).
 
     Raises `ParityError` if Spearman < ``min_spearman``, if INT8 NDCG@10 is more than
     max(``max_ndcg_drop``, `NDCG_DIFF_SE` standard errors of the per-query differences) away from FP32
@@ -184,7 +187,9 @@ def check_parity(
     tok = model.pair_tokenizer()
     sess = ort_session(int8_path)
     fp32 = _per_query_scores(model.score, tok, judged, texts)
-    int8 = _per_query_scores(lambda i, m: ort_scores(sess, i, m), tok, judged, texts)
+    # INT8 as Triton serves it: each query one request, scored in the served length buckets (dynamic
+    # INT8 scales each call's activations by that call's range, so the buckets are part of the numerics).
+    int8 = _per_query_scores(lambda i, m: score_bucketed(sess, i, m, bucket_rows)[:, 0], tok, judged, texts)
     rho = float(spearmanr(fp32, int8).statistic)
     q_fp32, q_int8 = per_query_ndcg(judged, fp32), per_query_ndcg(judged, int8)
     n_fp32, n_int8 = float(np.nanmean(q_fp32)), float(np.nanmean(q_int8))

@@ -69,3 +69,30 @@ def test_parity_gate_rejects_wrong_model(
     ids, mask = PairTokenizer().encode("turquoise pillows", data.texts[:100].tolist())
     int8_scores = ort_scores(ort_session(out / "model.onnx"), ids, mask)
     assert np.corrcoef(int8_scores, model.score(ids, mask))[0, 1] > 0.98
+
+
+def test_parity_gate_scores_int8_as_triton_serves_it(
+    packaged: dict, trained: tuple[Path, TrainReport], data: RerankData
+) -> None:
+    from engines.triton.model import score_bucketed
+    from training.metrics import per_query_ndcg
+
+    out, _ = trained
+    model = load_model(out / "hf")
+    judged = judgments(data, "val")
+    rows_per_bucket = 8  # the fixture's lists (30 pairs) are bucketed from 16 rows up
+    assert judged.groupby("query_id").size().min() >= 2 * rows_per_bucket
+    report = check_parity(model, out / "model.onnx", judged, data.texts, min_pairs=1,
+                          bucket_rows=rows_per_bucket)
+    sess, tok = ort_session(out / "model.onnx"), model.pair_tokenizer()
+    served, whole, fp32 = (np.zeros(len(judged), dtype=np.float32) for _ in range(3))
+    for idx in judged.groupby("query_id", sort=True).indices.values():
+        rows = judged.iloc[idx]
+        ids, mask = tok.encode(str(rows["query"].iloc[0]), data.texts[rows["product_id"].to_numpy()].tolist())
+        served[idx] = score_bucketed(sess, ids, mask, rows_per_bucket)[:, 0]
+        whole[idx] = ort_scores(sess, ids, mask)
+        fp32[idx] = model.score(ids, mask)
+    # Lists long enough to be bucketed: the gate's INT8 figures are the served numerics', not one batch's.
+    assert np.abs(fp32 - served).max() != np.abs(fp32 - whole).max()
+    assert report.max_abs_diff == pytest.approx(float(np.abs(fp32 - served).max()), abs=1e-6)
+    assert report.int8_ndcg10 == pytest.approx(float(np.nanmean(per_query_ndcg(judged, served))), abs=1e-9)
