@@ -514,7 +514,7 @@ def test_sigterm_under_load_finishes_in_flight_and_refuses_new(artifacts: Artifa
             except grpc.RpcError as exc:
                 results.append(exc.code().name)
 
-    with ThreadPoolExecutor(2) as pool:  # the server's two slots: both in flight, nothing queued or shed
+    with ThreadPoolExecutor(8) as pool:
         pending = [pool.submit(one, i) for i in range(8)]  # one runs, seven queue behind it
         deadline = time.monotonic() + 30
         while running.metric("rankserve_queued") < 7:  # every call accepted before the signal
