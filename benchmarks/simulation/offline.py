@@ -114,7 +114,7 @@ def run_arm(world: World, items: ItemColumns, rank: Ranker, *, seed: int, users:
         cand, relevance = lists[qid] if lists is not None else _stand_in(world, qid, rng)
         personal = rank(world, user, book.get(f"u{user.index}"), cand, relevance)
         shown = cand[[p.index for p in mmr(relevance, items.vectors[cand], K, LAMBDA, personal)]]
-        clicked, _ = world.interact(user, qid, shown, rng.random((3, shown.size)))
+        clicked, bought = world.interact(user, qid, shown, rng.random((3, shown.size)))
         ranks = np.arange(1, shown.size + 1)
         click_p = world.relevance(qid, shown) * world.taste(user, shown) + NOISE
         expected = float((ranks**-ETA * click_p).sum())
@@ -124,6 +124,8 @@ def run_arm(world: World, items: ItemColumns, rank: Ranker, *, seed: int, users:
                   for r, i in enumerate(shown)]
         events += [Event(f"{step}-c{r}", f"r{step}", uid, int(i), EventType.CLICK, r + 1, at)
                    for r, i in enumerate(shown) if clicked[r]]
+        events += [Event(f"{step}-p{r}", f"r{step}", uid, int(i), EventType.PURCHASE, r + 1, at)
+                   for r, i in enumerate(shown) if bought[r]]  # as `rankserve simulate` sends them
         book.apply(events, position_weight=lambda pos: float(min(max(pos, 1), 10) ** ETA))
     last = np.array(rows[int(len(rows) * (1 - LAST_SHARE)):])
     return {"expected_ctr": float(last[:, 0].mean()), "ctr": float(last[:, 1].mean()),
