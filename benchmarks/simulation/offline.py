@@ -79,6 +79,10 @@ def capture(catalog: Path, model: Path, out: Path) -> int:
                     if m.HasField("item"):
                         ids.append(m.item.item_id)
                         rel.append(sum(c.value for c in m.item.explanation if c.name == "relevance"))
+                    elif m.summary.degraded:  # retrieval order is not the served relevance
+                        raise RuntimeError(f"query {qid}: served degraded ({m.summary.degraded_reason})")
+                if not ids:
+                    raise RuntimeError(f"query {qid}: the server returned no items")
                 saved[f"ids_{qid}"], saved[f"rel_{qid}"] = np.array(ids, np.int64), np.array(rel, np.float32)
         return saved
 
@@ -88,14 +92,22 @@ def capture(catalog: Path, model: Path, out: Path) -> int:
     return len(saved) // 2
 
 
-def load_lists(path: Path) -> Lists:
+def load_lists(path: Path, world: World | None = None) -> Lists:
+    """``capture``'s lists; with ``world``, checked to cover its judged queries (same catalog)."""
     with np.load(path) as f:
-        return {int(k[4:]): (f[k], f[f"rel_{k[4:]}"]) for k in f.files if k.startswith("ids_")}
+        lists = {int(k[4:]): (f[k], f[f"rel_{k[4:]}"]) for k in f.files if k.startswith("ids_")}
+    if world is not None:
+        missing = sorted(set(world.queries["query_id"].astype(int)) - set(lists))
+        if missing or any(ids.max() >= world.n_items for ids, _ in lists.values()):
+            raise ValueError(f"{path}: not captured from this catalog (missing query ids {missing[:5]}, "
+                             "or item ids beyond it)")
+    return lists
 
 
 def _stand_in(world: World, qid: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     judged = np.array(list(world.rel[qid]), dtype=np.int64)[:CANDIDATES]
-    cand = np.concatenate([judged, rng.choice(world.n_items, CANDIDATES - judged.size, replace=False)])
+    others = np.setdiff1d(np.arange(world.n_items), judged)  # no item twice in one list
+    cand = np.concatenate([judged, rng.choice(others, CANDIDATES - judged.size, replace=False)])
     relevance = world.relevance(qid, cand) + rng.normal(0.0, RELEVANCE_NOISE, cand.size)
     order = np.argsort(-relevance, kind="stable")
     return cand[order], relevance[order]
@@ -140,7 +152,7 @@ def screen(catalog: Path, seeds: list[int], *, users: int = 30, searches: int = 
     items = ItemColumns.of(vectors, products["product_class"].tolist(), products["price"].to_numpy(),
                            products["product_features"].tolist())
     arms = rankers(Personalizer(items, 1.0))
-    served = load_lists(lists) if lists is not None else None
+    served = load_lists(lists, World(cat, 0)) if lists is not None else None
     out: dict = {"generated": True, "users": users, "searches": searches, "seeds": {},
                  "lists": str(lists) if lists is not None else "stand-in"}
     for seed in seeds:

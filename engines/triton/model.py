@@ -76,7 +76,7 @@ def score_bucketed(
     if sum(sizes) != len(ids):
         raise ValueError(f"groups cover {sum(sizes)} rows, the batch has {len(ids)}")
     buckets: list[np.ndarray] = []
-    for start, n in zip(np.cumsum([0, *sizes[:-1]]), sizes, strict=True):
+    for start, n in zip(np.cumsum([0, *sizes])[:-1], sizes, strict=True):
         if n:
             buckets += _buckets(lengths, int(start), n, bucket_rows)
     out = np.empty((len(ids), 1), dtype=np.float32)

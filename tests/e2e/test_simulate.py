@@ -55,6 +55,13 @@ def test_offline_screen_captures_the_served_lists_and_screens_on_them(artifacts:
     for ids, rel in lists.values():
         assert 0 < len(ids) == len(rel) <= CANDIDATES and len(set(ids.tolist())) == len(ids)
         assert (np.diff(rel) <= 1e-6).all()  # λ = 1: served best first by relevance alone
+    with np.load(out) as f:
+        saved = {k: f[k] for k in f.files}
+    first = next(k for k in saved if k.startswith("ids_"))
+    short = tmp_path / "short.npz"
+    np.savez(short, **{k: v for k, v in saved.items() if k not in (first, f"rel_{first[4:]}")})
+    with pytest.raises(ValueError, match="not captured from this catalog"):
+        load_lists(short, world)  # a query of this catalog has no list: another catalog's file
     rep = screen(artifacts.catalog, [0], users=4, searches=10, lists=out)
     assert rep["lists"] == str(out)
     arms = rep["seeds"][0]
