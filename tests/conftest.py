@@ -91,9 +91,10 @@ def imported(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
-def tritonserver_pids(marker: str = "") -> set[int]:
-    """Running tritonserver pids; with `marker`, only those whose command line contains it."""
-    out = subprocess.run(["pgrep", "-x", "tritonserver"], capture_output=True, text=True).stdout
+def pids_of(pattern: str, marker: str = "", *, exact: bool = False) -> set[int]:
+    """Running pids whose process name is `pattern` (``exact``) or whose command line matches the regex
+    `pattern`; with `marker`, only those whose command line contains it."""
+    out = subprocess.run(["pgrep", "-x" if exact else "-f", pattern], capture_output=True, text=True).stdout
     pids = set()
     for pid in map(int, out.split()):
         try:
@@ -105,20 +106,32 @@ def tritonserver_pids(marker: str = "") -> set[int]:
     return pids
 
 
+def tritonserver_pids(marker: str = "") -> set[int]:
+    """Running tritonserver pids; with `marker`, only those whose command line contains it."""
+    return pids_of("tritonserver", marker, exact=True)
+
+
+SERVER_PATTERN = r"(rankserve|cli\.main) serve"  # `rankserve serve` and benchmarks' `-m cli.main serve`
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_orphan_tritonserver(tmp_path_factory: pytest.TempPathFactory):
-    """Every test that starts Triton must stop it: fail the session if one outlives the tests.
+    """Every test that starts a server or Triton must stop it: fail the session if one outlives the tests.
 
-    Only servers of this session count (their repositories live under its temp dir), so a Triton
-    run by anyone else on the machine is left alone.
+    Only processes of this session count (their catalogs and repositories live under its temp dir), so
+    servers run by anyone else on the machine are left alone. Servers go first: a server supervises its
+    Triton and would restart one killed under it (a failed test once left both running that way).
     """
     marker = str(tmp_path_factory.getbasetemp())
     yield
+    servers = pids_of(SERVER_PATTERN, marker)
+    for pid in servers:
+        subprocess.run(["kill", "-9", str(pid)], check=False)
     left = tritonserver_pids(marker)
-    if left:
-        for pid in left:
-            subprocess.run(["kill", "-9", str(pid)], check=False)
-        pytest.fail(f"tritonserver left running after the tests: {sorted(left)}")
+    for pid in left:
+        subprocess.run(["kill", "-9", str(pid)], check=False)
+    if servers or left:
+        pytest.fail(f"left running after the tests: servers {sorted(servers)}, tritonserver {sorted(left)}")
 
 
 def rankserve_bin() -> str:
