@@ -31,6 +31,7 @@ from feedback.events import Event, EventType
 from feedback.profile import ItemColumns, ProfileBook, UserProfile
 from pipeline.diversify import mmr
 from pipeline.personalize import Personalizer, relevance_gate
+from retrieval.index import VECTORS_FILE
 
 CANDIDATES = 100
 RELEVANCE_NOISE = 0.15
@@ -113,15 +114,15 @@ def _stand_in(world: World, qid: int, rng: np.random.Generator) -> tuple[np.ndar
     return cand[order], relevance[order]
 
 
-def run_arm(world: World, items: ItemColumns, rank: Ranker, *, seed: int, users: int, searches: int,
-            lists: Lists | None = None) -> dict[str, float]:
-    """Each user searches ``searches`` times (round robin); the last 20% of searches are summarised."""
+def run_arm(world: World, shoppers: list[User], items: ItemColumns, rank: Ranker, *, seed: int,
+            searches: int, lists: Lists | None = None) -> dict[str, float]:
+    """Each shopper searches ``searches`` times (round robin) with draws from ``seed``, the same for
+    every arm; the last 20% of searches are summarised."""
     rng = np.random.default_rng(seed)
-    shoppers = world.users(users)
     book = ProfileBook(items)
     rows = []
-    for step in range(users * searches):
-        user = shoppers[step % users]
+    for step in range(len(shoppers) * searches):
+        user = shoppers[step % len(shoppers)]
         qid, _ = world.query_for(user, rng)
         cand, relevance = lists[qid] if lists is not None else _stand_in(world, qid, rng)
         personal = rank(world, user, book.get(f"u{user.index}"), cand, relevance)
@@ -148,16 +149,17 @@ def screen(catalog: Path, seeds: list[int], *, users: int = 30, searches: int = 
            lists: Path | None = None) -> dict:
     cat = load_catalog(catalog)
     products = cat.products.sort_index()
-    vectors = np.load(catalog / "item_vectors.npy").astype(np.float32)
+    vectors = np.load(catalog / VECTORS_FILE).astype(np.float32)
     items = ItemColumns.of(vectors, products["product_class"].tolist(), products["price"].to_numpy(),
                            products["product_features"].tolist())
     arms = rankers(Personalizer(items, 1.0))
-    served = load_lists(lists, World(cat, 0)) if lists is not None else None
+    worlds = {seed: World(cat, seed) for seed in seeds}
+    served = load_lists(lists, worlds[seeds[0]]) if lists is not None else None
     out: dict = {"generated": True, "users": users, "searches": searches, "seeds": {},
                  "lists": str(lists) if lists is not None else "stand-in"}
     for seed in seeds:
-        res = {name: run_arm(World(cat, seed), items, rank, seed=seed, users=users, searches=searches,
-                             lists=served)
+        shoppers = worlds[seed].users(users)  # one draw of users per seed: every arm serves the same
+        res = {name: run_arm(worlds[seed], shoppers, items, rank, seed=seed, searches=searches, lists=served)
                for name, rank in arms.items()}
         for name in ("profile", "oracle"):
             res[name]["expected_ctr_vs_static"] = res[name]["expected_ctr"] / res["static"]["expected_ctr"]
