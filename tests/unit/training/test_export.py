@@ -13,7 +13,14 @@ from engines.ort_rerank import ort_scores, ort_session
 from engines.pair_tokenizer import PairTokenizer
 from tests.unit.training.conftest import TINY_MODEL
 from training.data import RerankData, judgments
-from training.export import ParityError, check_parity, export_onnx, package_reranker, quantize_int8
+from training.export import (
+    ParityError,
+    _per_query_scores,
+    check_parity,
+    export_onnx,
+    package_reranker,
+    quantize_int8,
+)
 from training.train import TrainReport
 
 
@@ -85,13 +92,13 @@ def test_parity_gate_scores_int8_as_triton_serves_it(
     report = check_parity(model, out / "model.onnx", judged, data.texts, min_pairs=1,
                           bucket_rows=rows_per_bucket)
     sess, tok = ort_session(out / "model.onnx"), model.pair_tokenizer()
-    served, whole, fp32 = (np.zeros(len(judged), dtype=np.float32) for _ in range(3))
-    for idx in judged.groupby("query_id", sort=True).indices.values():
-        rows = judged.iloc[idx]
-        ids, mask = tok.encode(str(rows["query"].iloc[0]), data.texts[rows["product_id"].to_numpy()].tolist())
-        served[idx] = score_bucketed(sess, ids, mask, rows_per_bucket)[:, 0]
-        whole[idx] = ort_scores(sess, ids, mask)
-        fp32[idx] = model.score(ids, mask)
+
+    def per_query(score) -> np.ndarray:  # each query's list as one request, as the gate scores it
+        return _per_query_scores(score, tok, judged, data.texts)
+
+    served = per_query(lambda i, m: score_bucketed(sess, i, m, rows_per_bucket)[:, 0])
+    whole = per_query(lambda i, m: ort_scores(sess, i, m))
+    fp32 = per_query(model.score)
     # Lists long enough to be bucketed: the gate's INT8 figures are the served numerics', not one batch's.
     assert np.abs(fp32 - served).max() != np.abs(fp32 - whole).max()
     assert report.max_abs_diff == pytest.approx(float(np.abs(fp32 - served).max()), abs=1e-6)
