@@ -82,7 +82,7 @@ class Settings(_Locations):
     # ...and a newcomer whose expected wait for a slot exceeds this is shed at once (server.admission):
     # at 2 in flight each request already takes about twice its unloaded time on 2 cores, so more
     # queueing than ~one request's worth pushes admitted latency past 3x the unloaded p99 (measured,
-    # docs/operations.md: 0.15 s gave 3.31x at 4x saturation, 0.1 s 2.64x, for 17% shed at 1x saturation
+    # docs/operations.md: 0.15 s gave 3.31x at 4x saturation, 0.1 s 2.72x, for 16% shed at 1x saturation
     # instead of 8%). None: the queue length alone bounds it.
     max_queue_wait_s: float | None = Field(0.1, gt=0)
     # RESOURCE_EXHAUSTED carries RetryInfo with this delay (google.rpc.RetryInfo): a well-behaved client
