@@ -32,10 +32,15 @@ def test_streams_never_read_hold_no_slot_and_end_at_their_deadline(artifacts: Ar
                             DEADLINE_S) for i in range(STALLED)]
         # Every stalled request gets ranked and gives its slot back, long before its deadline, while its
         # answer sits behind the shut window (with the slot held until then, inflight would stay 1).
+        # Until the server has seen them all (both gauges read 0 before the first one arrives, too).
+        def settled() -> bool:
+            seen = running.metric("rankserve_ranking_cache_total", 'result="miss"')
+            return seen == STALLED and not (running.metric("rankserve_queued")
+                                            or running.metric("rankserve_inflight"))
         until = time.monotonic() + DEADLINE_S - 4.0
-        while time.monotonic() < until and (running.metric("rankserve_queued")
-                                            or running.metric("rankserve_inflight")):
+        while time.monotonic() < until and not settled():
             stalled.pump(0.2)
+        assert running.metric("rankserve_ranking_cache_total", 'result="miss"') == STALLED
         assert running.metric("rankserve_queued") == running.metric("rankserve_inflight") == 0
         assert not stalled.ended and stalled.data_bytes == 0
         for i in range(5):
