@@ -33,7 +33,7 @@ class FeedbackHub:
 
     def decide(self, request_id: str, user_id: str, profile: UserProfile) -> Decision:
         """The personal weight and exploration of one personalised list, logged for its feedback."""
-        decision = self.policy.decide(request_id, user_id, profile.events)
+        decision = self.policy.decide(request_id, user_id, profile.interactions)
         self.log.note(decision)
         return decision
 

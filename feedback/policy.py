@@ -60,13 +60,14 @@ class Policy:
         self.clicked: Counter[str] = Counter()
         self._impressed: OrderedDict[str, None] = OrderedDict()
 
-    def decide(self, request_id: str, user_id: str, profile_events: int) -> Decision:
+    def decide(self, request_id: str, user_id: str, interactions: int) -> Decision:
+        """``interactions``: the profile's (`UserProfile.interactions`), the bandit's context."""
         rng = np.random.default_rng(request_seed(request_id, "bandit"))
         explore = rng.random() < self.explore_share
         if self.bandit is None:
             decision = Decision(request_id, user_id, 0, -1, self.fixed_weight, explore)
         else:
-            c = self.bandit.choose(profile_events, rng)
+            c = self.bandit.choose(interactions, rng)
             decision = Decision(request_id, user_id, c.context, c.arm, c.weight, explore)
         self.record([decision])
         return decision

@@ -105,6 +105,9 @@ class UserProfile:
     # read as a rate (interactions per time shown) and not only as exposure (pipeline.personalize).
     seen: dict[str, float] = field(default_factory=dict)
     seen_total: float = 0.0
+    # Interactions applied (clicks, carts, purchases, viewed items; not impressions): how much the
+    # profile knows, the bandit's context (`feedback.bandit`). ``events`` counts impressions too.
+    interactions: int = 0
 
     def add(self, items: ItemColumns, item_id: int, weight: float, at_ms: int, half_life_ms: float, *,
             shown: bool = False) -> None:
@@ -126,6 +129,7 @@ class UserProfile:
             self.seen_total += age
             return
         weight *= age
+        self.interactions += 1
         self.centroid += weight * items.vectors[item_id]
         for c in items.classes[item_id]:
             self.classes[c] = self.classes.get(c, 0.0) + weight
@@ -148,7 +152,7 @@ class UserProfile:
         out = UserProfile(self.centroid + other.centroid, dict(self.classes), self.price + other.price,
                           dict(self.attrs), self.mass + other.mass, self.events + other.events,
                           max(self.last_ms, other.last_ms), dict(self.seen),
-                          self.seen_total + other.seen_total)
+                          self.seen_total + other.seen_total, self.interactions + other.interactions)
         for mine, theirs in ((out.classes, other.classes), (out.attrs, other.attrs), (out.seen, other.seen)):
             for key, w in theirs.items():
                 mine[key] = mine.get(key, 0.0) + w

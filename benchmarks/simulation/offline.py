@@ -3,8 +3,10 @@
 `rankserve simulate` drives the real servers and takes 10-15 minutes a run, and one run's CTR moves by
 ±7% with its draws. This screen runs the same users, click model and profile code
 (`feedback.profile`, `pipeline.personalize`, `pipeline.diversify.mmr`) in process over several seeds, so
-an idea is screened on many draws first and only then confirmed over gRPC. What it leaves out:
-propensities are the simulator's own 1/r, and there is no bandit. Candidates and relevance are the
+an idea is screened on many draws first and only then confirmed over gRPC. The personalised arms run the
+server's own `feedback.policy.Policy` as `rankserve simulate`'s servers do: ``profile`` at the fixed
+weight, ``profile_bandit`` with the Thompson bandit choosing it, both shuffling a share of their lists to
+estimate the position propensities their profiles then weigh clicks by. Candidates and relevance are the
 served ones where ``capture`` has saved them (one pass of every judged query through a real server:
 its top 100 at λ = 1 and their normalised relevance); without them, a stand-in: the query's judged
 items plus random others, relevance the judgment's gain plus noise, which measured different verdicts
@@ -28,9 +30,10 @@ import numpy as np
 from benchmarks.simulation.world import ETA, NOISE, User, World
 from catalog.io import load_catalog
 from feedback.events import Event, EventType
+from feedback.policy import Policy, request_seed
 from feedback.profile import ItemColumns, ProfileBook, UserProfile
 from pipeline.diversify import mmr
-from pipeline.personalize import Personalizer, relevance_gate
+from pipeline.personalize import SHUFFLED_TOP, Personalizer, relevance_gate
 from retrieval.index import VECTORS_FILE
 
 CANDIDATES = 100
@@ -39,16 +42,20 @@ LAMBDA = 0.9
 K = 10
 LAST_SHARE = 0.2
 
-# name -> personal scores for (world, user, profile or None, candidates, relevance); None: unpersonalised
-Ranker = Callable[[World, User, UserProfile | None, np.ndarray, np.ndarray], np.ndarray | None]
+# personal scores for (world, user, profile or None, candidates, relevance, weight); None: unpersonalised
+Ranker = Callable[[World, User, UserProfile | None, np.ndarray, np.ndarray, float], np.ndarray | None]
+# name -> (ranker, a fresh policy for the arm's run or None: weight 1, no exploration, true propensities)
+Arms = dict[str, tuple[Ranker, Callable[[], Policy] | None]]
 
 
-def rankers(personalizer: Personalizer) -> dict[str, Ranker]:
+def rankers(personalizer: Personalizer) -> Arms:
+    personal: Ranker = lambda w, u, p, c, r, wt: personalizer.scores(p, c, wt, relevance=r)  # noqa: E731
     return {
-        "static": lambda w, u, p, c, r: None,
-        "profile": lambda w, u, p, c, r: personalizer.scores(p, c, relevance=r),
+        "static": (lambda w, u, p, c, r, wt: None, None),
+        "profile": (personal, lambda: Policy(bandit=False)),
+        "profile_bandit": (personal, lambda: Policy(bandit=True)),
         # Knows the hidden taste: how far the profile is from what its users want.
-        "oracle": lambda w, u, p, c, r: w.taste(u, c) * relevance_gate(r),
+        "oracle": (lambda w, u, p, c, r, wt: wt * w.taste(u, c) * relevance_gate(r), None),
     }
 
 
@@ -115,31 +122,46 @@ def _stand_in(world: World, qid: int, rng: np.random.Generator) -> tuple[np.ndar
 
 
 def run_arm(world: World, shoppers: list[User], items: ItemColumns, rank: Ranker, *, seed: int,
-            searches: int, lists: Lists | None = None) -> dict[str, float]:
+            searches: int, lists: Lists | None = None, policy: Policy | None = None) -> dict[str, float]:
     """Each shopper searches ``searches`` times (round robin) with draws from ``seed``, the same for
-    every arm; the last 20% of searches are summarised."""
+    every arm; the last 20% of searches are summarised. With ``policy``, as the server personalises: a
+    list with a profile behind it gets the policy's weight and exploration, and clicks are weighed by the
+    policy's estimated propensities."""
     rng = np.random.default_rng(seed)
     book = ProfileBook(items)
+    true_weight = lambda pos: float(min(max(pos, 1), 10) ** ETA)  # noqa: E731
+    position_weight = policy.click_weight if policy is not None else true_weight
     rows = []
     for step in range(len(shoppers) * searches):
         user = shoppers[step % len(shoppers)]
+        uid, at, request_id = f"u{user.index}", step * 1000, f"r{step}"
         qid, _ = world.query_for(user, rng)
         cand, relevance = lists[qid] if lists is not None else _stand_in(world, qid, rng)
-        personal = rank(world, user, book.get(f"u{user.index}"), cand, relevance)
-        shown = cand[[p.index for p in mmr(relevance, items.vectors[cand], K, LAMBDA, personal)]]
+        profile, weight, explore = book.for_request(uid, (), at), 1.0, None
+        if policy is not None and profile is not None:
+            d = policy.decide(request_id, uid, profile.interactions)
+            weight, explore = d.weight, request_seed(request_id, "shuffle") if d.explore else None
+        personal = rank(world, user, profile, cand, relevance, weight)
+        order = [p.index for p in mmr(relevance, items.vectors[cand], K, LAMBDA, personal)]
+        if explore is not None:  # as pipeline.Pipeline serves an exploring list
+            top = order[:SHUFFLED_TOP]
+            np.random.default_rng(explore).shuffle(top)
+            order = top + order[SHUFFLED_TOP:]
+        shown = cand[order]
         clicked, bought = world.interact(user, qid, shown, rng.random((3, shown.size)))
         ranks = np.arange(1, shown.size + 1)
         click_p = world.relevance(qid, shown) * world.taste(user, shown) + NOISE
         expected = float((ranks**-ETA * click_p).sum())
         rows.append((expected / shown.size, clicked.mean(), world.ndcg_pref(user, qid, shown)))
-        uid, at = f"u{user.index}", step * 1000
-        events = [Event(f"{step}-i{r}", f"r{step}", uid, int(i), EventType.IMPRESSION, r + 1, at)
+        events = [Event(f"{step}-i{r}", request_id, uid, int(i), EventType.IMPRESSION, r + 1, at)
                   for r, i in enumerate(shown)]
-        events += [Event(f"{step}-c{r}", f"r{step}", uid, int(i), EventType.CLICK, r + 1, at)
+        events += [Event(f"{step}-c{r}", request_id, uid, int(i), EventType.CLICK, r + 1, at)
                    for r, i in enumerate(shown) if clicked[r]]
-        events += [Event(f"{step}-p{r}", f"r{step}", uid, int(i), EventType.PURCHASE, r + 1, at)
+        events += [Event(f"{step}-p{r}", request_id, uid, int(i), EventType.PURCHASE, r + 1, at)
                    for r, i in enumerate(shown) if bought[r]]  # as `rankserve simulate` sends them
-        book.apply(events, position_weight=lambda pos: float(min(max(pos, 1), 10) ** ETA))
+        if policy is not None:  # in the hub's order: the policy learns, then the profiles
+            policy.learn(events)
+        book.apply(events, position_weight=position_weight)
     last = np.array(rows[int(len(rows) * (1 - LAST_SHARE)):])
     return {"expected_ctr": float(last[:, 0].mean()), "ctr": float(last[:, 1].mean()),
             "ndcg_pref": float(np.nanmean(last[:, 2]))}
@@ -159,15 +181,17 @@ def screen(catalog: Path, seeds: list[int], *, users: int = 30, searches: int = 
                  "lists": str(lists) if lists is not None else "stand-in"}
     for seed in seeds:
         shoppers = worlds[seed].users(users)  # one draw of users per seed: every arm serves the same
-        res = {name: run_arm(worlds[seed], shoppers, items, rank, seed=seed, searches=searches, lists=served)
-               for name, rank in arms.items()}
-        for name in ("profile", "oracle"):
+        res = {name: run_arm(worlds[seed], shoppers, items, rank, seed=seed, searches=searches, lists=served,
+                             policy=make() if make is not None else None)
+               for name, (rank, make) in arms.items()}
+        for name in ("profile", "profile_bandit", "oracle"):
             res[name]["expected_ctr_vs_static"] = res[name]["expected_ctr"] / res["static"]["expected_ctr"]
         out["seeds"][seed] = res
         rounded = {k: {m: round(v, 4) for m, v in r.items()} for k, r in res.items()}
         print(json.dumps({"seed": seed, **rounded}), flush=True)
-    out["mean_expected_ctr_vs_static"] = float(np.mean(
-        [r["profile"]["expected_ctr_vs_static"] for r in out["seeds"].values()]))
+    out["mean_expected_ctr_vs_static"] = {
+        arm: float(np.mean([r[arm]["expected_ctr_vs_static"] for r in out["seeds"].values()]))
+        for arm in ("profile", "profile_bandit")}
     return out
 
 
@@ -190,7 +214,8 @@ def main() -> None:
         print(f"{capture(args.catalog, args.model, args.out)} served lists saved to {args.out}")
         return
     rep = screen(args.catalog, args.seeds, users=args.users, searches=args.searches, lists=args.lists)
-    print(f"profile expected CTR vs static, mean over seeds: {rep['mean_expected_ctr_vs_static']:.3f}")
+    for arm, ratio in rep["mean_expected_ctr_vs_static"].items():
+        print(f"{arm} expected CTR vs static, mean over seeds: {ratio:.3f}")
     if args.json:
         args.json.write_text(json.dumps(rep, indent=2))
 

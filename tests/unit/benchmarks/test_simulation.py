@@ -75,4 +75,6 @@ def test_offline_screen_is_seeded_and_the_taste_oracle_bounds_the_profile(sim_ca
     # hidden taste must beat showing none, and learning it from clicks must lift NDCG against it.
     assert arms["oracle"]["expected_ctr"] > arms["static"]["expected_ctr"]
     assert arms["oracle"]["ndcg_pref"] > arms["profile"]["ndcg_pref"] > arms["static"]["ndcg_pref"]
-    assert a["mean_expected_ctr_vs_static"] == arms["profile"]["expected_ctr_vs_static"]
+    assert arms["profile_bandit"]["ndcg_pref"] > arms["static"]["ndcg_pref"]
+    assert a["mean_expected_ctr_vs_static"] == {arm: arms[arm]["expected_ctr_vs_static"]
+                                                for arm in ("profile", "profile_bandit")}

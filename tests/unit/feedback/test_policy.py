@@ -8,6 +8,7 @@ import pytest
 from feedback.bandit import ThompsonBandit, context_of
 from feedback.events import Event, EventType
 from feedback.policy import Decision, Policy
+from feedback.profile import ItemColumns, ProfileBook
 from feedback.propensity import Propensities
 from feedback.store import open_store
 
@@ -49,9 +50,37 @@ def test_bandit_learns_the_arm_that_gets_interactions() -> None:
     assert bandit.trials[0].sum() == 0  # other contexts untouched
 
 
+def test_a_thin_context_borrows_the_other_contexts_evidence_until_it_has_its_own() -> None:
+    def first_context_picks(pooling: float) -> float:
+        bandit = ThompsonBandit(weights=(0.0, 1.0), pooling=pooling)
+        bandit.trials[1:] = 200  # contexts 1 and 2 know weight 1 is better (40% against 10%)
+        bandit.successes[1:] = (20, 80)
+        rng = np.random.default_rng(0)
+        return float(np.mean([bandit.choose(1, rng).arm for _ in range(400)]))
+    assert first_context_picks(0.0) == pytest.approx(0.5, abs=0.1)  # alone: a coin toss
+    assert first_context_picks(0.3) > 0.95
+    bandit = ThompsonBandit(weights=(0.0, 1.0), pooling=0.3)
+    bandit.trials[1:], bandit.successes[1:] = 200, (20, 80)
+    bandit.trials[0], bandit.successes[0] = 2000, (800, 200)  # its own, plentiful evidence says otherwise
+    rng = np.random.default_rng(0)
+    assert np.mean([bandit.choose(1, rng).arm for _ in range(400)]) < 0.05
+
+
+def test_the_bandit_context_counts_interactions_not_impressions() -> None:
+    items = ItemColumns.of(np.eye(4, dtype=np.float32), ["a", "b", "c", "d"], np.array([10.0, 20, 30, 40]))
+    book = ProfileBook(items)
+    shown = [Event(f"i{i}", "r", "u", i, EventType.IMPRESSION, i + 1, 1) for i in range(4)]
+    book.apply(shown * 3 + [Event("c", "r", "u", 2, EventType.CLICK, 3, 1)])
+    profile = book.get("u")
+    assert profile is not None and profile.events == 13 and profile.interactions == 1
+    assert context_of(profile.interactions) == 0  # one click: the thinnest context, whatever was shown
+    session = book.for_request("u", [0, 1], 2)
+    assert session is not None and session.interactions == 3 and session.events == 13
+
+
 def test_policy_rewards_each_list_once_and_measures_position_on_shuffled_lists() -> None:
     policy = Policy(explore_share=0.5)
-    decisions = [policy.decide(f"r{i}", "u", profile_events=3) for i in range(40)]
+    decisions = [policy.decide(f"r{i}", "u", interactions=3) for i in range(40)]
     # Seeded by the request: the same state decides the same way.
     assert Policy(explore_share=0.5).decide("r0", "u", 3) == decisions[0]
     explored = [d for d in decisions if d.explore]
