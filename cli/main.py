@@ -324,7 +324,11 @@ def simulate(
               SimConfig(users=users, steps=steps, seed=seed), target=target, json_out=json_out,
               plot_out=plot, progress=progress)
     for name, arm in rep["arms"].items():
-        console.print(f"{name:>15}: CTR {arm['ctr_last20']:.4f}  CVR {arm['cvr_last20']:.4f}  "
+        ratio = ""
+        if "ctr_vs_static_ci95" in arm:
+            lo, hi = arm["ctr_vs_static_ci95"]
+            ratio = f" ({arm['ctr_vs_static_last20']:.2f}x static, 95% CI {lo:.2f}-{hi:.2f})"
+        console.print(f"{name:>15}: CTR {arm['ctr_last20']:.4f}{ratio}  CVR {arm['cvr_last20']:.4f}  "
                       f"NDCG@10 vs preferences {arm['ndcg_pref_last20']:.4f}  (last 20% of steps)")
     cold = rep["cold_start"]
     console.print(f"cold start: NDCG@10 {cold['ndcg@10']:.4f} vs {cold['baseline_ndcg@10']:.4f} without "

@@ -32,6 +32,7 @@ from training.metrics import nanmean, ndcg_at_k
 
 ARMS = ("static", "profile", "profile_bandit")
 LAST_SHARE = 0.2  # the summary's window: the last 20% of steps
+BOOTSTRAP = 2000  # resamples of the window's steps for the CTR ratio's interval
 
 
 @dataclass(frozen=True)
@@ -164,13 +165,31 @@ def report(arms: list[Arm], cold: dict, cfg: SimConfig) -> dict:
     last = max(1, round(cfg.steps * LAST_SHARE))
     window = max(1, cfg.steps // 20)
     out: dict = {"config": asdict(cfg), "generated": True, "arms": {}, "cold_start": cold}
+    static = next((a.trace for a in arms if a.name == "static"), None)
     for arm in arms:
         summary = _summary(arm.trace, last, window)
+        if static is not None and arm.trace is not static:
+            ratio, lo, hi = ctr_ratio(arm.trace, static, last, np.random.default_rng(cfg.seed))
+            summary["ctr_vs_static_last20"], summary["ctr_vs_static_ci95"] = ratio, [lo, hi]
         if isinstance(arm, Ceiling):  # no arm of the experiment: the reachable best, beside them
             out["ceiling"] = summary
         else:
             out["arms"][arm.name] = summary
     return out
+
+
+def ctr_ratio(arm: ArmTrace, static: ArmTrace, last: int, rng: np.random.Generator,
+              resamples: int = BOOTSTRAP) -> tuple[float, float, float]:
+    """The arm's CTR over static's in the last ``last`` steps, and a 95% paired-bootstrap interval:
+    steps are resampled together for both arms, which saw the same users, queries and draws."""
+    s = slice(len(arm.clicks) - last, None)
+    a_c, a_n, b_c, b_n = (np.asarray(x[s], dtype=np.float64)
+                          for x in (arm.clicks, arm.shown, static.clicks, static.shown))
+    idx = rng.integers(0, len(a_c), size=(resamples, len(a_c)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (a_c[idx].sum(1) / a_n[idx].sum(1)) / (b_c[idx].sum(1) / b_n[idx].sum(1))
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    return _ratio(a_c, a_n) / _ratio(b_c, b_n), float(lo), float(hi)
 
 
 def _summary(trace: ArmTrace, last: int, window: int) -> dict:

@@ -31,6 +31,8 @@ def test_simulate_small_run_writes_report_and_plot(artifacts: Artifacts, tmp_pat
         regret = arm["curves"]["cumulative_regret"]
         assert all(b >= a for a, b in itertools.pairwise(regret))
     assert rep["arms"]["static"]["personalized_share"] == 0.0
+    assert "ctr_vs_static_ci95" not in rep["arms"]["static"]
+    assert all(len(rep["arms"][a]["ctr_vs_static_ci95"]) == 2 for a in ("profile", "profile_bandit"))
     # After a user's first click their lists are personal (both personalised arms).
     assert rep["arms"]["profile"]["personalized_share"] > 0.0
     assert rep["arms"]["profile_bandit"]["personalized_share"] > 0.0

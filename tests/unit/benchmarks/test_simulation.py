@@ -78,3 +78,21 @@ def test_offline_screen_is_seeded_and_the_taste_oracle_bounds_the_profile(sim_ca
     assert arms["profile_bandit"]["ndcg_pref"] > arms["static"]["ndcg_pref"]
     assert a["mean_expected_ctr_vs_static"] == {arm: arms[arm]["expected_ctr_vs_static"]
                                                 for arm in ("profile", "profile_bandit")}
+
+
+def test_ctr_ratio_interval_is_paired_over_steps_and_covers_the_ratio() -> None:
+    from benchmarks.simulation.run import ArmTrace, ctr_ratio
+
+    rng = np.random.default_rng(0)
+    clicks = rng.integers(0, 3, 400).tolist()
+    static = ArmTrace(clicks, [0] * 400, [10] * 400, [0.5] * 400, [0] * 400)
+    double = ArmTrace([2 * c for c in clicks], [0] * 400, [10] * 400, [0.5] * 400, [1] * 400)
+    ratio, lo, hi = ctr_ratio(double, static, 80, np.random.default_rng(1))
+    # Paired: every resample holds the same steps of both arms, so twice the clicks is exactly 2.
+    assert ratio == pytest.approx(2.0) and lo == pytest.approx(2.0) and hi == pytest.approx(2.0)
+    noisy = ArmTrace(rng.integers(0, 4, 400).tolist(), [0] * 400, [10] * 400, [0.5] * 400, [1] * 400)
+    ratio, lo, hi = ctr_ratio(noisy, static, 80, np.random.default_rng(1))
+    assert lo < ratio < hi and hi - lo > 0.2  # 80 steps of a few clicks: a wide interval
+    # Only the last 80 steps count: clicks before them change nothing.
+    early = ArmTrace([50] * 320 + noisy.clicks[320:], [0] * 400, [10] * 400, [0.5] * 400, [1] * 400)
+    assert ctr_ratio(early, static, 80, np.random.default_rng(1)) == (ratio, lo, hi)
