@@ -325,9 +325,10 @@ def simulate(
               plot_out=plot, progress=progress)
     for name, arm in rep["arms"].items():
         ratio = ""
-        if "ctr_vs_static_ci95" in arm:
+        if arm.get("ctr_vs_static_ci95"):
             lo, hi = arm["ctr_vs_static_ci95"]
-            ratio = f" ({arm['ctr_vs_static_last20']:.2f}x static, 95% CI {lo:.2f}-{hi:.2f})"
+            upper = f"{hi:.2f}" if hi is not None else "inf"
+            ratio = f" ({arm['ctr_vs_static_last20']:.2f}x static, 95% CI {lo:.2f}-{upper})"
         console.print(f"{name:>15}: CTR {arm['ctr_last20']:.4f}{ratio}  CVR {arm['cvr_last20']:.4f}  "
                       f"NDCG@10 vs preferences {arm['ndcg_pref_last20']:.4f}  (last 20% of steps)")
     cold = rep["cold_start"]

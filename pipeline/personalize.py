@@ -107,6 +107,12 @@ class Personalizer:
         return sum(attrs.get(a, 0.0) for a in values) / total if total > 0 else 0.0
 
 
+def shuffle_top(top: list, seed: int) -> None:
+    """An exploring list's first (up to) ``SHUFFLED_TOP`` picks, put in the random order ``seed`` gives
+    (in place): the one shuffle the server and the offline screen share."""
+    np.random.default_rng(seed).shuffle(top)  # type: ignore[arg-type]
+
+
 def relevance_gate(relevance: np.ndarray) -> np.ndarray:
     """clip(z / 2, 0, 1) per candidate, z its relevance in standard deviations above the list's mean."""
     z = (normalise_z(relevance) - 0.5) * Z_SPAN

@@ -21,7 +21,7 @@ import numpy as np
 from engines.rerank import RerankerUnavailable, RerankStage
 from pipeline.diversify import Mmr
 from pipeline.fuse import BlendFusion, Fuser
-from pipeline.personalize import SHUFFLED_TOP, Personal, Personalizer
+from pipeline.personalize import SHUFFLED_TOP, Personal, Personalizer, shuffle_top
 from pipeline.types import Deadline, ItemTable, RankedItem, RankParams, RankSummary
 from retrieval.embed import Embedder
 from retrieval.retrieve import Retriever
@@ -183,7 +183,7 @@ class RankingPipeline:
         picks = self.diversifier.select(relevance, cand_ids, params.k, params.mmr_lambda, personal)
         if explore_seed is not None:
             top = list(itertools.islice(picks, SHUFFLED_TOP))
-            np.random.default_rng(explore_seed).shuffle(top)  # type: ignore[arg-type]
+            shuffle_top(top, explore_seed)
             picks = itertools.chain(top, picks)
         rank = 0
         while True:

@@ -33,7 +33,7 @@ from feedback.events import Event, EventType
 from feedback.policy import Policy, request_seed
 from feedback.profile import ItemColumns, ProfileBook, UserProfile
 from pipeline.diversify import mmr
-from pipeline.personalize import SHUFFLED_TOP, Personalizer, relevance_gate
+from pipeline.personalize import SHUFFLED_TOP, Personalizer, relevance_gate, shuffle_top
 from retrieval.index import VECTORS_FILE
 
 CANDIDATES = 100
@@ -134,7 +134,8 @@ def run_arm(world: World, shoppers: list[User], items: ItemColumns, rank: Ranker
     rows = []
     for step in range(len(shoppers) * searches):
         user = shoppers[step % len(shoppers)]
-        uid, at, request_id = f"u{user.index}", step * 1000, f"r{step}"
+        # Request ids seed the policy's draws: shared by the arms of a seed (paired), not across seeds.
+        uid, at, request_id = f"u{user.index}", step * 1000, f"s{seed}-r{step}"
         qid, _ = world.query_for(user, rng)
         cand, relevance = lists[qid] if lists is not None else _stand_in(world, qid, rng)
         profile, weight, explore = book.for_request(uid, (), at), 1.0, None
@@ -145,7 +146,7 @@ def run_arm(world: World, shoppers: list[User], items: ItemColumns, rank: Ranker
         order = [p.index for p in mmr(relevance, items.vectors[cand], K, LAMBDA, personal)]
         if explore is not None:  # as pipeline.Pipeline serves an exploring list
             top = order[:SHUFFLED_TOP]
-            np.random.default_rng(explore).shuffle(top)
+            shuffle_top(top, explore)
             order = top + order[SHUFFLED_TOP:]
         shown = cand[order]
         clicked, bought = world.interact(user, qid, shown, rng.random((3, shown.size)))

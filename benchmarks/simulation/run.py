@@ -33,6 +33,7 @@ from training.metrics import nanmean, ndcg_at_k
 ARMS = ("static", "profile", "profile_bandit")
 LAST_SHARE = 0.2  # the summary's window: the last 20% of steps
 BOOTSTRAP = 2000  # resamples of the window's steps for the CTR ratio's interval
+MIN_STATIC_CLICKS = 10  # fewer static clicks in the window: no ratio and no interval
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,11 @@ def report(arms: list[Arm], cold: dict, cfg: SimConfig) -> dict:
     for arm in arms:
         summary = _summary(arm.trace, last, window)
         if static is not None and arm.trace is not static:
-            ratio, lo, hi = ctr_ratio(arm.trace, static, last, np.random.default_rng(cfg.seed))
-            summary["ctr_vs_static_last20"], summary["ctr_vs_static_ci95"] = ratio, [lo, hi]
+            ratio = ctr_ratio(arm.trace, static, last, np.random.default_rng(cfg.seed))
+            summary["ctr_vs_static_last20"] = ratio[0] if ratio else None
+            # JSON has no infinity: an unbounded upper end is written as null
+            bounds = [b if np.isfinite(b) else None for b in ratio[1:]] if ratio else None
+            summary["ctr_vs_static_ci95"] = bounds
         if isinstance(arm, Ceiling):  # no arm of the experiment: the reachable best, beside them
             out["ceiling"] = summary
         else:
@@ -179,17 +183,24 @@ def report(arms: list[Arm], cold: dict, cfg: SimConfig) -> dict:
 
 
 def ctr_ratio(arm: ArmTrace, static: ArmTrace, last: int, rng: np.random.Generator,
-              resamples: int = BOOTSTRAP) -> tuple[float, float, float]:
+              resamples: int = BOOTSTRAP) -> tuple[float, float, float] | None:
     """The arm's CTR over static's in the last ``last`` steps, and a 95% paired-bootstrap interval:
-    steps are resampled together for both arms, which saw the same users, queries and draws."""
+    steps are resampled together for both arms, which saw the same users, queries and draws. None when
+    static has fewer than ``MIN_STATIC_CLICKS`` clicks there (a short run: no ratio to speak of)."""
     s = slice(len(arm.clicks) - last, None)
     a_c, a_n, b_c, b_n = (np.asarray(x[s], dtype=np.float64)
                           for x in (arm.clicks, arm.shown, static.clicks, static.shown))
+    if b_c.sum() < MIN_STATIC_CLICKS or not a_n.sum():
+        return None
     idx = rng.integers(0, len(a_c), size=(resamples, len(a_c)))
+    # Shown counts are positive wherever clicks are; a resample without static clicks reads +inf, and
+    # the percentiles pick order statistics (no interpolation between infinities).
     with np.errstate(invalid="ignore", divide="ignore"):
-        boot = (a_c[idx].sum(1) / a_n[idx].sum(1)) / (b_c[idx].sum(1) / b_n[idx].sum(1))
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
-    return _ratio(a_c, a_n) / _ratio(b_c, b_n), float(lo), float(hi)
+        boot = (a_c[idx].sum(1) * b_n[idx].sum(1)) / (a_n[idx].sum(1) * b_c[idx].sum(1))
+    boot = np.nan_to_num(boot, nan=np.inf, posinf=np.inf)
+    lo = float(np.percentile(boot, 2.5, method="lower"))
+    hi = float(np.percentile(boot, 97.5, method="higher"))
+    return _ratio(a_c, a_n) / _ratio(b_c, b_n), lo, hi
 
 
 def _summary(trace: ArmTrace, last: int, window: int) -> dict:

@@ -96,3 +96,11 @@ def test_ctr_ratio_interval_is_paired_over_steps_and_covers_the_ratio() -> None:
     # Only the last 80 steps count: clicks before them change nothing.
     early = ArmTrace([50] * 320 + noisy.clicks[320:], [0] * 400, [10] * 400, [0.5] * 400, [1] * 400)
     assert ctr_ratio(early, static, 80, np.random.default_rng(1)) == (ratio, lo, hi)
+    # Static's window with too few clicks to divide by: no ratio, no interval (not a crash, not NaN).
+    quiet = ArmTrace([0] * 395 + [1] * 5, [0] * 400, [10] * 400, [0.5] * 400, [0] * 400)
+    assert ctr_ratio(noisy, quiet, 80, np.random.default_rng(1)) is None
+    # Ten clicks, all at one step: a third of the resamples miss it and hold none. The upper bound is
+    # then +inf, never NaN, and the lower one still finite.
+    lumped = ArmTrace([0] * 399 + [10], [0] * 400, [10] * 400, [0.5] * 400, [0] * 400)
+    _, lo, hi = ctr_ratio(noisy, lumped, 80, np.random.default_rng(1))
+    assert 0 < lo < np.inf and hi == np.inf
