@@ -16,6 +16,7 @@ Profiles live in memory and are rebuilt from the durable log on start (`ProfileB
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ EVENT_WEIGHT = {EventType.IMPRESSION: 0.0, EventType.CLICK: 1.0, EventType.ADD_T
                 EventType.PURCHASE: 4.0}
 VIEW_WEIGHT = 0.5  # an item in the request's recent_item_ids: viewed, less than a click
 PRICE_BINS = 48  # fine enough that smoothing, not binning, decides how near two prices are
+SHOWN_WINDOW = 500  # a user's most recent impressions kept for the taste model (`feedback.taste`)
+INTERACTIONS = (EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE)
 
 
 def log_prices(prices: np.ndarray) -> np.ndarray:
@@ -45,6 +48,7 @@ class PriceScale:
     bins: np.ndarray  # (n,) int64
     centres: np.ndarray  # (PRICE_BINS,)
     spread: float  # standard deviation of the catalog's log prices
+    log_price: np.ndarray  # (n,) each item's log price, NaN where unknown
 
     @classmethod
     def of(cls, prices: np.ndarray) -> PriceScale:
@@ -54,7 +58,8 @@ class PriceScale:
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, PRICE_BINS + 1)
         bins = np.clip(np.searchsorted(edges, np.nan_to_num(lp, nan=lo), side="right") - 1, 0, PRICE_BINS - 1)
         spread = float(known.std()) if known.size > 1 and known.std() > 0 else 1.0
-        return cls(np.where(np.isfinite(lp), bins, -1).astype(np.int64), (edges[:-1] + edges[1:]) / 2, spread)
+        return cls(np.where(np.isfinite(lp), bins, -1).astype(np.int64), (edges[:-1] + edges[1:]) / 2, spread,
+                   lp)
 
 
 def attribute_values(features: object) -> tuple[str, ...]:
@@ -92,6 +97,16 @@ class ItemColumns:
         return len(self.prices.bins)
 
 
+@dataclass(slots=True)
+class Shown:
+    """One impression the taste model learns from: the item, how likely its position was examined (the
+    policy's estimate when it was logged), and whether the user then interacted with it."""
+
+    item_id: int
+    examined: float
+    clicked: bool = False
+
+
 @dataclass
 class UserProfile:
     centroid: np.ndarray  # decayed weighted sum of item vectors (d,)
@@ -108,6 +123,8 @@ class UserProfile:
     # Interactions applied (clicks, carts, purchases, viewed items; not impressions): how much the
     # profile knows, the bandit's context (`feedback.bandit`). ``events`` counts impressions too.
     interactions: int = 0
+    # The most recent impressions, by (request id, item id), with whether each was interacted with.
+    shown: OrderedDict[tuple[str, int], Shown] = field(default_factory=OrderedDict)
 
     def add(self, items: ItemColumns, item_id: int, weight: float, at_ms: int, half_life_ms: float, *,
             shown: bool = False) -> None:
@@ -152,7 +169,8 @@ class UserProfile:
         out = UserProfile(self.centroid + other.centroid, dict(self.classes), self.price + other.price,
                           dict(self.attrs), self.mass + other.mass, self.events + other.events,
                           max(self.last_ms, other.last_ms), dict(self.seen),
-                          self.seen_total + other.seen_total, self.interactions + other.interactions)
+                          self.seen_total + other.seen_total, self.interactions + other.interactions,
+                          self.shown)  # read, never written, by the personal score
         for mine, theirs in ((out.classes, other.classes), (out.attrs, other.attrs), (out.seen, other.seen)):
             for key, w in theirs.items():
                 mine[key] = mine.get(key, 0.0) + w
@@ -183,6 +201,7 @@ class ProfileBook:
             weight = EVENT_WEIGHT[e.type]
             if weight and position_weight is not None:
                 weight *= position_weight(e.position)
+            _remember(p, e, position_weight)
             p.add(self.items, e.item_id, weight, e.timestamp_ms, self.half_life_ms,
                   shown=e.type == EventType.IMPRESSION)
             n += 1
@@ -204,3 +223,15 @@ class ProfileBook:
         if stored is None or stored.mass <= 0 or not math.isfinite(stored.mass):
             return None
         return stored
+
+
+def _remember(p: UserProfile, e: Event, position_weight: Callable[[int], float] | None) -> None:
+    """Keep an impression for the taste model, or mark the one an interaction was on."""
+    key = (e.request_id, e.item_id)
+    if e.type == EventType.IMPRESSION:
+        examined = 1.0 / position_weight(e.position) if position_weight is not None else 1.0
+        p.shown[key] = Shown(e.item_id, examined)
+        while len(p.shown) > SHOWN_WINDOW:
+            p.shown.popitem(last=False)
+    elif e.type in INTERACTIONS and (s := p.shown.get(key)) is not None:
+        s.clicked = True

@@ -1,6 +1,6 @@
 """The personalise stage: how well each candidate matches the user's profile, as an additive score.
 
-personal_i = weight · (cos(centroid, v_i) + class_share(c_i) + price_fit(p_i) + attr_pref(a_i)) / 4
+personal_i = weight · (cos(centroid, v_i) + class_share(c_i) + price_fit(p_i) + attr_pref(a_i) + taste_i) / 5
 
 - cos: the item's embedding against the profile's centroid (what the user interacted with);
 - class_share: the profile's share of weight in the item's class (the best of a multi-valued class);
@@ -15,7 +15,10 @@ personal_i = weight · (cos(centroid, v_i) + class_share(c_i) + price_fit(p_i) +
   time shown (interactions inverse-propensity weighted) over the user's own rate, smoothed by
   ``PRIOR_SHOWS`` impressions at that rate. A value shown often and never clicked falls below 0. A
   gateway that sends no impressions gets the share of the profile's attribute weight the item's values
-  cover instead. 0 for an item without features.
+  cover instead. 0 for an item without features;
+- taste: the user's taste model (`feedback.taste`: a logistic regression of clicks on their examined
+  impressions over attribute values and log price) read at each candidate, its logit z-scored over the
+  candidates, halved and clipped to [-1, 1]. 0 until the user has clicked twice and skipped something.
 
 Each part is in [-1, 1] or [0, 1] and does not depend on the candidate list. MMR adds the score to the
 normalised relevance (`pipeline.diversify`), where ±3σ of relevance spans one unit, so ``weight`` reads
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedback.profile import ItemColumns, UserProfile
+from feedback.taste import fit_taste
 from pipeline.diversify import Z_SPAN, normalise_z
 
 SHUFFLED_TOP = 10  # an exploring list serves its first (up to) ten in random order
@@ -75,7 +79,7 @@ class Personalizer:
         attr_total = sum(profile.attrs.values())  # once per list, not per candidate
         attr_pref = np.array([self._attr_pref(profile, self.items.attrs_of(int(i)), attr_total)
                               for i in item_ids])
-        personal = w * (cos + class_share + price_fit + attr_pref) / 4.0
+        personal = w * (cos + class_share + price_fit + attr_pref + self._taste(profile, item_ids)) / 5.0
         if relevance is not None:
             personal = personal * relevance_gate(relevance)
         return personal.astype(np.float32)
@@ -90,6 +94,14 @@ class Personalizer:
         density = np.exp(-(gap**2) / (2.0 * bandwidth**2)) @ profile.price
         fit = density[np.maximum(bins, 0)] / density.max()
         return np.where(bins >= 0, fit, 0.0)
+
+    def _taste(self, profile: UserProfile, item_ids: np.ndarray) -> np.ndarray:
+        model = fit_taste(self.items, list(profile.shown.values())) if profile.shown else None
+        if model is None:
+            return np.zeros(item_ids.size)
+        logits = model.logits(self.items, item_ids)
+        spread = float(logits.std())
+        return np.clip((logits - logits.mean()) / (spread if spread > 0 else 1.0) / 2.0, -1.0, 1.0)
 
     @staticmethod
     def _attr_pref(profile: UserProfile, values: tuple[str, ...], total: float) -> float:

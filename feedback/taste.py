@@ -1,0 +1,74 @@
+"""A per-user taste model: L2-regularised logistic regression of "clicked" on the user's examined
+impressions, over what an item is (its attribute values and bumps over log price), fitted when a
+personalised list is ranked.
+
+The profile's other parts count what the user interacted with; this one also reads what they were
+shown and passed over, so a colour or a price shown often and skipped counts against an item, and
+features that travel together (a material that only comes in one colour) are told apart. Impressions
+are weighted by the estimated probability their position was examined (`feedback.propensity`): a skip
+at rank 9, which few look at, says little. Measured in the offline screen (docs/personalization.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from feedback.profile import ItemColumns, Shown
+
+PRICE_BUMPS = 12  # Gaussian bumps over the catalog's log-price range
+MIN_CLICKS = 2  # fewer clicks (or no skip) in the window: no model, the part reads 0
+L2 = 0.5  # penalty on the weights (the intercept is free), in units of one examined impression
+NEWTON_STEPS = 12
+
+
+@dataclass(frozen=True)
+class TasteModel:
+    vocab: dict[str, int]  # attribute value -> its column; the price bumps follow them
+    weights: np.ndarray  # (len(vocab) + PRICE_BUMPS,)
+
+    def logits(self, items: ItemColumns, item_ids: np.ndarray) -> np.ndarray:
+        """Each item's taste logit, without the intercept (only differences between items matter)."""
+        return _features(items, item_ids, self.vocab) @ self.weights
+
+
+def fit_taste(items: ItemColumns, shown: Sequence[Shown]) -> TasteModel | None:
+    """The model for one user's recent impressions, or None while they say too little."""
+    clicked = np.array([s.clicked for s in shown], dtype=np.float64)
+    if clicked.sum() < MIN_CLICKS or clicked.sum() == len(clicked):
+        return None
+    ids = np.array([s.item_id for s in shown], dtype=np.int64)
+    vocab = {a: j for j, a in enumerate(sorted({a for i in ids for a in items.attrs_of(int(i))}))}
+    x = _features(items, ids, vocab)
+    x = np.hstack([x, np.ones((len(ids), 1))])  # intercept, last
+    exam = np.array([s.examined for s in shown], dtype=np.float64)
+    penalty = np.full(x.shape[1], L2)
+    penalty[-1] = 0.0
+    w = np.zeros(x.shape[1])
+    for _ in range(NEWTON_STEPS):  # Newton's method on the weighted, penalised log loss
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        grad = x.T @ (exam * (p - clicked)) + penalty * w
+        hess = (x * (exam * p * (1.0 - p))[:, None]).T @ x + np.diag(penalty + 1e-6)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    return TasteModel(vocab, w[:-1])
+
+
+def _features(items: ItemColumns, item_ids: np.ndarray, vocab: dict[str, int]) -> np.ndarray:
+    scale = items.prices
+    lo, hi = scale.centres[0], scale.centres[-1]
+    centres = np.linspace(lo, hi, PRICE_BUMPS)
+    width = scale.spread / 3.0
+    x = np.zeros((len(item_ids), len(vocab) + PRICE_BUMPS))
+    for r, i in enumerate(item_ids):
+        for a in items.attrs_of(int(i)):
+            if (j := vocab.get(a)) is not None:
+                x[r, j] = 1.0
+    lp = items.prices.log_price[item_ids]
+    known = np.isfinite(lp)
+    x[known, len(vocab):] = np.exp(-((lp[known, None] - centres[None, :]) ** 2) / (2.0 * width**2))
+    return x

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import numpy as np
+
+from feedback.events import Event, EventType
+from feedback.profile import SHOWN_WINDOW, ItemColumns, ProfileBook, Shown
+from feedback.taste import fit_taste
+from pipeline.personalize import Personalizer
+
+# 40 items: colour alternates navy / red, prices climb from $20 to $2,000; one class, one direction.
+N = 40
+COLOURS = ["navy" if i % 2 == 0 else "red" for i in range(N)]
+ITEMS = ItemColumns.of(np.tile(np.eye(1, 8, dtype=np.float32), (N, 1)), ["Sofas"] * N,
+                       np.geomspace(20, 2000, N), [f"color:{c}|material:oak" for c in COLOURS])
+
+
+def shown(clicked: set[int], ids: range = range(N)) -> list[Shown]:
+    return [Shown(i, 1.0, i in clicked) for i in ids]
+
+
+def test_no_model_until_two_clicks_and_a_skip() -> None:
+    assert fit_taste(ITEMS, shown({0})) is None
+    assert fit_taste(ITEMS, shown(set(range(N)))) is None
+    assert fit_taste(ITEMS, shown({0, 2})) is not None
+
+
+def test_the_model_learns_the_colour_clicked_and_the_one_skipped() -> None:
+    model = fit_taste(ITEMS, shown({i for i in range(N) if COLOURS[i] == "navy" and i % 4 == 0}))
+    assert model is not None
+    logits = model.logits(ITEMS, np.arange(N))
+    navy = np.array([c == "navy" for c in COLOURS])
+    # Neighbours in price, one of each colour: navy above red every time.
+    assert all(logits[i] > logits[i + 1] for i in range(0, N, 2))
+    assert logits[navy].mean() > logits[~navy].mean()
+
+
+def test_the_model_learns_a_price_taste_from_what_was_shown_and_skipped() -> None:
+    dear = {i for i in range(30, N)}  # clicks only at the dear end, both colours
+    model = fit_taste(ITEMS, shown(set(list(dear)[::3])))
+    assert model is not None
+    logits = model.logits(ITEMS, np.arange(N))
+    assert logits[30:].mean() > logits[:10].mean() + 1.0
+    assert np.argmax(logits) >= 25
+
+
+def test_a_skip_where_few_look_counts_less_than_one_at_the_top() -> None:
+    # Navy clicked twice; red shown often and skipped: at examined positions, or where nobody looks.
+    def red_against_navy(examined: float) -> float:
+        records = [Shown(0, 1.0, True), Shown(2, 1.0, True), Shown(4, 1.0)]
+        records += [Shown(i, examined) for i in range(1, 20, 2)]
+        model = fit_taste(ITEMS, records)
+        assert model is not None
+        return float(np.diff(model.logits(ITEMS, np.array([0, 1])))[0])
+    assert red_against_navy(1.0) < red_against_navy(0.05) < 0.0
+
+
+def test_profiles_keep_the_latest_impressions_and_mark_the_clicked_ones() -> None:
+    book = ProfileBook(ITEMS)
+    events = [Event(f"i{r}-{i}", f"r{r}", "u", i, EventType.IMPRESSION, i % 10 + 1, r)
+              for r in range(SHOWN_WINDOW // N + 2) for i in range(N)]
+    last = f"r{SHOWN_WINDOW // N + 1}"
+    events += [Event("c", last, "u", 4, EventType.CLICK, 5, 99),
+               Event("p", last, "u", 6, EventType.PURCHASE, 7, 99),
+               Event("x", "r0", "u", 8, EventType.CLICK, 9, 99)]  # r0's impressions are gone: nothing to mark
+    book.apply(events, position_weight=lambda pos: float(pos))
+    profile = book.get("u")
+    assert profile is not None and len(profile.shown) == SHOWN_WINDOW
+    assert ("r0", 0) not in profile.shown
+    assert [s.item_id for s in profile.shown.values() if s.clicked] == [4, 6]
+    assert profile.shown[(last, 4)].examined == 1.0 / 5  # 1 / the position's inverse propensity
+
+
+def test_the_personal_score_carries_the_taste_model() -> None:
+    book = ProfileBook(ITEMS)
+    events = [Event(f"i{r}-{i}", f"r{r}", "u", i, EventType.IMPRESSION, 1, r)
+              for r in range(3) for i in range(N)]
+    events += [Event(f"c{r}-{i}", f"r{r}", "u", i, EventType.CLICK, 1, r) for r in range(3) for i in (0, 2)]
+    book.apply(events)
+    scores = Personalizer(ITEMS, 1.0).scores(book.get("u"), np.array([10, 11]))
+    assert scores is not None and scores[0] > scores[1]  # navy over red at nearly the same price
+    taste = Personalizer(ITEMS, 1.0)._taste(book.get("u"), np.array([10, 11]))  # type: ignore[arg-type]
+    assert taste[0] > 0 > taste[1]
