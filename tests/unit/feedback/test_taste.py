@@ -34,6 +34,11 @@ def test_the_model_learns_the_colour_clicked_and_the_one_skipped() -> None:
     assert logits[navy].mean() > logits[~navy].mean()
 
 
+def test_columns_are_the_values_of_items_interacted_with() -> None:
+    model = fit_taste(ITEMS, shown({0, 4}))  # navy oak items only: red gets no column, reads as baseline
+    assert model is not None and set(model.vocab) == {"color:navy", "material:oak"}
+
+
 def test_the_model_learns_a_price_taste_from_what_was_shown_and_skipped() -> None:
     dear = {i for i in range(30, N)}  # clicks only at the dear end, both colours
     model = fit_taste(ITEMS, shown(set(list(dear)[::3])))
