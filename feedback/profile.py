@@ -107,6 +107,17 @@ class Shown:
     clicked: bool = False
 
 
+class Impressions(OrderedDict[tuple[str, int], Shown]):
+    """A user's most recent impressions by (request id, item id). ``changes`` counts edits, so the taste
+    model fitted on them (``fitted``: the count it was fitted at, and the model) is reused until they
+    change: a user's lists between two feedback commits cost one fit, not one each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changes = 0
+        self.fitted: tuple[int, object] | None = None
+
+
 @dataclass
 class UserProfile:
     centroid: np.ndarray  # decayed weighted sum of item vectors (d,)
@@ -124,7 +135,7 @@ class UserProfile:
     # profile knows, the bandit's context (`feedback.bandit`). ``events`` counts impressions too.
     interactions: int = 0
     # The most recent impressions, by (request id, item id), with whether each was interacted with.
-    shown: OrderedDict[tuple[str, int], Shown] = field(default_factory=OrderedDict)
+    shown: Impressions = field(default_factory=Impressions)
 
     def add(self, items: ItemColumns, item_id: int, weight: float, at_ms: int, half_life_ms: float, *,
             shown: bool = False) -> None:
@@ -226,12 +237,19 @@ class ProfileBook:
 
 
 def _remember(p: UserProfile, e: Event, position_weight: Callable[[int], float] | None) -> None:
-    """Keep an impression for the taste model, or mark the one an interaction was on."""
-    key = (e.request_id, e.item_id)
-    if e.type == EventType.IMPRESSION:
-        examined = 1.0 / position_weight(e.position) if position_weight is not None else 1.0
-        p.shown[key] = Shown(e.item_id, examined)
-        while len(p.shown) > SHOWN_WINDOW:
-            p.shown.popitem(last=False)
-    elif e.type in INTERACTIONS and (s := p.shown.get(key)) is not None:
-        s.clicked = True
+    """Keep an impression for the taste model, or mark the one an interaction was on. An impression sent
+    twice keeps what the first learned; an interaction whose impression is not (or no longer) held is
+    kept as a clicked impression of its own (a gateway may send the click first)."""
+    if e.type != EventType.IMPRESSION and e.type not in INTERACTIONS:
+        return
+    key, shown = (e.request_id, e.item_id), p.shown
+    if (s := shown.get(key)) is not None:
+        if e.type in INTERACTIONS and not s.clicked:
+            s.clicked = True
+            shown.changes += 1
+        return
+    examined = 1.0 / position_weight(e.position) if position_weight is not None else 1.0
+    shown[key] = Shown(e.item_id, examined, e.type in INTERACTIONS)
+    shown.changes += 1
+    while len(shown) > SHOWN_WINDOW:
+        shown.popitem(last=False)

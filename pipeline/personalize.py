@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedback.profile import ItemColumns, UserProfile
-from feedback.taste import fit_taste
+from feedback.taste import TasteModel, fit_taste
 from pipeline.diversify import Z_SPAN, normalise_z
 
 SHUFFLED_TOP = 10  # an exploring list serves its first (up to) ten in random order
@@ -96,12 +96,16 @@ class Personalizer:
         return np.where(bins >= 0, fit, 0.0)
 
     def _taste(self, profile: UserProfile, item_ids: np.ndarray) -> np.ndarray:
-        model = fit_taste(self.items, list(profile.shown.values())) if profile.shown else None
-        if model is None:
+        shown = profile.shown
+        if shown.fitted is None or shown.fitted[0] != shown.changes:  # refit only after new feedback
+            shown.fitted = (shown.changes, fit_taste(self.items, list(shown.values())) if shown else None)
+        model = shown.fitted[1]
+        if not isinstance(model, TasteModel):
             return np.zeros(item_ids.size)
         logits = model.logits(self.items, item_ids)
-        spread = float(logits.std())
-        return np.clip((logits - logits.mean()) / (spread if spread > 0 else 1.0) / 2.0, -1.0, 1.0)
+        if float(np.ptp(logits)) < 1e-9:  # no difference between these candidates (not rounding noise)
+            return np.zeros(item_ids.size)
+        return np.clip((logits - logits.mean()) / float(logits.std()) / 2.0, -1.0, 1.0)
 
     @staticmethod
     def _attr_pref(profile: UserProfile, values: tuple[str, ...], total: float) -> float:

@@ -66,13 +66,39 @@ def test_profiles_keep_the_latest_impressions_and_mark_the_clicked_ones() -> Non
     last = f"r{SHOWN_WINDOW // N + 1}"
     events += [Event("c", last, "u", 4, EventType.CLICK, 5, 99),
                Event("p", last, "u", 6, EventType.PURCHASE, 7, 99),
-               Event("x", "r0", "u", 8, EventType.CLICK, 9, 99)]  # r0's impressions are gone: nothing to mark
+               # r0's impressions are gone: the click is kept as a clicked impression of its own
+               Event("x", "r0", "u", 8, EventType.CLICK, 9, 99),
+               Event("i-again", last, "u", 4, EventType.IMPRESSION, 5, 100)]  # a repeat: keeps the click
     book.apply(events, position_weight=lambda pos: float(pos))
     profile = book.get("u")
     assert profile is not None and len(profile.shown) == SHOWN_WINDOW
     assert ("r0", 0) not in profile.shown
-    assert [s.item_id for s in profile.shown.values() if s.clicked] == [4, 6]
+    assert [s.item_id for s in profile.shown.values() if s.clicked] == [4, 6, 8]
     assert profile.shown[(last, 4)].examined == 1.0 / 5  # 1 / the position's inverse propensity
+    assert profile.shown[("r0", 8)].examined == 1.0 / 9
+
+
+def test_a_click_before_its_impression_is_still_a_click() -> None:
+    book = ProfileBook(ITEMS)
+    book.apply([Event("c", "r", "u", 3, EventType.CLICK, 2, 1),
+                Event("i", "r", "u", 3, EventType.IMPRESSION, 2, 1)])
+    profile = book.get("u")
+    assert profile is not None and [(s.item_id, s.clicked) for s in profile.shown.values()] == [(3, True)]
+
+
+def test_the_model_is_fitted_once_per_change_of_the_impressions() -> None:
+    book = ProfileBook(ITEMS)
+    book.apply([Event(f"i{i}", "r", "u", i, EventType.IMPRESSION, 1, 1) for i in range(N)]
+               + [Event(f"c{i}", "r", "u", i, EventType.CLICK, 1, 1) for i in (0, 2)])
+    profile, personalizer = book.get("u"), Personalizer(ITEMS, 1.0)
+    assert profile is not None
+    personalizer.scores(profile, np.arange(N))
+    first = profile.shown.fitted
+    personalizer.scores(profile, np.arange(10))
+    assert profile.shown.fitted is first  # the same fit, not a new one
+    book.apply([Event("c4", "r", "u", 4, EventType.CLICK, 1, 2)])
+    personalizer.scores(profile, np.arange(N))
+    assert profile.shown.fitted is not first and profile.shown.fitted[0] == profile.shown.changes
 
 
 def test_the_personal_score_carries_the_taste_model() -> None:
