@@ -20,6 +20,9 @@ class EventType(IntEnum):
     PURCHASE = 4
 
 
+INTERACTIONS = (EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE)  # the user acted on the item
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     event_id: str

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedback.bandit import Choice, ThompsonBandit
-from feedback.events import Event, EventType
+from feedback.events import INTERACTIONS, Event, EventType
 from feedback.propensity import Propensities
-
-INTERACTIONS = (EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE)
 
 
 @dataclass(frozen=True)

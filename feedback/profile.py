@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from catalog.io import class_parts, parse_features
-from feedback.events import Event, EventType
+from feedback.events import INTERACTIONS, Event, EventType
 
 EVENT_WEIGHT = {EventType.IMPRESSION: 0.0, EventType.CLICK: 1.0, EventType.ADD_TO_CART: 2.0,
                 EventType.PURCHASE: 4.0}
 VIEW_WEIGHT = 0.5  # an item in the request's recent_item_ids: viewed, less than a click
 PRICE_BINS = 48  # fine enough that smoothing, not binning, decides how near two prices are
 SHOWN_WINDOW = 500  # a user's most recent impressions kept for the taste model (`feedback.taste`)
-INTERACTIONS = (EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE)
 
 
 def log_prices(prices: np.ndarray) -> np.ndarray:

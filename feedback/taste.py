@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
-from feedback.profile import ItemColumns, Shown
+from feedback.profile import Impressions, ItemColumns, Shown
 
 PRICE_BUMPS = 12  # Gaussian bumps over the catalog's log-price range
 MIN_CLICKS = 2  # fewer clicks (or no skip) in the window: no model, the part reads 0
@@ -32,6 +33,13 @@ class TasteModel:
     def logits(self, items: ItemColumns, item_ids: np.ndarray) -> np.ndarray:
         """Each item's taste logit, without the intercept (only differences between items matter)."""
         return _features(items, item_ids, self.vocab) @ self.weights
+
+
+def taste_of(items: ItemColumns, shown: Impressions) -> TasteModel | None:
+    """The user's model, fitted on their impressions only after they change since the last fit."""
+    if shown.fitted is None or shown.fitted[0] != shown.changes:
+        shown.fitted = (shown.changes, fit_taste(items, list(shown.values())) if shown else None)
+    return cast(TasteModel | None, shown.fitted[1])
 
 
 def fit_taste(items: ItemColumns, shown: Sequence[Shown]) -> TasteModel | None:

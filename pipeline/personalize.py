@@ -20,7 +20,8 @@ personal_i = weight · (cos(centroid, v_i) + class_share(c_i) + price_fit(p_i) +
   impressions over attribute values and log price) read at each candidate, its logit z-scored over the
   candidates, halved and clipped to [-1, 1]. 0 until the user has clicked twice and skipped something.
 
-Each part is in [-1, 1] or [0, 1] and does not depend on the candidate list. MMR adds the score to the
+Each part is in [-1, 1] or [0, 1]; all but taste (read relative to the other candidates) are the
+same whatever else is in the list. MMR adds the score to the
 normalised relevance (`pipeline.diversify`), where ±3σ of relevance spans one unit, so ``weight`` reads
 as "how many units the best-matching item gains".
 
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedback.profile import ItemColumns, UserProfile
-from feedback.taste import TasteModel, fit_taste
+from feedback.taste import taste_of
 from pipeline.diversify import Z_SPAN, normalise_z
 
 SHUFFLED_TOP = 10  # an exploring list serves its first (up to) ten in random order
@@ -96,11 +97,8 @@ class Personalizer:
         return np.where(bins >= 0, fit, 0.0)
 
     def _taste(self, profile: UserProfile, item_ids: np.ndarray) -> np.ndarray:
-        shown = profile.shown
-        if shown.fitted is None or shown.fitted[0] != shown.changes:  # refit only after new feedback
-            shown.fitted = (shown.changes, fit_taste(self.items, list(shown.values())) if shown else None)
-        model = shown.fitted[1]
-        if not isinstance(model, TasteModel):
+        model = taste_of(self.items, profile.shown)
+        if model is None:
             return np.zeros(item_ids.size)
         logits = model.logits(self.items, item_ids)
         if float(np.ptp(logits)) < 1e-9:  # no difference between these candidates (not rounding noise)
