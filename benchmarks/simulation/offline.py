@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.simulation.world import ETA, NOISE, User, World
-from catalog.io import load_catalog
+from catalog.io import Catalog, load_catalog
 from feedback.events import Event, EventType
 from feedback.policy import Policy, request_seed
 from feedback.profile import ItemColumns, ProfileBook, UserProfile
@@ -168,13 +168,18 @@ def run_arm(world: World, shoppers: list[User], items: ItemColumns, rank: Ranker
             "ndcg_pref": float(np.nanmean(last[:, 2]))}
 
 
+def catalog_items(catalog: Path, cat: Catalog | None = None) -> ItemColumns:
+    """What the profiles read per item of a built catalog directory (its products and vectors)."""
+    products = (cat or load_catalog(catalog)).products.sort_index()
+    vectors = np.load(catalog / VECTORS_FILE).astype(np.float32)
+    return ItemColumns.of(vectors, products["product_class"].tolist(), products["price"].to_numpy(),
+                          products["product_features"].tolist())
+
+
 def screen(catalog: Path, seeds: list[int], *, users: int = 30, searches: int = 40,
            lists: Path | None = None) -> dict:
     cat = load_catalog(catalog)
-    products = cat.products.sort_index()
-    vectors = np.load(catalog / VECTORS_FILE).astype(np.float32)
-    items = ItemColumns.of(vectors, products["product_class"].tolist(), products["price"].to_numpy(),
-                           products["product_features"].tolist())
+    items = catalog_items(catalog, cat)
     arms = rankers(Personalizer(items, 1.0))
     worlds = {seed: World(cat, seed) for seed in seeds}
     served = load_lists(lists, worlds[seeds[0]]) if lists is not None else None

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.simulation.taste_cost import fit_times
 from benchmarks.simulation.world import User, World
 from catalog.io import load_catalog
+from feedback.taste import MAX_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +106,10 @@ def test_ctr_ratio_interval_is_paired_over_steps_and_covers_the_ratio() -> None:
     lumped = ArmTrace([0] * 399 + [10], [0] * 400, [10] * 400, [0.5] * 400, [0] * 400)
     _, lo, hi = ctr_ratio(noisy, lumped, 80, np.random.default_rng(1))
     assert 0 < lo < np.inf and hi == np.inf
+
+
+def test_taste_cost_fits_capped_models_on_a_built_catalog(sim_catalog: Path) -> None:
+    rows = fit_times(sim_catalog, [5, 200])
+    assert [r["clicks"] for r in rows] == [5, 200]
+    assert all(0 < r["columns"] <= MAX_COLUMNS and r["ms"] > 0 for r in rows)
+    assert rows[1]["columns"] >= rows[0]["columns"]  # more clicks, more values interacted with

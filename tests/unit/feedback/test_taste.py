@@ -4,7 +4,7 @@ import numpy as np
 
 from feedback.events import Event, EventType
 from feedback.profile import SHOWN_WINDOW, ItemColumns, ProfileBook, Shown
-from feedback.taste import fit_taste
+from feedback.taste import MAX_COLUMNS, fit_taste
 from pipeline.personalize import Personalizer
 
 # 40 items: colour alternates navy / red, prices climb from $20 to $2,000; one class, one direction.
@@ -37,6 +37,21 @@ def test_the_model_learns_the_colour_clicked_and_the_one_skipped() -> None:
 def test_columns_are_the_values_of_items_interacted_with() -> None:
     model = fit_taste(ITEMS, shown({0, 4}))  # navy oak items only: red gets no column, reads as baseline
     assert model is not None and set(model.vocab) == {"color:navy", "material:oak"}
+
+
+def test_columns_are_capped_at_the_values_interacted_with_most() -> None:
+    # Every item its own brand; two late brands (last by name among the first 64) clicked three times,
+    # every other once.
+    n = MAX_COLUMNS + 20
+    items = ItemColumns.of(np.tile(np.eye(1, 8, dtype=np.float32), (n, 1)), ["Sofas"] * n,
+                           np.full(n, 100.0), [f"brand:b{i}" for i in range(n)])
+    records = [Shown(i, 1.0, True) for i in range(n - 1)]
+    records += [Shown(n - 3, 1.0, True), Shown(n - 2, 1.0, True)] * 2
+    records += [Shown(n - 1, 1.0)]
+    model = fit_taste(items, records)
+    assert model is not None and len(model.vocab) == MAX_COLUMNS
+    assert {f"brand:b{n - 3}", f"brand:b{n - 2}"} <= set(model.vocab)
+    assert model.weights.shape == (MAX_COLUMNS + 12,)
 
 
 def test_the_model_learns_a_price_taste_from_what_was_shown_and_skipped() -> None:
