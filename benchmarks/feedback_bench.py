@@ -16,6 +16,7 @@ from server.client import rank_request
 
 STREAMS = 4  # concurrent Feedback streams: a gateway fleet's shape, and what group commit batches
 EVENTS_PER_STREAM = 2000
+USERS = 97  # the events' users, whom the ranking traffic also searches as
 
 
 class _Discard(ranking_pb2_grpc.RankerServicer):
@@ -32,7 +33,7 @@ class _Discard(ranking_pb2_grpc.RankerServicer):
 def _events(prefix: str, n: int, items: int) -> list[ranking_pb2.FeedbackEvent]:
     kinds = (*[ranking_pb2.EVENT_TYPE_IMPRESSION] * 3, ranking_pb2.EVENT_TYPE_CLICK)
     return [ranking_pb2.FeedbackEvent(event_id=f"{prefix}-{i}", request_id=f"{prefix}-r{i // 10}",
-                                      user_id=f"bench-{i % 97}", item_id=(i * 7919) % items,
+                                      user_id=f"bench-{i % USERS}", item_id=(i * 7919) % items,
                                       type=kinds[i % 4], position=i % 10 + 1) for i in range(n)]
 
 
@@ -46,26 +47,32 @@ async def _ingest(target: str, batches: Sequence[list[ranking_pb2.FeedbackEvent]
     return seconds, sum(a.accepted + a.duplicates for a in acks)
 
 
-async def _rank_load(target: str, queries: Sequence[str], stop: asyncio.Event, concurrency: int = 2) -> int:
-    done = 0
+async def _rank_load(target: str, queries: Sequence[str], stop: asyncio.Event, concurrency: int = 2
+                     ) -> tuple[int, int]:
+    """Rank requests from the users the events are about, so the profiles, the bandit and the taste
+    model fits (refitted after each change to a user's impressions) are on the measured path;
+    (requests, of them personalised)."""
+    done = personalised = 0
     async with grpc.aio.insecure_channel(target) as channel:
         stub = ranking_pb2_grpc.RankerStub(channel)
         cycle = itertools.cycle(queries)
 
         async def worker() -> None:
-            nonlocal done
+            nonlocal done, personalised
             while not stop.is_set():
-                async for _ in stub.Rank(rank_request(next(cycle), k=10), timeout=30):
-                    pass
+                user = ranking_pb2.UserContext(user_id=f"bench-{done % USERS}")
+                async for m in stub.Rank(rank_request(next(cycle), k=10, user=user), timeout=30):
+                    personalised += m.HasField("summary") and m.summary.personalized
                 done += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done
+    return done, personalised
 
 
 async def feedback_bench(target: str, queries: Sequence[str], items: int, *, streams: int = STREAMS,
                          events_per_stream: int = EVENTS_PER_STREAM) -> dict:
-    """Empty-loop events/s, then the server's events/s under concurrent Rank load (c=2)."""
+    """Empty-loop events/s, then the server's events/s under concurrent Rank load (c=2) from the same
+    users, personalised once their events commit."""
     server = grpc.aio.server()
     ranking_pb2_grpc.add_RankerServicer_to_server(_Discard(), server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -81,8 +88,8 @@ async def feedback_bench(target: str, queries: Sequence[str], items: int, *, str
     batches = [_events(f"bench-{time.time_ns()}-{s}", events_per_stream, items) for s in range(streams)]
     ingest_s, ingest_n = await _ingest(target, batches)
     stop.set()
-    ranked = await load
+    ranked, personalised = await load
     empty_rate, rate = empty_n / empty_s, ingest_n / ingest_s
     return {"events": ingest_n, "streams": streams, "events_per_s": rate,
             "empty_loop_events_per_s": empty_rate, "vs_empty_loop": rate / empty_rate,
-            "rank_requests_during": ranked}
+            "rank_requests_during": ranked, "personalised_rank_requests_during": personalised}
