@@ -12,13 +12,12 @@ at rank 9, which few look at, says little. Measured in the offline screen (docs/
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
 
-from feedback.profile import Impressions, ItemColumns, Shown
+from feedback.profile import Impressions, ItemColumns
 
 PRICE_BUMPS = 12  # Gaussian bumps over the catalog's log-price range
 MIN_CLICKS = 2  # fewer clicks (or no skip) in the window: no model, the part reads 0
@@ -40,27 +39,29 @@ class TasteModel:
 def taste_of(items: ItemColumns, shown: Impressions) -> TasteModel | None:
     """The user's model, fitted on their impressions only after they change since the last fit."""
     if shown.fitted is None or shown.fitted[0] != shown.changes:
-        shown.fitted = (shown.changes, fit_taste(items, list(shown.values())) if shown else None)
+        shown.fitted = (shown.changes, fit_taste(items, *shown.arrays()) if shown else None)
     return cast(TasteModel | None, shown.fitted[1])
 
 
-def fit_taste(items: ItemColumns, shown: Sequence[Shown]) -> TasteModel | None:
-    """The model for one user's recent impressions, or None while they say too little."""
-    clicked = np.array([s.clicked for s in shown], dtype=np.float64)
+def fit_taste(items: ItemColumns, item_ids: np.ndarray, examined: np.ndarray, clicked: np.ndarray
+              ) -> TasteModel | None:
+    """The model for one user's recent impressions (per impression: the item, the probability its
+    position was examined, whether it was interacted with), or None while they say too little."""
+    clicked = np.asarray(clicked, dtype=np.float64)
     if clicked.sum() < MIN_CLICKS or clicked.sum() == len(clicked):
         return None
-    ids = np.array([s.item_id for s in shown], dtype=np.int64)
+    ids = np.asarray(item_ids, dtype=np.int64)
     # Columns only for the values of items the user interacted with: a value never clicked has nothing
     # to tell apart from the baseline (the intercept), and a catalog's thousands of values would make
     # each fit cost hundreds of milliseconds instead of one or two.
     # At most MAX_COLUMNS of them, the most interacted with (ties by name, so a fit is reproducible):
     # a fit costs O(columns^3), ~3 ms at 64 against ~180 ms for a heavy user's ~900 values.
-    liked = Counter(a for s in shown if s.clicked for a in items.attrs_of(s.item_id))
+    liked = Counter(a for i in ids[clicked > 0] for a in items.attrs_of(int(i)))
     kept = sorted(liked, key=lambda a: (-liked[a], a))[:MAX_COLUMNS]
     vocab = {a: j for j, a in enumerate(sorted(kept))}
     x = _features(items, ids, vocab)
     x = np.hstack([x, np.ones((len(ids), 1))])  # intercept, last
-    exam = np.array([s.examined for s in shown], dtype=np.float64)
+    exam = np.asarray(examined, dtype=np.float64)
     penalty = np.full(x.shape[1], L2)
     penalty[-1] = 0.0
     w = np.zeros(x.shape[1])

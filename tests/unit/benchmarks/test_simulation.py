@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.simulation.taste_cost import fit_times
+from benchmarks.simulation.offline import catalog_items
+from benchmarks.simulation.profile_cost import fit_times, profile_kib
 from benchmarks.simulation.world import User, World
 from catalog.io import load_catalog
 from feedback.taste import MAX_COLUMNS
@@ -108,8 +109,14 @@ def test_ctr_ratio_interval_is_paired_over_steps_and_covers_the_ratio() -> None:
     assert 0 < lo < np.inf and hi == np.inf
 
 
-def test_taste_cost_fits_capped_models_on_a_built_catalog(sim_catalog: Path) -> None:
-    rows = fit_times(sim_catalog, [5, 200])
+def test_profile_cost_fits_capped_models_on_a_built_catalog(sim_catalog: Path) -> None:
+    rows = fit_times(catalog_items(sim_catalog), [5, 200])
     assert [r["clicks"] for r in rows] == [5, 200]
     assert all(0 < r["columns"] <= MAX_COLUMNS and r["ms"] > 0 for r in rows)
     assert rows[1]["columns"] >= rows[0]["columns"]  # more clicks, more values interacted with
+
+
+def test_profile_memory_grows_with_history_and_the_window_is_bounded(sim_catalog: Path) -> None:
+    items = catalog_items(sim_catalog)
+    light, heavy = profile_kib(items, 5, users=10), profile_kib(items, 60, users=10)
+    assert 0 < light < heavy < 200  # a full window of 500 impressions and the counts stay small

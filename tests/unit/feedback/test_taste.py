@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from feedback.events import Event, EventType
-from feedback.profile import SHOWN_WINDOW, ItemColumns, ProfileBook, Shown
-from feedback.taste import MAX_COLUMNS, fit_taste
+from feedback.profile import SHOWN_WINDOW, ItemColumns, ProfileBook
+from feedback.taste import MAX_COLUMNS, TasteModel, fit_taste
 from pipeline.personalize import Personalizer
 
 # 40 items: colour alternates navy / red, prices climb from $20 to $2,000; one class, one direction.
@@ -14,18 +15,26 @@ ITEMS = ItemColumns.of(np.tile(np.eye(1, 8, dtype=np.float32), (N, 1)), ["Sofas"
                        np.geomspace(20, 2000, N), [f"color:{c}|material:oak" for c in COLOURS])
 
 
-def shown(clicked: set[int], ids: range = range(N)) -> list[Shown]:
-    return [Shown(i, 1.0, i in clicked) for i in ids]
+Record = tuple[int, float, bool]  # (item id, examination probability, clicked)
+
+
+def fit(items: ItemColumns, records: list[Record]) -> TasteModel | None:
+    ids, examined, clicked = zip(*records, strict=True)
+    return fit_taste(items, np.array(ids), np.array(examined), np.array(clicked))
+
+
+def shown(clicked: set[int], ids: range = range(N)) -> list[Record]:
+    return [(i, 1.0, i in clicked) for i in ids]
 
 
 def test_no_model_until_two_clicks_and_a_skip() -> None:
-    assert fit_taste(ITEMS, shown({0})) is None
-    assert fit_taste(ITEMS, shown(set(range(N)))) is None
-    assert fit_taste(ITEMS, shown({0, 2})) is not None
+    assert fit(ITEMS, shown({0})) is None
+    assert fit(ITEMS, shown(set(range(N)))) is None
+    assert fit(ITEMS, shown({0, 2})) is not None
 
 
 def test_the_model_learns_the_colour_clicked_and_the_one_skipped() -> None:
-    model = fit_taste(ITEMS, shown({i for i in range(N) if COLOURS[i] == "navy" and i % 4 == 0}))
+    model = fit(ITEMS, shown({i for i in range(N) if COLOURS[i] == "navy" and i % 4 == 0}))
     assert model is not None
     logits = model.logits(ITEMS, np.arange(N))
     navy = np.array([c == "navy" for c in COLOURS])
@@ -35,7 +44,7 @@ def test_the_model_learns_the_colour_clicked_and_the_one_skipped() -> None:
 
 
 def test_columns_are_the_values_of_items_interacted_with() -> None:
-    model = fit_taste(ITEMS, shown({0, 4}))  # navy oak items only: red gets no column, reads as baseline
+    model = fit(ITEMS, shown({0, 4}))  # navy oak items only: red gets no column, reads as baseline
     assert model is not None and set(model.vocab) == {"color:navy", "material:oak"}
 
 
@@ -45,10 +54,10 @@ def test_columns_are_capped_at_the_values_interacted_with_most() -> None:
     n = MAX_COLUMNS + 20
     items = ItemColumns.of(np.tile(np.eye(1, 8, dtype=np.float32), (n, 1)), ["Sofas"] * n,
                            np.full(n, 100.0), [f"brand:b{i}" for i in range(n)])
-    records = [Shown(i, 1.0, True) for i in range(n - 1)]
-    records += [Shown(n - 3, 1.0, True), Shown(n - 2, 1.0, True)] * 2
-    records += [Shown(n - 1, 1.0)]
-    model = fit_taste(items, records)
+    records = [(i, 1.0, True) for i in range(n - 1)]
+    records += [(n - 3, 1.0, True), (n - 2, 1.0, True)] * 2
+    records += [(n - 1, 1.0, False)]
+    model = fit(items, records)
     assert model is not None and len(model.vocab) == MAX_COLUMNS
     assert {f"brand:b{n - 3}", f"brand:b{n - 2}"} <= set(model.vocab)
     assert model.weights.shape == (MAX_COLUMNS + 12,)
@@ -56,7 +65,7 @@ def test_columns_are_capped_at_the_values_interacted_with_most() -> None:
 
 def test_the_model_learns_a_price_taste_from_what_was_shown_and_skipped() -> None:
     dear = {i for i in range(30, N)}  # clicks only at the dear end, both colours
-    model = fit_taste(ITEMS, shown(set(list(dear)[::3])))
+    model = fit(ITEMS, shown(set(list(dear)[::3])))
     assert model is not None
     logits = model.logits(ITEMS, np.arange(N))
     assert logits[30:].mean() > logits[:10].mean() + 1.0
@@ -66,9 +75,9 @@ def test_the_model_learns_a_price_taste_from_what_was_shown_and_skipped() -> Non
 def test_a_skip_where_few_look_counts_less_than_one_at_the_top() -> None:
     # Navy clicked twice; red shown often and skipped: at examined positions, or where nobody looks.
     def red_against_navy(examined: float) -> float:
-        records = [Shown(0, 1.0, True), Shown(2, 1.0, True), Shown(4, 1.0)]
-        records += [Shown(i, examined) for i in range(1, 20, 2)]
-        model = fit_taste(ITEMS, records)
+        records = [(0, 1.0, True), (2, 1.0, True), (4, 1.0, False)]
+        records += [(i, examined, False) for i in range(1, 20, 2)]
+        model = fit(ITEMS, records)
         assert model is not None
         return float(np.diff(model.logits(ITEMS, np.array([0, 1])))[0])
     assert red_against_navy(1.0) < red_against_navy(0.05) < 0.0
@@ -87,10 +96,12 @@ def test_profiles_keep_the_latest_impressions_and_mark_the_clicked_ones() -> Non
     book.apply(events, position_weight=lambda pos: float(pos))
     profile = book.get("u")
     assert profile is not None and len(profile.shown) == SHOWN_WINDOW
-    assert ("r0", 0) not in profile.shown
-    assert [s.item_id for s in profile.shown.values() if s.clicked] == [4, 6, 8]
-    assert profile.shown[(last, 4)].examined == 1.0 / 5  # 1 / the position's inverse propensity
-    assert profile.shown[("r0", 8)].examined == 1.0 / 9
+    impressions = profile.shown
+    assert impressions.find("r0", 0) == -1 and impressions.find(last, 0) >= 0
+    ids, examined, clicked = impressions.arrays()
+    assert sorted(ids[clicked].tolist()) == [4, 6, 8] and clicked.sum() == 3
+    assert examined[impressions.find(last, 4)] == pytest.approx(1.0 / 5)  # 1 / the inverse propensity
+    assert examined[impressions.find("r0", 8)] == pytest.approx(1.0 / 9)
 
 
 def test_a_click_before_its_impression_is_still_a_click() -> None:
@@ -98,7 +109,9 @@ def test_a_click_before_its_impression_is_still_a_click() -> None:
     book.apply([Event("c", "r", "u", 3, EventType.CLICK, 2, 1),
                 Event("i", "r", "u", 3, EventType.IMPRESSION, 2, 1)])
     profile = book.get("u")
-    assert profile is not None and [(s.item_id, s.clicked) for s in profile.shown.values()] == [(3, True)]
+    assert profile is not None and len(profile.shown) == 1
+    ids, _, clicked = profile.shown.arrays()
+    assert ids.tolist() == [3] and clicked.tolist() == [True]
 
 
 def test_the_model_is_fitted_once_per_change_of_the_impressions() -> None:
