@@ -30,10 +30,10 @@ class _Discard(ranking_pb2_grpc.RankerServicer):
         return ranking_pb2.FeedbackAck(accepted=n)
 
 
-def _events(prefix: str, n: int, items: int) -> list[ranking_pb2.FeedbackEvent]:
+def _events(prefix: str, n: int, items: int, users: str = "bench") -> list[ranking_pb2.FeedbackEvent]:
     kinds = (*[ranking_pb2.EVENT_TYPE_IMPRESSION] * 3, ranking_pb2.EVENT_TYPE_CLICK)
     return [ranking_pb2.FeedbackEvent(event_id=f"{prefix}-{i}", request_id=f"{prefix}-r{i // 10}",
-                                      user_id=f"bench-{i % USERS}", item_id=(i * 7919) % items,
+                                      user_id=f"{users}-{i % USERS}", item_id=(i * 7919) % items,
                                       type=kinds[i % 4], position=i % 10 + 1) for i in range(n)]
 
 
@@ -47,8 +47,8 @@ async def _ingest(target: str, batches: Sequence[list[ranking_pb2.FeedbackEvent]
     return seconds, sum(a.accepted + a.duplicates for a in acks)
 
 
-async def _rank_load(target: str, queries: Sequence[str], stop: asyncio.Event, concurrency: int = 2
-                     ) -> tuple[int, int]:
+async def _rank_load(target: str, queries: Sequence[str], stop: asyncio.Event, users: str,
+                     concurrency: int = 2) -> tuple[int, int]:
     """Rank requests from the users the events are about, so the profiles, the bandit and the taste
     model fits (refitted after each change to a user's impressions) are on the measured path;
     (requests, of them personalised)."""
@@ -60,13 +60,22 @@ async def _rank_load(target: str, queries: Sequence[str], stop: asyncio.Event, c
         async def worker() -> None:
             nonlocal done, personalised
             while not stop.is_set():
-                user = ranking_pb2.UserContext(user_id=f"bench-{done % USERS}")
+                user = ranking_pb2.UserContext(user_id=f"{users}-{done % USERS}")
                 async for m in stub.Rank(rank_request(next(cycle), k=10, user=user), timeout=30):
                     personalised += m.HasField("summary") and m.summary.personalized
                 done += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return done, personalised
+
+
+async def _personalised(target: str, query: str, user_id: str) -> bool:
+    """Whether ``user_id``'s list is personalised now: their ingested events made them a profile."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ranking_pb2_grpc.RankerStub(channel)
+        req = rank_request(query, k=10, user=ranking_pb2.UserContext(user_id=user_id))
+        summaries = [m.summary async for m in stub.Rank(req, timeout=30) if m.HasField("summary")]
+    return any(s.personalized for s in summaries)
 
 
 async def feedback_bench(target: str, queries: Sequence[str], items: int, *, streams: int = STREAMS,
@@ -83,13 +92,16 @@ async def feedback_bench(target: str, queries: Sequence[str], items: int, *, str
     finally:
         await server.stop(None)
     stop = asyncio.Event()
-    load = asyncio.create_task(_rank_load(target, queries, stop))
+    run = f"bench-{time.time_ns()}"  # this run's users: none has history in the log before it starts
+    load = asyncio.create_task(_rank_load(target, queries, stop, run))
     await asyncio.sleep(1.0)  # ranking traffic is running before the events start
-    batches = [_events(f"bench-{time.time_ns()}-{s}", events_per_stream, items) for s in range(streams)]
+    batches = [_events(f"{run}-{s}", events_per_stream, items, run) for s in range(streams)]
     ingest_s, ingest_n = await _ingest(target, batches)
     stop.set()
     ranked, personalised = await load
+    personalised_after = await _personalised(target, queries[0], f"{run}-0")
     empty_rate, rate = empty_n / empty_s, ingest_n / ingest_s
     return {"events": ingest_n, "streams": streams, "events_per_s": rate,
             "empty_loop_events_per_s": empty_rate, "vs_empty_loop": rate / empty_rate,
-            "rank_requests_during": ranked, "personalised_rank_requests_during": personalised}
+            "rank_requests_during": ranked, "personalised_rank_requests_during": personalised,
+            "personalised_after_ingest": personalised_after}

@@ -109,7 +109,7 @@ class Impressions:
 
     def __init__(self) -> None:
         self.keys = np.zeros(0, np.int64)
-        self.item_ids = np.zeros(0, np.int32)
+        self.item_ids = np.zeros(0, np.int32)  # ProfileBook.apply keeps ids below the catalog's size
         self.examined = np.zeros(0, np.float32)
         self.clicked = np.zeros(0, bool)
         self.size = 0  # filled slots
@@ -171,7 +171,7 @@ class UserProfile:
     # Interactions applied (clicks, carts, purchases, viewed items; not impressions): how much the
     # profile knows, the bandit's context (`feedback.bandit`). ``events`` counts impressions too.
     interactions: int = 0
-    # The most recent impressions, by (request id, item id), with whether each was interacted with.
+    # The most recent impressions (found by request id and item id), with whether each was interacted with.
     shown: Impressions = field(default_factory=Impressions)
 
     def add(self, items: ItemColumns, item_id: int, weight: float, at_ms: int, half_life_ms: float, *,
@@ -218,7 +218,7 @@ class UserProfile:
                           dict(self.attrs), self.mass + other.mass, self.events + other.events,
                           max(self.last_ms, other.last_ms), dict(self.seen),
                           self.seen_total + other.seen_total, self.interactions + other.interactions,
-                          self.shown)  # read, never written, by the personal score
+                          self.shown)  # shared: the personal score only reads it (and caches its fit)
         for mine, theirs in ((out.classes, other.classes), (out.attrs, other.attrs), (out.seen, other.seen)):
             for key, w in theirs.items():
                 mine[key] = mine.get(key, 0.0) + w

@@ -54,8 +54,9 @@ def fit_taste(items: ItemColumns, item_ids: np.ndarray, examined: np.ndarray, cl
     # Columns only for the values of items the user interacted with: a value never clicked has nothing
     # to tell apart from the baseline (the intercept), and a catalog's thousands of values would make
     # each fit cost hundreds of milliseconds instead of one or two.
-    # At most MAX_COLUMNS of them, the most interacted with (ties by name, so a fit is reproducible):
-    # a fit costs O(columns^3), ~3 ms at 64 against ~180 ms for a heavy user's ~900 values.
+    # At most MAX_COLUMNS of them: the values on the most interacted-with impressions in the window (an
+    # impression counts once, whatever the interaction; ties by name, so a fit is reproducible). A fit
+    # costs O(columns^3): ~3 ms at 64 against ~170 ms for a heavy user's ~900 values.
     liked = Counter(a for i in ids[clicked > 0] for a in items.attrs_of(int(i)))
     kept = sorted(liked, key=lambda a: (-liked[a], a))[:MAX_COLUMNS]
     vocab = {a: j for j, a in enumerate(sorted(kept))}

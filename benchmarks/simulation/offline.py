@@ -170,7 +170,7 @@ def run_arm(world: World, shoppers: list[User], items: ItemColumns, rank: Ranker
 
 def catalog_items(catalog: Path, cat: Catalog | None = None) -> ItemColumns:
     """What the profiles read per item of a built catalog directory (its products and vectors)."""
-    products = (cat or load_catalog(catalog)).products.sort_index()
+    products = (cat if cat is not None else load_catalog(catalog)).products.sort_index()
     vectors = np.load(catalog / VECTORS_FILE).astype(np.float32)
     return ItemColumns.of(vectors, products["product_class"].tolist(), products["price"].to_numpy(),
                           products["product_features"].tolist())

@@ -25,7 +25,10 @@ from feedback.taste import fit_taste
 
 
 def fit_times(items: ItemColumns, clicks: list[int], seed: int = 0) -> list[dict[str, float]]:
-    """One fit per entry of ``clicks``: its attribute columns and milliseconds."""
+    """One fit per entry of ``clicks`` (each below the window: a window of clicks has no skip to learn
+    from): its attribute columns and milliseconds."""
+    if any(not 0 < n < SHOWN_WINDOW for n in clicks):
+        raise ValueError(f"clicks must be between 1 and {SHOWN_WINDOW - 1}, got {clicks}")
     rng = np.random.default_rng(seed)
     out = []
     for n in clicks:

@@ -161,7 +161,8 @@ def test_bench_quick_end_to_end(artifacts: Artifacts, tmp_path: Path) -> None:
     fb = report["e2e_detail"]["feedback"]
     assert fb["events"] == 8000 and fb["events_per_s"] > 0 and fb["empty_loop_events_per_s"] > 0
     assert fb["rank_requests_during"] > 0  # the events were ingested while ranking ran
-    assert 0 < fb["personalised_rank_requests_during"] <= fb["rank_requests_during"]  # for those users
+    assert 0 <= fb["personalised_rank_requests_during"] <= fb["rank_requests_during"]
+    assert fb["personalised_after_ingest"] is True  # the ranking traffic's users are the events' users
     over = report["e2e_detail"]["overload"]
     assert over["x_saturation"] == 4.0 and over["sent"] > 0 and sum(over["codes"].values()) == over["sent"]
     assert over["rss_bytes"]["warm"] > 0 and over["rss_bytes"]["end"] > 0 and over["server_alive"]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from feedback.events import Event, EventType
-from feedback.profile import SHOWN_WINDOW, ItemColumns, ProfileBook
-from feedback.taste import MAX_COLUMNS, TasteModel, fit_taste
+from feedback.profile import SHOWN_WINDOW, Impressions, ItemColumns, ProfileBook
+from feedback.taste import MAX_COLUMNS, PRICE_BUMPS, TasteModel, fit_taste
 from pipeline.personalize import Personalizer
 
 # 40 items: colour alternates navy / red, prices climb from $20 to $2,000; one class, one direction.
@@ -49,8 +49,9 @@ def test_columns_are_the_values_of_items_interacted_with() -> None:
 
 
 def test_columns_are_capped_at_the_values_interacted_with_most() -> None:
-    # Every item its own brand; two late brands (last by name among the first 64) clicked three times,
-    # every other once.
+    # Every item its own brand. Two brands that sort late by name (b81, b82) are clicked three times,
+    # every other once: the cap keeps those two and then the first 62 of the rest by name (the tie-break
+    # that makes a fit reproducible), not the first 64 by name.
     n = MAX_COLUMNS + 20
     items = ItemColumns.of(np.tile(np.eye(1, 8, dtype=np.float32), (n, 1)), ["Sofas"] * n,
                            np.full(n, 100.0), [f"brand:b{i}" for i in range(n)])
@@ -58,9 +59,10 @@ def test_columns_are_capped_at_the_values_interacted_with_most() -> None:
     records += [(n - 3, 1.0, True), (n - 2, 1.0, True)] * 2
     records += [(n - 1, 1.0, False)]
     model = fit(items, records)
-    assert model is not None and len(model.vocab) == MAX_COLUMNS
-    assert {f"brand:b{n - 3}", f"brand:b{n - 2}"} <= set(model.vocab)
-    assert model.weights.shape == (MAX_COLUMNS + 12,)
+    once = sorted({f"brand:b{i}" for i in range(n - 1)} - {f"brand:b{n - 3}", f"brand:b{n - 2}"})
+    assert model is not None
+    assert set(model.vocab) == {f"brand:b{n - 3}", f"brand:b{n - 2}", *once[: MAX_COLUMNS - 2]}
+    assert model.weights.shape == (MAX_COLUMNS + PRICE_BUMPS,)
 
 
 def test_the_model_learns_a_price_taste_from_what_was_shown_and_skipped() -> None:
@@ -139,3 +141,27 @@ def test_the_personal_score_carries_the_taste_model() -> None:
     assert scores is not None and scores[0] > scores[1]  # navy over red at nearly the same price
     taste = Personalizer(ITEMS, 1.0)._taste(book.get("u"), np.array([10, 11]))  # type: ignore[arg-type]
     assert taste[0] > 0 > taste[1]
+
+
+def test_a_full_window_overwrites_its_oldest_and_still_counts_changes() -> None:
+    shown = Impressions()
+    total = 2 * SHOWN_WINDOW + 7
+    for r in range(total):
+        shown.add(f"r{r}", r % N, 1.0, r % 3 == 0)
+    assert len(shown) == SHOWN_WINDOW and shown.changes == total
+    arrays = (shown.keys, shown.item_ids, shown.examined, shown.clicked)
+    assert sum(a.nbytes for a in arrays) == 17 * SHOWN_WINDOW  # 17 bytes an impression
+    assert shown.find(f"r{total - SHOWN_WINDOW - 1}", (total - SHOWN_WINDOW - 1) % N) == -1  # gone
+    assert shown.find(f"r{total - SHOWN_WINDOW}", (total - SHOWN_WINDOW) % N) >= 0  # the oldest kept
+    assert shown.find(f"r{total - 1}", (total - 1) % N) >= 0
+    # A full window's new impression is a change: the taste model is refitted on it.
+    profile = ProfileBook(ITEMS)
+    profile.apply([Event(f"i{r}", f"r{r}", "u", r % N, EventType.IMPRESSION, 1, r) for r in range(total)]
+                  + [Event(f"c{r}", f"r{r}", "u", r % N, EventType.CLICK, 1, r) for r in range(0, total, 3)])
+    user, personalizer = profile.get("u"), Personalizer(ITEMS, 1.0)
+    assert user is not None
+    personalizer.scores(user, np.arange(N))
+    first = user.shown.fitted
+    profile.apply([Event("late", "r-late", "u", 1, EventType.IMPRESSION, 1, total)])
+    personalizer.scores(user, np.arange(N))
+    assert user.shown.fitted is not first and user.shown.fitted[0] == user.shown.changes
