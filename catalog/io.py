@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ QUERY_COLUMNS = ["query_id", "query", "query_class"]
 LABEL_COLUMNS = ["id", "query_id", "product_id", "label"]
 LABELS = ("Exact", "Partial", "Irrelevant")
 LABEL_GAIN = {"Exact": 2, "Partial": 1, "Irrelevant": 0}
+_WORD = re.compile(r"[a-z0-9]+")
 CATALOG_FILES = ("product.csv", "query.csv", "label.csv", "catalog.json")  # what `load_catalog` reads
 
 _PRODUCT_DTYPES = {"product_id": "int64", "product_name": str, "product_class": str,
@@ -133,12 +135,16 @@ def load_catalog(root: Path) -> Catalog:
 
 
 def item_texts(products: pd.DataFrame) -> list[str]:
-    """Text embedded for retrieval and given to the reranker: `title | class | feature values`."""
+    """Text embedded for retrieval and given to the reranker: `title | class | feature values`. Every
+    feature value is kept (a brand, a collection, a colour) except one whose words the title already
+    holds all of: it would add nothing but a second count of the same words. Nothing here knows which
+    keys a catalog fills or where its titles put them."""
     out: list[str] = []
     names: Sequence[str] = products["product_name"].tolist()
     classes: Sequence[str] = products["product_class"].tolist()
     for name, cls, feats in zip(names, classes, products["product_features"].tolist(), strict=True):
-        # Brand and collection are already in the title (collection) or pure noise (generated brand).
-        values = " ".join(v for k, v in parse_features(feats) if not k.startswith(("brand", "collection")))
+        title = set(_WORD.findall(str(name).lower()))
+        pairs = parse_features(feats) if isinstance(feats, str) else []  # missing: no features (NaN)
+        values = " ".join(v for _, v in pairs if not set(_WORD.findall(v.lower())) <= title)
         out.append(f"{name} | {cls} | {values}")
     return out

@@ -33,6 +33,16 @@ def test_item_texts(small: Path) -> None:
     texts = item_texts(p.head(50))
     assert len(texts) == 50
     for t, (_, row) in zip(texts, p.head(50).iterrows(), strict=True):
-        name, cls, values = t.split(" | ")
+        name, cls, _ = t.split(" | ")
         assert name == row["product_name"] and cls == row["product_class"]
-        assert "brand" not in values
+
+
+def test_item_texts_keep_every_value_the_title_does_not_already_hold() -> None:
+    products = pd.DataFrame({
+        "product_name": ["Oliver Parsons Dining Chair", "Plain Chair", "Stool"],
+        "product_class": ["Dining Chairs", "", "Bar Stools|Kitchen Stools"],
+        "product_features": ["collection:oliver parsons|brand:acme home|color:navy",
+                             "brand:oliver|material:oak", None]})
+    assert item_texts(products) == ["Oliver Parsons Dining Chair | Dining Chairs | acme home navy",
+                                    "Plain Chair |  | oliver oak",
+                                    "Stool | Bar Stools|Kitchen Stools | "]
