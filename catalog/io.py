@@ -18,7 +18,7 @@ QUERY_COLUMNS = ["query_id", "query", "query_class"]
 LABEL_COLUMNS = ["id", "query_id", "product_id", "label"]
 LABELS = ("Exact", "Partial", "Irrelevant")
 LABEL_GAIN = {"Exact": 2, "Partial": 1, "Irrelevant": 0}
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[a-z0-9]+")  # a word: what `words` splits text into
 CATALOG_FILES = ("product.csv", "query.csv", "label.csv", "catalog.json")  # what `load_catalog` reads
 
 _PRODUCT_DTYPES = {"product_id": "int64", "product_name": str, "product_class": str,
@@ -90,9 +90,15 @@ def format_features(pairs: Iterable[tuple[str, str]]) -> str:
     return "|".join(out)
 
 
-def parse_features(text: str) -> list[tuple[str, str]]:
-    """Inverse of `format_features` (keys keep their `_2` suffixes)."""
-    if not text:
+def words(text: str) -> list[str]:
+    """Lower-cased runs of letters and digits: the word split shared by the item text and match features."""
+    return _WORD.findall(text.lower())
+
+
+def parse_features(text: object) -> list[tuple[str, str]]:
+    """Inverse of `format_features` (keys keep their `_2` suffixes); a missing list (empty, None, or a
+    pandas NaN, as a real catalog leaves it) has no features."""
+    if not isinstance(text, str) or not text:
         return []
     return [tuple(item.split(":", 1)) for item in text.split("|")]  # type: ignore[misc]
 
@@ -143,8 +149,7 @@ def item_texts(products: pd.DataFrame) -> list[str]:
     names: Sequence[str] = products["product_name"].tolist()
     classes: Sequence[str] = products["product_class"].tolist()
     for name, cls, feats in zip(names, classes, products["product_features"].tolist(), strict=True):
-        title = set(_WORD.findall(str(name).lower()))
-        pairs = parse_features(feats) if isinstance(feats, str) else []  # missing: no features (NaN)
-        values = " ".join(v for _, v in pairs if not set(_WORD.findall(v.lower())) <= title)
+        title = set(words(str(name)))
+        values = " ".join(v for _, v in parse_features(feats) if not set(words(v)) <= title)
         out.append(f"{name} | {cls} | {values}")
     return out

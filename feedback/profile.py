@@ -62,9 +62,7 @@ class PriceScale:
 
 def attribute_values(features: object) -> tuple[str, ...]:
     """A WANDS feature list (``key:value|key:value``) as normalised ``key:value`` strings; numbered
-    repeats of a key (``feature_2``) count as the key."""
-    if not isinstance(features, str):
-        return ()
+    repeats of a key (``feature_2``) count as the key; a missing list (None, NaN) has none."""
     out = []
     for key, value in parse_features(features):
         key, value = key.strip().lower().rstrip("_0123456789"), value.strip().lower()

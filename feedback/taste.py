@@ -39,7 +39,7 @@ class TasteModel:
 def taste_of(items: ItemColumns, shown: Impressions) -> TasteModel | None:
     """The user's model, fitted on their impressions only after they change since the last fit."""
     if shown.fitted is None or shown.fitted[0] != shown.changes:
-        shown.fitted = (shown.changes, fit_taste(items, *shown.arrays()) if shown else None)
+        shown.fitted = (shown.changes, fit_taste(items, *shown.arrays()))  # None while they say too little
     return cast(TasteModel | None, shown.fitted[1])
 
 

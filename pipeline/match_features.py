@@ -21,22 +21,18 @@ words against the vocabulary plus a few vectorised gathers over the candidates.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 from cachetools import LRUCache
+
+from catalog.io import words
 
 MATCH_FEATURES = (
     "min_word_sim", "title_sim", "class_sim", "values_sim", "exact_all", "exact_title", "exact_class",
     "title_coverage", "class_coverage", "title_words",
 )
 FIELDS = ("title", "class", "values")
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 def fold_plural(word: str) -> str:
