@@ -48,40 +48,44 @@ async def _ingest(target: str, batches: Sequence[list[ranking_pb2.FeedbackEvent]
 
 
 async def _rank_load(target: str, queries: Sequence[str], stop: asyncio.Event, users: str,
-                     concurrency: int = 2) -> tuple[int, int]:
+                     concurrency: int = 2) -> tuple[int, int, int]:
     """Rank requests from the users the events are about, so the profiles, the bandit and the taste
     model fits (refitted after each change to a user's impressions) are on the measured path;
-    (requests, of them personalised)."""
-    done = personalised = 0
+    (requests, of them with the user's profile, of them personalised). A list with a profile may still be
+    unpersonalised: the bandit's weight-0 arm."""
+    done = profiled = personalised = 0
     async with grpc.aio.insecure_channel(target) as channel:
         stub = ranking_pb2_grpc.RankerStub(channel)
         cycle = itertools.cycle(queries)
 
         async def worker() -> None:
-            nonlocal done, personalised
+            nonlocal done, profiled, personalised
             while not stop.is_set():
                 user = ranking_pb2.UserContext(user_id=f"{users}-{done % USERS}")
                 async for m in stub.Rank(rank_request(next(cycle), k=10, user=user), timeout=30):
-                    personalised += m.HasField("summary") and m.summary.personalized
+                    if m.HasField("summary"):
+                        profiled += m.summary.profile_version > 0
+                        personalised += m.summary.personalized
                 done += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done, personalised
+    return done, profiled, personalised
 
 
-async def _personalised(target: str, query: str, user_id: str) -> bool:
-    """Whether ``user_id``'s list is personalised now: their ingested events made them a profile."""
+async def _profile_version(target: str, query: str, user_id: str) -> int:
+    """The version (events applied) of the profile ``user_id``'s next list is ranked with: 0 when the
+    server holds no history for them. Deterministic, unlike whether the bandit personalises that list."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = ranking_pb2_grpc.RankerStub(channel)
         req = rank_request(query, k=10, user=ranking_pb2.UserContext(user_id=user_id))
         summaries = [m.summary async for m in stub.Rank(req, timeout=30) if m.HasField("summary")]
-    return any(s.personalized for s in summaries)
+    return summaries[-1].profile_version
 
 
 async def feedback_bench(target: str, queries: Sequence[str], items: int, *, streams: int = STREAMS,
                          events_per_stream: int = EVENTS_PER_STREAM) -> dict:
     """Empty-loop events/s, then the server's events/s under concurrent Rank load (c=2) from the same
-    users, personalised once their events commit."""
+    users, whose profiles grow as their events commit."""
     server = grpc.aio.server()
     ranking_pb2_grpc.add_RankerServicer_to_server(_Discard(), server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -98,10 +102,13 @@ async def feedback_bench(target: str, queries: Sequence[str], items: int, *, str
     batches = [_events(f"{run}-{s}", events_per_stream, items, run) for s in range(streams)]
     ingest_s, ingest_n = await _ingest(target, batches)
     stop.set()
-    ranked, personalised = await load
-    personalised_after = await _personalised(target, queries[0], f"{run}-0")
+    ranked, profiled, personalised = await load
+    # Every event is applied to its user's profile before its ack: user 0's profile counts all of theirs.
+    user0_events = sum(e.user_id == f"{run}-0" for b in batches for e in b)
+    version_after = await _profile_version(target, queries[0], f"{run}-0")
     empty_rate, rate = empty_n / empty_s, ingest_n / ingest_s
     return {"events": ingest_n, "streams": streams, "events_per_s": rate,
             "empty_loop_events_per_s": empty_rate, "vs_empty_loop": rate / empty_rate,
-            "rank_requests_during": ranked, "personalised_rank_requests_during": personalised,
-            "personalised_after_ingest": personalised_after}
+            "rank_requests_during": ranked, "profiled_rank_requests_during": profiled,
+            "personalised_rank_requests_during": personalised,
+            "user0_events": user0_events, "user0_profile_version_after_ingest": version_after}
