@@ -23,6 +23,9 @@ class EventType(IntEnum):
 INTERACTIONS = (EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE)  # the user acted on the item
 
 
+EVENT_COLUMNS = "event_id, request_id, user_id, item_id, type, position, timestamp_ms"  # Event.row's order
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     event_id: str
@@ -34,7 +37,7 @@ class Event:
     timestamp_ms: int
 
     def row(self) -> tuple[str, str, str, int, int, int, int]:
-        """The stores' column order (event_id, request_id, user_id, item_id, type, position, timestamp_ms)."""
+        """The stores' columns, in ``EVENT_COLUMNS`` order."""
         return (self.event_id, self.request_id, self.user_id, self.item_id, int(self.type), self.position,
                 self.timestamp_ms)
 

@@ -1,14 +1,16 @@
 """Feedback in one place: the durable log, and the profiles and policy it feeds.
 
 `ingest` returns once the events are committed; committed events update the policy (bandit rewards,
-position propensities) and then the profiles, in log order. `personal` decides how a request is
-personalised and logs that decision. On start, `open_hub` replays the whole log (decisions, then events)
-into a fresh policy and fresh profiles, so a restart (or a crash) loses nothing the log acknowledged and
-keeps nothing it did not.
+position propensities) and then the profiles held, in log order. `profile_for` gives a request its
+user's profile, rebuilding it from the log's events for that user when it is not held (the profiles are
+a bounded cache: memory does not grow with the users). `decide` says how a request is personalised and
+logs that decision. On start, `open_hub` replays the log's decisions and events into a fresh policy; so a
+restart (or a crash) loses nothing the log acknowledged and keeps nothing it did not.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,12 +26,36 @@ class FeedbackHub:
         self.log = log
         self.profiles = profiles
         self.policy = policy
+        self.loads = 0  # profiles rebuilt from the log
+        self._pending: dict[str, asyncio.Future[None]] = {}
 
     async def ingest(self, events: Sequence[Event]) -> AppendResult:
         return await self.log.append(events)
 
-    def profile_for(self, user_id: str, recent_item_ids: Sequence[int], now_ms: int) -> UserProfile | None:
+    async def profile_for(self, user_id: str, recent_item_ids: Sequence[int], now_ms: int
+                          ) -> UserProfile | None:
+        """The user's profile plus the request's recent items (None: nothing to personalise on). Raises
+        `StoreUnavailable` when the profile is not held and the log cannot be read."""
+        if user_id and not self.profiles.holds(user_id):
+            if user_id not in self._pending:  # one read per user, however many requests wait on it
+                self._pending[user_id] = asyncio.ensure_future(self._load(user_id))
+            await asyncio.shield(self._pending[user_id])  # a request that goes away leaves the load
         return self.profiles.for_request(user_id, recent_item_ids, now_ms)
+
+    async def _load(self, user_id: str) -> None:
+        self.profiles.begin_load(user_id)
+        try:
+            # On the log's writer thread, in line with the commits: a commit the read saw has had its
+            # callback (its events held back, then told apart by id) before the profile is installed,
+            # and one it did not see has its callback after, on the profile installed.
+            logged = await self.log.read(lambda: self.log.store.user_events(user_id))
+        except BaseException:
+            self.profiles.abort_load(user_id)
+            raise
+        finally:
+            del self._pending[user_id]
+        self.profiles.finish_load(user_id, logged, self.policy.click_weight)
+        self.loads += 1
 
     def decide(self, request_id: str, user_id: str, profile: UserProfile) -> Decision:
         """The personal weight and exploration of one personalised list, logged for its feedback."""
@@ -41,16 +67,16 @@ class FeedbackHub:
         self.log.close()
 
 
-def open_hub(state_dir: Path, items: ItemColumns, *, policy: Policy, sync: str = "full",
+def open_hub(state_dir: Path, items: ItemColumns, *, policy: Policy, capacity: int, sync: str = "full",
              dsn: str | None = None, half_life_s: float = 7 * 86400.0,
              on_commit: Callable[[AppendResult, float], None] | None = None) -> FeedbackHub:
     """Open (or create) the log (under ``state_dir``, or the PostgreSQL database ``dsn`` names) and
-    rebuild policy and profiles from it (blocking)."""
+    rebuild the policy from it (blocking). Profiles are read per user when first needed, and the
+    ``capacity`` most recently used are held."""
     store = open_store(state_dir, sync=sync, dsn=dsn)
     policy.record(store.replay_decisions())
     policy.learn(store.replay())
-    profiles = ProfileBook(items, half_life_s=half_life_s)
-    profiles.apply(store.replay(), policy.click_weight)
+    profiles = ProfileBook(items, half_life_s=half_life_s, capacity=capacity)
 
     def committed(result: AppendResult, seconds: float) -> None:
         policy.learn(result.new)

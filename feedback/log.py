@@ -11,10 +11,13 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from feedback.events import AppendResult, Event, first_occurrences
 from feedback.policy import Decision
 from feedback.store import EventStore
+
+T = TypeVar("T")
 
 
 class EventLog:
@@ -38,6 +41,12 @@ class EventLog:
         self._pending.append((events, future))
         self._wake()
         return await asyncio.shield(future)  # a caller that goes away does not cancel the others' commit
+
+    async def read(self, query: Callable[[], T]) -> T:
+        """Run a read of the store on the writer thread, in line with the commits: the commit callbacks
+        of every commit the read may have seen run before the caller resumes (the thread finishes a
+        commit, and queues its callback on the loop, before it starts the read)."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, query)
 
     def note(self, decision: Decision) -> None:
         """Log a policy decision with the next commit; nobody waits for it (a crash may lose the last

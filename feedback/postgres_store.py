@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from feedback.events import AppendResult, Event, EventType, LogStats, StoreUnavailable, first_occurrences
+from feedback.events import (
+    EVENT_COLUMNS,
+    AppendResult,
+    Event,
+    EventType,
+    LogStats,
+    StoreUnavailable,
+    first_occurrences,
+)
 from feedback.policy import Decision
 
 SCHEMA = """
@@ -26,6 +34,7 @@ CREATE TABLE IF NOT EXISTS events (
     position     INTEGER NOT NULL,
     timestamp_ms BIGINT  NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, seq);
 CREATE TABLE IF NOT EXISTS decisions (
     seq        BIGSERIAL PRIMARY KEY,
     request_id TEXT    NOT NULL UNIQUE,
@@ -91,9 +100,17 @@ class PostgresEventStore:
             yield from cur
 
     def replay(self) -> Iterator[Event]:
-        for row in self._rows("SELECT event_id, request_id, user_id, item_id, type, position, timestamp_ms "
-                              "FROM events ORDER BY seq"):
+        for row in self._rows(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"):
             yield Event.from_row(row)
+
+    def user_events(self, user_id: str) -> list[Event]:
+        try:
+            with self._db.cursor() as cur:
+                rows = cur.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = %s ORDER BY seq",
+                                   (user_id,)).fetchall()
+        except self._errors as exc:
+            raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
+        return [Event.from_row(row) for row in rows]
 
     def replay_decisions(self) -> Iterator[Decision]:
         for row in self._rows("SELECT request_id, user_id, context, arm, weight, explore "

@@ -9,13 +9,15 @@ features credits none), each a sum of event weights decayed with a half-life, pl
 interaction. Impressions add no
 weight (being shown says nothing of taste) but are counted per attribute value, so the personal score
 can read an affinity as a rate: interactions per time shown.
-Profiles live in memory and are rebuilt from the durable log on start (`ProfileBook.apply` over
-`EventStore.replay`), so the log is the only state that must survive a crash.
+Profiles live in memory, the most recently used ones only, and a profile not held is rebuilt from the
+durable log's events for its user when a request needs it (`ProfileBook`, `feedback.hub`), so the log
+is the only state that must survive a crash and memory does not grow with the number of users.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -224,44 +226,95 @@ class UserProfile:
 
 
 class ProfileBook:
-    """Every user's profile, in memory; fed committed events only."""
+    """Users' profiles in memory, fed committed events only.
 
-    def __init__(self, items: ItemColumns, *, half_life_s: float = 7 * 86400.0) -> None:
+    Unbounded (``capacity`` None, as the offline tools use it): every user the events name. Bounded (the
+    server): the ``capacity`` most recently used users; a commit for a user not held is left to the log,
+    and a request for one rebuilds their profile from the log's events (`begin_load`, then `finish_load`
+    with what the log read). Events committed while a load reads are held back and added after it, each
+    once: the read may or may not have seen them, so they are told apart by event id."""
+
+    def __init__(self, items: ItemColumns, *, half_life_s: float = 7 * 86400.0,
+                 capacity: int | None = None) -> None:
         self.items = items
         self.half_life_ms = half_life_s * 1e3
-        self._profiles: dict[str, UserProfile] = {}
+        self.capacity = capacity
+        self._profiles: OrderedDict[str, UserProfile] = OrderedDict()  # least recently used first
+        self._loading: dict[str, list[Event]] = {}  # users being read from the log: commits meanwhile
 
     def __len__(self) -> int:
         return len(self._profiles)
 
+    def holds(self, user_id: str) -> bool:
+        return user_id in self._profiles
+
     def apply(self, events: Iterable[Event], position_weight: Callable[[int], float] | None = None) -> int:
         """Add committed events; ``position_weight`` (the policy's inverse propensity of the position an
-        item was shown at) lifts an interaction low on the list, which fewer shoppers ever looked at."""
+        item was shown at) lifts an interaction low on the list, which fewer shoppers ever looked at.
+        Returns how many were added to a profile held (or new, when unbounded)."""
         n = 0
         for e in events:
             if not e.user_id or not 0 <= e.item_id < len(self.items):
                 continue  # a log written against another catalog: skip what this one cannot place
             p = self._profiles.get(e.user_id)
             if p is None:
-                p = self._profiles[e.user_id] = UserProfile(np.zeros(self.items.vectors.shape[1]))
-            weight = EVENT_WEIGHT[e.type]
-            if weight and position_weight is not None:
-                weight *= position_weight(e.position)
-            _remember(p, e, position_weight)
-            p.add(self.items, e.item_id, weight, e.timestamp_ms, self.half_life_ms,
-                  shown=e.type == EventType.IMPRESSION)
+                if (held_back := self._loading.get(e.user_id)) is not None:
+                    held_back.append(e)
+                    continue
+                if self.capacity is not None:
+                    continue  # not held: the log has it for when a request needs this user
+                p = self._profiles[e.user_id] = self._new()
+            self._add(p, e, position_weight)
             n += 1
         return n
 
+    def begin_load(self, user_id: str) -> None:
+        """A read of ``user_id``'s events from the log starts: hold back their commits until it ends."""
+        self._loading.setdefault(user_id, [])
+
+    def finish_load(self, user_id: str, logged: Iterable[Event],
+                    position_weight: Callable[[int], float] | None = None) -> UserProfile:
+        """The user's profile from the log's events plus those committed during the read that it did
+        not see; held from now on (an empty one too: a user without history is not read again)."""
+        held_back = self._loading.pop(user_id, [])
+        p, seen = self._new(), set()
+        for e in (*logged, *held_back):
+            if e.event_id in seen or not 0 <= e.item_id < len(self.items):
+                continue
+            seen.add(e.event_id)
+            self._add(p, e, position_weight)
+        self._profiles[user_id] = p
+        while self.capacity is not None and len(self._profiles) > self.capacity:
+            self._profiles.popitem(last=False)
+        return p
+
+    def abort_load(self, user_id: str) -> None:
+        """The read failed: drop what was held back (the log has it) and hold nothing for the user."""
+        self._loading.pop(user_id, None)
+
+    def _new(self) -> UserProfile:
+        return UserProfile(np.zeros(self.items.vectors.shape[1]))
+
+    def _add(self, p: UserProfile, e: Event, position_weight: Callable[[int], float] | None) -> None:
+        weight = EVENT_WEIGHT[e.type]
+        if weight and position_weight is not None:
+            weight *= position_weight(e.position)
+        _remember(p, e, position_weight)
+        p.add(self.items, e.item_id, weight, e.timestamp_ms, self.half_life_ms,
+              shown=e.type == EventType.IMPRESSION)
+
     def get(self, user_id: str) -> UserProfile | None:
-        return self._profiles.get(user_id) if user_id else None
+        p = self._profiles.get(user_id) if user_id else None
+        if p is not None:
+            self._profiles.move_to_end(user_id)
+        return p
 
     def for_request(self, user_id: str, recent_item_ids: Sequence[int], now_ms: int) -> UserProfile | None:
         """The user's profile plus this request's recently viewed items; None when there is nothing to
         personalise on (no user history and no recent items: today's ranking)."""
         stored = self.get(user_id)
         if recent_item_ids:
-            session = UserProfile(np.zeros(self.items.vectors.shape[1]))
+            session = self._new()
             for i in recent_item_ids:
                 session.add(self.items, int(i), VIEW_WEIGHT, now_ms, self.half_life_ms)
             session.events = 0  # views are not logged events: the version counts the user's log only

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from feedback.events import AppendResult, Event, EventType, LogStats, StoreUnavailable
+from feedback.events import EVENT_COLUMNS, AppendResult, Event, EventType, LogStats, StoreUnavailable
 from feedback.policy import Decision
 from feedback.wal import cut_torn_tail
 
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS events (
     position     INTEGER NOT NULL,
     timestamp_ms INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, seq);
 CREATE TABLE IF NOT EXISTS decisions (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id TEXT    NOT NULL UNIQUE,
@@ -114,10 +115,17 @@ class SqliteEventStore:
         return AppendResult(tuple(new), duplicates)
 
     def replay(self) -> Iterator[Event]:
-        cur = self._db.execute("SELECT event_id, request_id, user_id, item_id, type, position, timestamp_ms "
-                               "FROM events ORDER BY seq")
+        cur = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
         for row in cur:
             yield Event.from_row(row)
+
+    def user_events(self, user_id: str) -> list[Event]:
+        try:
+            rows = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ? ORDER BY seq",
+                                    (user_id,)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
+        return [Event.from_row(row) for row in rows]
 
     def replay_decisions(self) -> Iterator[Decision]:
         cur = self._db.execute("SELECT request_id, user_id, context, arm, weight, explore FROM decisions "

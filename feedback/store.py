@@ -2,8 +2,9 @@
 
 A store commits a batch in one transaction and reports which events were new: an ``event_id`` already
 in the log is a duplicate and changes nothing (idempotent replays). `replay` yields every committed
-event in commit order, and `replay_decisions` the policy's logged decisions: how profiles, the bandit
-and the position propensities are rebuilt on start.
+event in commit order, and `replay_decisions` the policy's logged decisions: how the bandit and the
+position propensities are rebuilt on start; `user_events` one user's events, how their profile is rebuilt
+when a request needs it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ class EventStore(Protocol):
     def append(self, events: Sequence[Event], decisions: Sequence[Decision] = ()) -> AppendResult: ...
 
     def replay(self) -> Iterator[Event]: ...
+
+    def user_events(self, user_id: str) -> list[Event]:
+        """One user's committed events in commit order (indexed): how a profile is rebuilt on demand."""
+        ...
 
     def replay_decisions(self) -> Iterator[Decision]: ...
 

@@ -101,6 +101,8 @@ class RankServer:
         else:
             served = [loaded.pipeline.model_version]
         self.service.check_experiments(served)
+        if (hub := loaded.feedback) is not None:
+            self.metrics.watch_profiles(lambda: len(hub.profiles), lambda: hub.loads)
         await self._warm(loaded)
         self.service.loaded = loaded
         if s.reranker_engine == "triton":

@@ -143,6 +143,9 @@ class Settings(_Locations):
     bandit: bool = True
     explore_share: float = Field(0.05, ge=0.0, le=1.0)
     profile_half_life_s: float = Field(7 * 86400.0, gt=0)
+    # Users whose profiles stay in memory (least recently used dropped); another is rebuilt from the
+    # log when it next searches. A profile is ~10-80 KiB (docs/personalization.md).
+    profile_cache_users: int = Field(20_000, ge=1)
 
     # Where the cross-encoder runs: "triton" (INT8 ONNX on Triton, the CPU deployment) or "torch" (the
     # trained model in process with PyTorch, e.g. FP16 on a GPU; engines.torch_rerank).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -54,6 +54,10 @@ class Metrics:
                          "was served under (unpersonalised, or the personal weight)", ["arm"],
                          registry=self.registry)
         self.queued = Gauge("rankserve_queued", "Rank RPCs waiting for admission", registry=self.registry)
+        self.profiles_held = Gauge("rankserve_profiles_held", "User profiles held in memory (the most "
+                                   "recently used; Settings.profile_cache_users)", registry=self.registry)
+        self.profile_reads = Gauge("rankserve_profile_reads", "User profiles read from the event log since "
+                                   "start (a user not held, searching)", registry=self.registry)
 
     def auth_call(self, client: str, outcome: str) -> None:
         self.auth.labels(client, outcome).inc()
@@ -71,6 +75,11 @@ class Metrics:
         for ctx, row in enumerate(means):
             for w, m in zip(weights, row, strict=True):
                 self.arm_rate.labels(str(ctx), f"{w:g}").set(float(m))
+
+    def watch_profiles(self, held: Callable[[], float], reads: Callable[[], float]) -> None:
+        """Read at each scrape: how many profiles are held, and how many were read from the log."""
+        self.profiles_held.set_function(held)
+        self.profile_reads.set_function(reads)
 
     def arm_ctr(self, ctr: dict[str, float]) -> None:
         for arm, value in ctr.items():

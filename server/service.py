@@ -84,7 +84,7 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
                 labels["variant"] = arm.variant
                 params = with_arm(params, request, arm.overrides, self.settings)
             weight = arm.overrides.get("personal_weight") if arm is not None else None
-            personal = self._personal(user_id, recent, params.request_id, weight)  # type: ignore[arg-type]
+            personal = await self._personal(user_id, recent, params.request_id, weight)  # type: ignore[arg-type]
             async for message in self._ranked(params, request.bypass_cache, context, personal,
                                               labels.get("variant", "")):
                 yield message
@@ -175,16 +175,22 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
             raise FeedbackOff("feedback is turned off on this server (Settings.feedback)")
         return self.loaded.feedback
 
-    def _personal(self, user_id: str, recent: tuple[int, ...], request_id: str,
-                  arm_weight: float | None = None) -> Personal | None:
+    async def _personal(self, user_id: str, recent: tuple[int, ...], request_id: str,
+                        arm_weight: float | None = None) -> Personal | None:
         """The user's profile (plus the request's recent items) and the policy's decision for this list,
-        or None: the unpersonalised ranking (no user, no history, feedback off, or weight 0). An
-        experiment arm's personal weight replaces the policy's for its lists."""
+        or None: the unpersonalised ranking (no user, no history, feedback off, weight 0, or a profile
+        the log cannot be read for just now). An experiment arm's personal weight replaces the policy's
+        for its lists."""
         hub = self.loaded.feedback if self.loaded is not None else None
         weight = self.settings.personal_weight if arm_weight is None else arm_weight
         if hub is None or not (user_id or recent) or weight <= 0:
             return None
-        profile = hub.profile_for(user_id, recent, int(time.time() * 1e3))
+        try:
+            profile = await hub.profile_for(user_id, recent, int(time.time() * 1e3))
+        except StoreUnavailable as exc:  # the ranking still serves; only this list goes unpersonalised
+            log.warning("user %r's profile could not be read: %s", user_id, exc)
+            self.metrics.degraded.labels("profile_unavailable").inc()
+            return None
         if profile is None:
             return None
         if arm_weight is not None:

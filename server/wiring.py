@@ -83,7 +83,7 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
         hub = open_hub(Path(settings.state_dir), columns, policy=policy,  # type: ignore[arg-type]
                        sync=settings.feedback_sync, dsn=settings.feedback_dsn,
                        half_life_s=settings.profile_half_life_s,
-                       on_commit=on_commit)
+                       capacity=settings.profile_cache_users, on_commit=on_commit)
     pipeline = RankingPipeline(
         WordLlamaEmbedder(), select_retriever(settings.retrieval, loaded.item_index, products), items,
         reranker.stage, fusion=fusion_for(reranker.version), fusion_for=fusion_for,

@@ -80,7 +80,9 @@ def test_acknowledged_events_survive_sigkill_and_a_torn_tail_exactly_once(artifa
 @pytest.fixture(scope="module")
 def server(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("feedback")
-    running = start_server(artifacts, tmp, RANKSERVE_STATE_DIR=str(tmp / "state"), **ENGINE, **FIXED)
+    # One profile held: every other user searching is read back from the log.
+    running = start_server(artifacts, tmp, RANKSERVE_STATE_DIR=str(tmp / "state"),
+                           RANKSERVE_PROFILE_CACHE_USERS="1", **ENGINE, **FIXED)
     yield running
     assert stop_server(running) == 0, running.log_tail()
 
@@ -148,6 +150,21 @@ def test_personal_ranking_follows_clicks_and_is_never_shared(server: Running) ->
                                         type=ranking_pb2.EVENT_TYPE_CLICK, position=3)
     assert server.stub.Feedback(iter([*shown, clicked]), timeout=30).accepted == 5
     assert server.metric("rankserve_ctr", 'arm="unpersonalised"') == 0.25
+
+
+def test_profiles_not_held_are_read_back_from_the_log_with_every_event(server: Running) -> None:
+    def version(user: str) -> int:
+        return rank(server.stub, "sofa", user=ranking_pb2.UserContext(user_id=user))[2].profile_version
+
+    reads = server.metric("rankserve_profile_reads")
+    assert server.stub.Feedback(iter(events("lru-a", 20, user="lru-a")), timeout=30).accepted == 20
+    assert server.stub.Feedback(iter(events("lru-b", 7, user="lru-b")), timeout=30).accepted == 7
+    assert version("lru-a") == 20 and version("lru-b") == 7  # read, then "lru-a" dropped for "lru-b"
+    # Events for a user not held are committed, not applied: the log has them for the next read.
+    assert server.stub.Feedback(iter(events("lru-a2", 5, user="lru-a")), timeout=30).accepted == 5
+    assert version("lru-a") == 25 and version("lru-a") == 25  # read back once, then held
+    assert server.metric("rankserve_profile_reads") == reads + 3
+    assert server.metric("rankserve_profiles_held") == 1
 
 
 def test_a_postgres_dsn_puts_the_log_in_a_shared_database(artifacts: Artifacts, tmp_path: Path) -> None:

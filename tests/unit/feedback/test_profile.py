@@ -89,3 +89,40 @@ def test_profile_learns_attribute_affinities() -> None:
 
     scores = Personalizer(items, 1.0).scores(p, np.array([2, 3]))
     assert scores[1] > scores[0]  # the unseen navy item beats the featureless one
+
+
+def same_profile(a: object, b: object) -> bool:
+    return (a.events, a.interactions, a.classes, a.attrs) == (b.events, b.interactions, b.classes, b.attrs) \
+        and np.allclose(a.centroid, b.centroid) and a.mass == pytest.approx(b.mass) \
+        and np.array_equal(a.price, b.price)
+
+
+def test_a_bounded_book_leaves_users_it_does_not_hold_to_the_log_and_drops_the_least_recently_used() -> None:
+    book = ProfileBook(ITEMS, capacity=2)
+    assert book.apply([ev(0, 0, user="a")]) == 0 and not book.holds("a")  # not held: the log has it
+    for user in ("a", "b"):
+        book.begin_load(user)
+        book.finish_load(user, [ev(1, 1, user=user)])
+    assert book.get("a") is not None  # "a" used last: "b" is the least recently used
+    book.begin_load("c")
+    empty = book.finish_load("c", [])  # a user without history is held too: not read again
+    assert empty.events == 0 and book.holds("c") and book.holds("a") and not book.holds("b")
+    assert book.apply([ev(2, 0, user="a"), ev(3, 1, user="b")]) == 1 and book.get("a").events == 2
+
+
+def test_a_load_adds_events_committed_during_the_read_once_whether_or_not_the_read_saw_them() -> None:
+    logged = [ev(i, i % 3, EventType.CLICK if i % 2 else EventType.IMPRESSION, at=i * 1000) for i in range(6)]
+    later = [ev(i, i % 3, at=i * 1000) for i in range(6, 9)]
+    whole = ProfileBook(ITEMS)  # unbounded: fed every event once, in order
+    whole.apply([*logged, *later])
+    book = ProfileBook(ITEMS, capacity=10)
+    book.begin_load("u")
+    # Commits during the read: e4, e5 (the read saw them too) and e6-e8 (it did not).
+    assert book.apply([*logged[4:], *later]) == 0 and not book.holds("u")
+    rebuilt = book.finish_load("u", logged)
+    assert rebuilt.events == 9 and same_profile(rebuilt, whole.get("u"))
+    book.apply([ev(9, 0, at=9000)])  # held now: later commits go straight in
+    assert book.get("u").events == 10
+    book.begin_load("v")
+    book.abort_load("v")  # a failed read holds nothing back and nothing for the user
+    assert book.apply([ev(10, 0, user="v")]) == 0 and not book.holds("v")

@@ -119,3 +119,13 @@ def test_replicas_share_one_postgres_log(postgres_dsn: str) -> None:
     assert a.stats().duplicates == b.stats().duplicates == 1
     a.close()
     b.close()
+
+
+def test_user_events_reads_one_users_events_in_commit_order(opener: Opener) -> None:
+    store = opener()
+    store.append([event(i, user="a" if i % 3 else "b") for i in range(12)])
+    store.append([event(20, user="b"), event(2, user="a")])  # e2 is a replay: not stored twice
+    assert [e.event_id for e in store.user_events("b")] == ["e0", "e3", "e6", "e9", "e20"]
+    assert len(store.user_events("a")) == 8 and store.user_events("nobody") == []
+    assert store.user_events("b")[1] == event(3, user="b")  # every field round-trips
+    store.close()

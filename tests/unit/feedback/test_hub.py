@@ -1,0 +1,100 @@
+"""The hub's profiles as a bounded cache over a real SQLite log: each profile read from the log when a
+request needs it, under concurrent commits, equals the profile of every committed event counted once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feedback.events import AppendResult, Event, EventType
+from feedback.hub import FeedbackHub, open_hub
+from feedback.log import EventLog
+from feedback.policy import Policy
+from feedback.profile import ItemColumns, ProfileBook
+from feedback.store import EventStore, StoreUnavailable, open_store
+
+ITEMS = ItemColumns.of(np.eye(6, dtype=np.float32), ["A", "B", "A|B", "", "C", "A"],
+                       np.array([5.0, 10.0, 20.0, 40.0, 80.0, 160.0]),
+                       ["color:red", "color:blue", "", "material:oak", "color:red|material:oak", ""])
+USERS = ("u0", "u1", "u2", "u3")
+
+
+def stream(n: int, seed: int = 0) -> list[Event]:
+    rng = random.Random(seed)
+    kinds = (EventType.IMPRESSION, EventType.IMPRESSION, EventType.CLICK, EventType.PURCHASE)
+    return [Event(f"e{i}", f"r{i // 4}", rng.choice(USERS), rng.randrange(6), rng.choice(kinds),
+                  rng.randint(1, 10), 1_000 * i) for i in range(n)]
+
+
+class SlowReads:
+    """The real store, its reads made slow, so commits queue up behind them (as under load)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def append(self, *args: object) -> AppendResult:
+        return self.store.append(*args)
+
+    def user_events(self, user_id: str) -> list[Event]:
+        time.sleep(0.003)
+        logged = self.store.user_events(user_id)
+        time.sleep(0.003)
+        return logged
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def test_profiles_read_under_concurrent_commits_count_every_event_once(tmp_path: Path) -> None:
+    hub = open_hub(tmp_path, ITEMS, policy=Policy(bandit=False), capacity=2)
+    hub.log.store = SlowReads(hub.log.store)
+    events = stream(400)
+    rng = random.Random(1)
+
+    async def main() -> None:
+        async def ingest() -> None:
+            for k in range(0, len(events), 4):
+                await hub.ingest(events[k:k + 4])
+
+        async def search() -> None:
+            for _ in range(200):  # capacity 2 of 4 users: profiles are dropped and read back all along
+                await hub.profile_for(rng.choice(USERS), (), 0)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(ingest(), search(), search())
+
+    asyncio.run(main())
+    assert len(hub.profiles) == 2 and hub.loads > 4  # bounded, and read back after being dropped
+    whole = ProfileBook(ITEMS)  # every event once, in log order
+    whole.apply(events, hub.policy.click_weight)
+    # The two profiles held at the end took commits while held (and some while being read): each is the
+    # profile of every one of its user's events, counted once; so are the others, read back now.
+    held = [u for u in USERS if hub.profiles.holds(u)]
+    profiles = {u: hub.profiles.get(u) for u in held}
+    profiles |= {u: asyncio.run(hub.profile_for(u, (), 0)) for u in USERS if u not in held}
+    for u, p in profiles.items():
+        want = whole.get(u)
+        assert p.events == want.events and p.classes == pytest.approx(want.classes), u
+        assert np.allclose(p.price, want.price) and p.mass == pytest.approx(want.mass), u
+    assert sum(p.events for p in profiles.values()) == len(events)
+    hub.close()
+
+
+def test_a_profile_the_log_cannot_be_read_for_raises_and_is_read_again_next_time(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.append(stream(40))
+    broken = open_store(tmp_path, read_only=True)
+    broken.close()  # reading a closed connection fails as a lost database would
+    hub = FeedbackHub(EventLog(broken), ProfileBook(ITEMS, capacity=4), Policy(bandit=False))
+    with pytest.raises(StoreUnavailable):
+        asyncio.run(hub.profile_for("u0", (), 0))
+    assert not hub.profiles.holds("u0") and hub.loads == 0
+    hub.log.store = store  # the log is back
+    profile = asyncio.run(hub.profile_for("u0", (), 0))
+    assert profile is not None and profile.events == sum(e.user_id == "u0" for e in stream(40))
+    hub.close()
