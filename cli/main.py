@@ -78,6 +78,9 @@ def train(
     steps: Annotated[int | None, typer.Option(
         help="Fine-tuning budget in optimizer steps (default: BuildSettings.train_steps).")] = None,
     layers: Annotated[int, typer.Option(help="Keep the base model's first N layers (0: all).")] = 0,
+    soup: Annotated[int | None, typer.Option(
+        help="Fine-tunes (seeds seed, seed+1, ...) averaged into the served model "
+             "(default: BuildSettings.train_soup).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     instances: Annotated[int, typer.Option(help="Triton instance count.")] = 1,
 ) -> None:
@@ -87,10 +90,11 @@ def train(
     from training.export import ParityError
     from training.finetune import FinetuneConfig
 
+    defaults = build_settings_from()
     try:
         report = build_reranker(catalog, out, base_model=base_model, seed=seed, progress=True,
-                                cfg=FinetuneConfig(steps=steps or build_settings_from().train_steps,
-                                                  layers=layers))
+                                cfg=FinetuneConfig(steps=steps or defaults.train_steps, layers=layers,
+                                                   soup=soup or defaults.train_soup))
     except ParityError as exc:
         parity_stop(exc, out, "--steps")
     repo = write_served_repository(out, instances=instances)

@@ -48,7 +48,11 @@ class BuildSettings(_Locations):
     seed: int = 0
     products: int = Field(40_000, ge=100)
     # Fine-tuning budget in optimizer steps (training.finetune), never minutes: same inputs, same model.
-    train_steps: int = Field(400, ge=1)
+    # Per fine-tune: the build runs train_soup of them (seeds seed, seed + 1, ...) and serves the average
+    # of their weights (training.soup). Two of 200 steps, chosen on val over one of 400 (the same build
+    # time) and two of 400: docs/quality.md, session 9.
+    train_steps: int = Field(200, ge=1)
+    train_soup: int = Field(2, ge=1)
     # Local Hugging Face BERT-family checkpoint to fine-tune; None: the pinned all-MiniLM-L6-v2.
     base_model: Path | None = None
     index_factory: str = "HNSW32,Flat"

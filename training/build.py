@@ -25,8 +25,9 @@ from server.config import BuildSettings
 from training.base_model import default_base_model
 from training.data import RerankData, load_rerank_data
 from training.export import package_reranker
-from training.finetune import FinetuneConfig, finetune, finetune_inputs
+from training.finetune import FinetuneConfig, finetune_inputs
 from training.list_fusion import build_list_fusion
+from training.soup import finetune_soup
 from training.splits import held_out_class_mask, split_labels
 
 
@@ -58,7 +59,7 @@ def build_reranker(
     data = load_rerank_data(catalog_dir)
     tuned_on, held_out = holdout_for_head(data, cfg.head_holdout_classes)
     inputs = finetune_inputs(tuned_on, cfg, seed=seed, progress=progress)
-    model, train = finetune(base, inputs, cfg, seed=seed, progress=progress)
+    model, train = finetune_soup(base, inputs, cfg, seed=seed, progress=progress)
     model.save(out_dir / "hf")
     report_json = json.loads(train.to_json()) | {"head_holdout_query_ids": held_out}
     (out_dir / "train_report.json").write_text(json.dumps(report_json, indent=2))
@@ -114,8 +115,9 @@ def ensure_artifacts(
         console.print(f"[bold]Building index[/] {settings.index_factory} → {catalog_dir}")
         build_item_index(catalog_dir, factory=settings.index_factory, progress=progress)
     if not (model_dir / "model.onnx").exists():
-        cfg = FinetuneConfig(steps=settings.train_steps)
-        console.print(f"[bold]Fine-tuning reranker[/] ({cfg.steps} steps) → {model_dir}")
+        cfg = FinetuneConfig(steps=settings.train_steps, soup=settings.train_soup)
+        runs = f" x {cfg.soup} seeds, averaged" if cfg.soup > 1 else ""
+        console.print(f"[bold]Fine-tuning reranker[/] ({cfg.steps} steps{runs}) → {model_dir}")
         build_reranker(catalog_dir, model_dir, base_model=settings.base_model, seed=settings.seed,
                        progress=progress, cfg=cfg)
     if settings.list_fusion and not head_is_decided(model_dir):

@@ -68,6 +68,8 @@ class FinetuneConfig:
     # model: val 0.94 vs 0.98, held-out classes 0.84 vs 0.89 (docs/quality.md, session 5). 0 disables.
     head_holdout_classes: float = 0.3
     evals: int = 4  # val passes spread over the steps (plus one at the end)
+    # Fine-tunes (one seed each) averaged into the served model: a uniform model soup (training.soup).
+    soup: int = 1
     eval_batch: int = 256
     device: str = "cpu"
     threads: int | None = None
@@ -85,6 +87,7 @@ class FinetuneReport:
     final_loss: float
     config: dict
     history: list[dict] = field(default_factory=list)
+    runs: list[dict] = field(default_factory=list)  # a soup's runs: seed, best step, val NDCG@10 each
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
