@@ -254,8 +254,8 @@ class ProfileBook:
         Returns how many were added to a profile held (or new, when unbounded)."""
         n = 0
         for e in events:
-            if not e.user_id or not 0 <= e.item_id < len(self.items):
-                continue  # a log written against another catalog: skip what this one cannot place
+            if not e.user_id or not self._places(e):
+                continue
             p = self._profiles.get(e.user_id)
             if p is None:
                 if (held_back := self._loading.get(e.user_id)) is not None:
@@ -279,7 +279,7 @@ class ProfileBook:
         held_back = self._loading.pop(user_id, [])
         p, seen = self._new(), set()
         for e in (*logged, *held_back):
-            if e.event_id in seen or not 0 <= e.item_id < len(self.items):
+            if e.event_id in seen or not self._places(e):
                 continue
             seen.add(e.event_id)
             self._add(p, e, position_weight)
@@ -291,6 +291,10 @@ class ProfileBook:
     def abort_load(self, user_id: str) -> None:
         """The read failed: drop what was held back (the log has it) and hold nothing for the user."""
         self._loading.pop(user_id, None)
+
+    def _places(self, e: Event) -> bool:
+        """Whether the event's item is in this catalog (a log written against another is skipped)."""
+        return 0 <= e.item_id < len(self.items)
 
     def _new(self) -> UserProfile:
         return UserProfile(np.zeros(self.items.vectors.shape[1]))
