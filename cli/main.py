@@ -81,6 +81,10 @@ def train(
     soup: Annotated[int | None, typer.Option(
         help="Fine-tunes (seeds seed, seed+1, ...) averaged into the served model "
              "(default: BuildSettings.train_soup).")] = None,
+    wise_alpha: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0,
+        help="WiSE-FT: serve alpha * fine-tuned + (1 - alpha) * pretrained weights; 1 serves the fine-tune "
+             "(default: BuildSettings.train_wise_alpha).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     instances: Annotated[int, typer.Option(help="Triton instance count.")] = 1,
 ) -> None:
@@ -94,7 +98,9 @@ def train(
     try:
         report = build_reranker(catalog, out, base_model=base_model, seed=seed, progress=True,
                                 cfg=FinetuneConfig(steps=steps or defaults.train_steps, layers=layers,
-                                                   soup=soup or defaults.train_soup))
+                                                   soup=soup or defaults.train_soup,
+                                                   wise_alpha=defaults.train_wise_alpha
+                                                   if wise_alpha is None else wise_alpha))
     except ParityError as exc:
         parity_stop(exc, out, "--steps")
     repo = write_served_repository(out, instances=instances)

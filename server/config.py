@@ -53,6 +53,9 @@ class BuildSettings(_Locations):
     # time) and two of 400: docs/quality.md, session 9.
     train_steps: int = Field(200, ge=1)
     train_soup: int = Field(2, ge=1)
+    # WiSE-FT: serve train_wise_alpha * fine-tuned + (1 - alpha) * pretrained weights (training.soup).
+    # 1: the fine-tune as it ends. 0.8 was measured and not adopted (docs/quality.md, session 10).
+    train_wise_alpha: float = Field(1.0, ge=0.0, le=1.0)
     # Local Hugging Face BERT-family checkpoint to fine-tune; None: the pinned all-MiniLM-L6-v2.
     base_model: Path | None = None
     index_factory: str = "HNSW32,Flat"

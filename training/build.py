@@ -115,8 +115,10 @@ def ensure_artifacts(
         console.print(f"[bold]Building index[/] {settings.index_factory} → {catalog_dir}")
         build_item_index(catalog_dir, factory=settings.index_factory, progress=progress)
     if not (model_dir / "model.onnx").exists():
-        cfg = FinetuneConfig(steps=settings.train_steps, soup=settings.train_soup)
+        cfg = FinetuneConfig(steps=settings.train_steps, soup=settings.train_soup,
+                             wise_alpha=settings.train_wise_alpha)
         runs = f" x {cfg.soup} seeds, averaged" if cfg.soup > 1 else ""
+        runs += f", WiSE-FT alpha {cfg.wise_alpha}" if cfg.wise_alpha < 1 else ""
         console.print(f"[bold]Fine-tuning reranker[/] ({cfg.steps} steps{runs}) → {model_dir}")
         build_reranker(catalog_dir, model_dir, base_model=settings.base_model, seed=settings.seed,
                        progress=progress, cfg=cfg)

@@ -70,6 +70,9 @@ class FinetuneConfig:
     evals: int = 4  # val passes spread over the steps (plus one at the end)
     # Fine-tunes (one seed each) averaged into the served model: a uniform model soup (training.soup).
     soup: int = 1
+    # WiSE-FT (training.soup): the served weights are alpha * fine-tuned + (1 - alpha) * pretrained.
+    # 1 serves the fine-tune as it ended.
+    wise_alpha: float = 1.0
     eval_batch: int = 256
     device: str = "cpu"
     threads: int | None = None
@@ -88,6 +91,7 @@ class FinetuneReport:
     config: dict
     history: list[dict] = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)  # a soup's runs: seed, best step, val NDCG@10 each
+    finetuned_val_ndcg10: float | None = None  # before WiSE-FT moved the weights back (training.soup)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
