@@ -45,10 +45,11 @@ class FeedbackHub:
     async def _load(self, user_id: str) -> None:
         self.profiles.begin_load(user_id)
         try:
-            # On the log's writer thread, in line with the commits: a commit the read saw has had its
-            # callback (its events held back, then told apart by id) before the profile is installed,
-            # and one it did not see has its callback after, on the profile installed.
-            logged = await self.log.read(lambda: self.log.store.user_events(user_id))
+            # On the log's reader connection, beside the commits. Every commit whose callback runs from
+            # now on is held back (begin_load above), and the read sees every commit whose callback ran
+            # before (its commit came first). So each event reaches the profile: read, held back, or
+            # both (then once, by id); commits after the install apply to it as to any profile held.
+            logged = await self.log.read(lambda store: store.user_events(user_id))
         except BaseException:
             self.profiles.abort_load(user_id)
             raise
@@ -74,6 +75,7 @@ def open_hub(state_dir: Path, items: ItemColumns, *, policy: Policy, capacity: i
     rebuild the policy from it (blocking). Profiles are read per user when first needed, and the
     ``capacity`` most recently used are held."""
     store = open_store(state_dir, sync=sync, dsn=dsn)
+    reader = open_store(state_dir, dsn=dsn, read_only=True)  # the profile reads' own connection
     policy.record(store.replay_decisions())
     policy.learn(store.replay())
     profiles = ProfileBook(items, half_life_s=half_life_s, capacity=capacity)
@@ -84,4 +86,4 @@ def open_hub(state_dir: Path, items: ItemColumns, *, policy: Policy, capacity: i
         if on_commit is not None:
             on_commit(result, seconds)
 
-    return FeedbackHub(EventLog(store, on_commit=committed), profiles, policy)
+    return FeedbackHub(EventLog(store, reader=reader, on_commit=committed), profiles, policy)

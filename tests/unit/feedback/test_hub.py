@@ -32,7 +32,7 @@ def stream(n: int, seed: int = 0) -> list[Event]:
 
 
 class SlowReads:
-    """The real store, its reads made slow, so commits queue up behind them (as under load)."""
+    """The real store, its reads made slow, so commits land while a read runs (as under load)."""
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
@@ -52,17 +52,22 @@ class SlowReads:
 
 def test_profiles_read_under_concurrent_commits_count_every_event_once(tmp_path: Path) -> None:
     hub = open_hub(tmp_path, ITEMS, policy=Policy(bandit=False), capacity=2)
-    hub.log.store = SlowReads(hub.log.store)
+    hub.log.reader = SlowReads(hub.log.reader)  # reads have their own connection: commits go on beside
     events = stream(400)
     rng = random.Random(1)
 
     async def main() -> None:
+        done = asyncio.Event()
+
         async def ingest() -> None:
             for k in range(0, len(events), 4):
                 await hub.ingest(events[k:k + 4])
+            done.set()
 
         async def search() -> None:
-            for _ in range(200):  # capacity 2 of 4 users: profiles are dropped and read back all along
+            # Capacity 2 of 4 users: profiles are dropped and read back all along, and only while
+            # commits land, so the profiles held at the end were read beside them.
+            while not done.is_set():
                 await hub.profile_for(rng.choice(USERS), (), 0)
                 await asyncio.sleep(0)
 
@@ -85,16 +90,49 @@ def test_profiles_read_under_concurrent_commits_count_every_event_once(tmp_path:
     hub.close()
 
 
+def test_a_commit_after_the_reads_snapshot_reaches_the_profile_it_installs(tmp_path: Path) -> None:
+    """The read and the commit on their own connections, in the worst order: the read has its rows, then
+    a commit for the same user lands (and is acknowledged) before the read returns."""
+    hub = open_hub(tmp_path, ITEMS, policy=Policy(bandit=False), capacity=4)
+    early = [e for e in stream(40) if e.user_id == "u0"]
+    late = Event("late", "r-late", "u0", 2, EventType.CLICK, 1, 99_000)
+    reader = hub.log.reader
+
+    class CommitDuringRead:
+        def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+            self.loop = loop
+
+        def user_events(self, user_id: str) -> list[Event]:
+            rows = reader.user_events(user_id)
+            asyncio.run_coroutine_threadsafe(hub.ingest([late]), self.loop).result(10)
+            return rows
+
+        def close(self) -> None:
+            reader.close()
+
+    async def main() -> object:
+        await hub.ingest(early)  # u0 is not held: a search reads them back
+        hub.log.reader = CommitDuringRead(asyncio.get_running_loop())
+        return await asyncio.wait_for(hub.profile_for("u0", (), 0), 20)
+
+    profile = asyncio.run(main())
+    whole = ProfileBook(ITEMS)
+    whole.apply([*early, late], hub.policy.click_weight)
+    assert hub.loads == 1 and profile.events == len(early) + 1 == whole.get("u0").events
+    assert profile.classes == pytest.approx(whole.get("u0").classes)
+    hub.close()
+
+
 def test_a_profile_the_log_cannot_be_read_for_raises_and_is_read_again_next_time(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     store.append(stream(40))
     broken = open_store(tmp_path, read_only=True)
     broken.close()  # reading a closed connection fails as a lost database would
-    hub = FeedbackHub(EventLog(broken), ProfileBook(ITEMS, capacity=4), Policy(bandit=False))
+    hub = FeedbackHub(EventLog(store, reader=broken), ProfileBook(ITEMS, capacity=4), Policy(bandit=False))
     with pytest.raises(StoreUnavailable):
         asyncio.run(hub.profile_for("u0", (), 0))
     assert not hub.profiles.holds("u0") and hub.loads == 0
-    hub.log.store = store  # the log is back
+    hub.log.reader = open_store(tmp_path, read_only=True)  # the log is back
     profile = asyncio.run(hub.profile_for("u0", (), 0))
     assert profile is not None and profile.events == sum(e.user_id == "u0" for e in stream(40))
     hub.close()

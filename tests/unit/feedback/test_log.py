@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,4 +53,32 @@ def test_a_failed_commit_reaches_every_caller_and_the_log_recovers(tmp_path: Pat
         return await log.append(events([1, 2]))
 
     assert asyncio.run(main()).accepted == 2  # nothing of the failed batch was committed
+    log.close()
+
+
+def test_a_read_runs_beside_a_commit_still_in_flight(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.append(events([1, 2]))
+    log = EventLog(store, reader=open_store(tmp_path, read_only=True))
+    release = threading.Event()
+    real_append = store.append
+
+    def stuck(batch: Sequence[Event], decisions: Sequence = ()) -> AppendResult:
+        release.wait(30)  # a commit that takes long (a slow disk): it holds the writer thread
+        return real_append(batch, decisions)
+
+    store.append = stuck  # type: ignore[method-assign]
+
+    async def main() -> tuple[list[Event], list[Event]]:
+        commit = asyncio.ensure_future(log.append(events([3])))
+        await asyncio.sleep(0.05)  # the commit has reached the writer thread
+        during = await asyncio.wait_for(log.read(lambda s: s.user_events("u")), 10)
+        release.set()
+        await commit
+        return during, await log.read(lambda s: s.user_events("u"))
+
+    during, after = asyncio.run(main())
+    # On the writer thread the read would have waited for the commit (and timed out here).
+    assert [e.event_id for e in during] == ["e1", "e2"]
+    assert [e.event_id for e in after] == ["e1", "e2", "e3"]
     log.close()
