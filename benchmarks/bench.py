@@ -136,6 +136,11 @@ def targets(report: dict) -> dict:
             "met": demo["served_vs_flat_qps"] >= 5.0 and demo["served"]["recall"] >= 0.95},
         "feedback_ingest_events_per_s": {**_target(e2e["feedback"]["events_per_s"], 5000.0),
                                          "vs_empty_loop": e2e["feedback"]["vs_empty_loop"]},
+        # Searches of users whose profiles are not held read the log; the feedback path must keep at
+        # least half its rate when every search is such a read (benchmarks/profile_reads.py).
+        "feedback_ingest_cold_reads_vs_hot": {
+            **_target(report["profile_reads"]["cold_vs_hot_events_per_s"], 0.5),
+            "ack_p99_ratio": report["profile_reads"]["cold_vs_hot_ack_p99"]},
         "faiss_vs_hnswlib_qps_large": {**_target(large["faiss_vs_hnswlib_qps"], 1.0),
                                        "items": large["items"]},
         **_overload_targets(e2e.get("overload")),
@@ -181,6 +186,7 @@ def run_bench(
 def _run(catalog: Path, model: Path, cfg: BenchConfig, workdir: Path, json_out: Path | None,
          plot_out: Path | None, progress: bool, console: Console) -> dict:
     from benchmarks.e2e import run_e2e_bench
+    from benchmarks.profile_reads import profile_read_bench
     from benchmarks.reranker_bench import run_reranker_bench
     from benchmarks.retrieval_bench import run_retrieval_bench
     from server.config import Settings
@@ -213,6 +219,8 @@ def _run(catalog: Path, model: Path, cfg: BenchConfig, workdir: Path, json_out: 
                             open_loop_x=cfg.open_loop_x, server_env=env, log=workdir / "server.log",
                             note=note, overload_x=cfg.overload_x)
         e2e["server_env"] = env
+        note("feedback: profile reads against commits (in process)")
+        report["profile_reads"] = profile_read_bench(state_dir=workdir / "profile-reads")
     report["e2e"] = e2e.pop("closed")
     report["open_loop"] = e2e.pop("open")
     report["stages_p50_ms"] = e2e["stages_p50_ms"]

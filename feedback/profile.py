@@ -16,6 +16,7 @@ is the only state that must survive a crash and memory does not grow with the nu
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -252,7 +253,7 @@ class ProfileBook:
         """Add committed events; ``position_weight`` (the policy's inverse propensity of the position an
         item was shown at) lifts an interaction low on the list, which fewer shoppers ever looked at.
         Returns how many were added to a profile held (or new, when unbounded)."""
-        n = 0
+        n, position_weight = 0, _per_position(position_weight)
         for e in events:
             if not e.user_id or not self._places(e):
                 continue
@@ -277,7 +278,7 @@ class ProfileBook:
         """The user's profile from the log's events plus those committed during the read that it did
         not see; held from now on (an empty one too: a user without history is not read again)."""
         held_back = self._loading.pop(user_id, [])
-        p, seen = self._new(), set()
+        p, seen, position_weight = self._new(), set(), _per_position(position_weight)
         for e in (*logged, *held_back):
             if e.event_id in seen or not self._places(e):
                 continue
@@ -326,6 +327,13 @@ class ProfileBook:
         if stored is None or stored.mass <= 0 or not math.isfinite(stored.mass):
             return None
         return stored
+
+
+def _per_position(position_weight: Callable[[int], float] | None) -> Callable[[int], float] | None:
+    """The weights of one batch, each position's computed once: the policy learns from a batch before
+    the profiles take it, so they do not change within one, and recomputing them for every event was
+    most of the cost of rebuilding a profile from the log (benchmarks/profile_reads.py)."""
+    return functools.cache(position_weight) if position_weight is not None else None
 
 
 def _remember(p: UserProfile, e: Event, position_weight: Callable[[int], float] | None) -> None:

@@ -166,6 +166,10 @@ def test_bench_quick_end_to_end(artifacts: Artifacts, tmp_path: Path) -> None:
     # The ranking traffic's users are the events' users: after the acks, user 0's next list is ranked with
     # a profile holding every one of their events (whether the bandit then personalises it is chance).
     assert fb["user0_events"] > 0 and fb["user0_profile_version_after_ingest"] == fb["user0_events"]
+    reads = report["profile_reads"]  # searches by users not held read the log beside the commits
+    assert reads["hot"]["profile_reads"] == 0 and reads["cold"]["profile_reads"] > 0
+    cold_target = report["targets"]["feedback_ingest_cold_reads_vs_hot"]
+    assert cold_target["value"] == reads["cold_vs_hot_events_per_s"]
     over = report["e2e_detail"]["overload"]
     assert over["x_saturation"] == 4.0 and over["sent"] > 0 and sum(over["codes"].values()) == over["sent"]
     assert over["rss_bytes"]["warm"] > 0 and over["rss_bytes"]["end"] > 0 and over["server_alive"]
