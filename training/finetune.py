@@ -1,10 +1,12 @@
 """Fine-tune a pretrained BERT-family encoder (default: all-MiniLM-L6-v2) into the served cross-encoder.
 
 The budget is a number of optimizer steps, never wall-clock, so two builds on the same inputs give the
-same model on any machine. Gradient steps read ``train``-split queries only: each step draws one short
-graded list per query from the builder's judgments and the served retriever's top 100 for that query
-(training.sampling, training.mining), with other queries' Exact items of another class swapped in as
-negatives. ``val`` queries' served top-100 lists pick the checkpoint. ``dev`` is never read.
+same model whatever the machine's load or speed (to the last digits only on the same CPU kind: float
+kernels differ across CPUs, docs/quality.md, session 10). Gradient steps read ``train``-split queries
+only: each step draws one short graded list per query from the builder's judgments and the served
+retriever's top 100 for that query (training.sampling, training.mining), with other queries' Exact
+items of another class swapped in as negatives. ``val`` queries' served top-100 lists pick the
+checkpoint. ``dev`` is never read.
 
 The loss is listwise (ListNet over gains ``2**rel - 1``) plus, optionally, a pointwise BCE on the graded
 target ``rel / 2`` that keeps logits on one scale across queries (the head and MMR compare them).
