@@ -1,9 +1,9 @@
-"""Profile reads against commits on the log's one writer thread (feedback.log.EventLog.read).
+"""What reading profiles back from the log costs the feedback path (feedback.hub, feedback.log).
 
-A user whose profile is not held is read back from the log when they search, on the same thread that
-commits feedback, so reads stay in line with commits (feedback.hub). Under many cold users those reads
-queue with the commits. This measures what they cost the feedback path, in process over a real SQLite
-log with full sync: the same ingest (``streams`` concurrent writers, fixed batches, a search started
+A user whose profile is not held is read back from the log when they search (on the log's reader
+connection, beside the commits) and their profile rebuilt on the event loop, which also runs the
+commits' callbacks. Under many cold users both compete with ingest. Measured in process over a real
+SQLite log with full sync: the same ingest (``streams`` concurrent writers, fixed batches, a search started
 with every ten events) once while the searches come from users whose profiles are held (hot), and once
 while they cycle through far more users than the cache holds, so nearly every search is a read (cold).
 Budgets are counts of batches and searches, not seconds; what to read is the ratio of the two phases,

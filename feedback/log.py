@@ -52,9 +52,10 @@ class EventLog:
 
     async def read(self, query: Callable[[EventStore], T]) -> T:
         """``query(store)`` on the reader's connection and thread, or on the writer's between commits
-        when there is no reader. Either way it may see a commit whose callback has not run yet, or miss
-        one whose callback has: a caller that needs both in agreement (feedback.profile.ProfileBook's
-        load) holds back the callbacks from before the read starts and tells seen events apart by id."""
+        when there is no reader. A read beside the commits may see a commit whose callback has not run
+        yet, and a commit may land after its snapshot: a caller that needs the two in agreement
+        (feedback.profile.ProfileBook's load) holds back the callbacks from just before the read starts
+        and tells the events the read saw apart by id."""
         loop = asyncio.get_running_loop()
         if self.reader is None:
             return await loop.run_in_executor(self._writer, query, self.store)
