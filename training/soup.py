@@ -79,7 +79,9 @@ def finetune_soup(base_model: Path, inputs: FinetuneInputs, cfg: FinetuneConfig,
     model, report = runs[0]
     if len(runs) > 1:
         model.load_state_dict(average_weights([m.state_dict() for m, _ in runs]))
-    tuned_val = val = list_ndcg(model, inputs.val, inputs.val_texts, batch=cfg.eval_batch)
+    # One run's best checkpoint was scored on val already; an average must be scored anew.
+    tuned_val = val = (report.val_ndcg10 if len(runs) == 1
+                       else list_ndcg(model, inputs.val, inputs.val_texts, batch=cfg.eval_batch))
     if cfg.wise_alpha < 1.0:
         model.load_state_dict(wise_ft(model.state_dict(), pretrained_state(base_model), cfg.wise_alpha))
         val = list_ndcg(model, inputs.val, inputs.val_texts, batch=cfg.eval_batch)
