@@ -145,6 +145,34 @@ class Impressions:
         self.item_ids[slot], self.examined[slot], self.clicked[slot] = item_id, examined, clicked
         self.changes += 1
 
+    def replay(self, seen: Iterable[tuple[int, int, float, bool]]) -> None:
+        """Remember a history of (key, item id, examined, interacted) in order, as `_remember` would one
+        at a time, into an empty window: a dict finds slots where ``find`` scans the array per event."""
+        slots: dict[int, int] = {}
+        keys: list[int] = []
+        rows: list[list] = []  # [item id, examined, clicked] per slot
+        for key, item_id, examined, interacted in seen:
+            if (slot := slots.get(key)) is not None:
+                if interacted and not rows[slot][2]:
+                    rows[slot][2] = True
+                    self.changes += 1
+                continue
+            if len(keys) < SHOWN_WINDOW:
+                slot = len(keys)
+                keys.append(key)
+                rows.append([item_id, examined, interacted])
+            else:
+                slot, self.oldest = self.oldest, (self.oldest + 1) % SHOWN_WINDOW
+                del slots[keys[slot]]
+                keys[slot], rows[slot] = key, [item_id, examined, interacted]
+            slots[key] = slot
+            self.changes += 1
+        self.size = len(keys)
+        self.keys = np.array(keys, np.int64)
+        self.item_ids = np.array([r[0] for r in rows], np.int32)
+        self.examined = np.array([r[1] for r in rows], np.float32)
+        self.clicked = np.array([r[2] for r in rows], bool)
+
     def mark_clicked(self, slot: int) -> None:
         if not self.clicked[slot]:
             self.clicked[slot] = True
@@ -278,12 +306,14 @@ class ProfileBook:
         """The user's profile from the log's events plus those committed during the read that it did
         not see; held from now on (an empty one too: a user without history is not read again)."""
         held_back = self._loading.pop(user_id, [])
-        p, seen, position_weight = self._new(), set(), _per_position(position_weight)
+        seen: set[str] = set()
+        kept = []
         for e in (*logged, *held_back):
             if e.event_id in seen or not self._places(e):
                 continue
             seen.add(e.event_id)
-            self._add(p, e, position_weight)
+            kept.append(e)
+        p = self._rebuilt(kept, _per_position(position_weight))
         self._profiles[user_id] = p
         while self.capacity is not None and len(self._profiles) > self.capacity:
             self._profiles.popitem(last=False)
@@ -292,6 +322,47 @@ class ProfileBook:
     def abort_load(self, user_id: str) -> None:
         """The read failed: drop what was held back (the log has it) and hold nothing for the user."""
         self._loading.pop(user_id, None)
+
+    def _rebuilt(self, events: Sequence[Event], position_weight: Callable[[int], float] | None
+                 ) -> UserProfile:
+        """A profile from a user's whole history at once: what `_add` per event gives, computed as one
+        sum. Decaying everything to each event's time telescopes: every contribution ends decayed from
+        its own time to the latest one's, so the per-event rescaling of every table (most of the cost
+        of a read back from the log, benchmarks/profile_reads.py) is done once per contribution."""
+        p, n = self._new(), len(events)
+        p.events = n
+        weight = np.array([EVENT_WEIGHT[e.type] * (position_weight(e.position)
+                                                   if position_weight is not None and EVENT_WEIGHT[e.type]
+                                                   else 1.0) for e in events], np.float64)
+        shown = np.array([e.type == EventType.IMPRESSION for e in events], bool)
+        ids = np.array([e.item_id for e in events], np.int64)
+        at = np.array([e.timestamp_ms for e in events], np.float64)
+        p.shown.replay((Impressions.key(e.request_id, e.item_id), e.item_id,
+                        1.0 / position_weight(e.position) if position_weight is not None else 1.0,
+                        e.type in INTERACTIONS)
+                       for e in events if e.type == EventType.IMPRESSION or e.type in INTERACTIONS)
+        added = np.flatnonzero(shown | (weight > 0))  # `UserProfile.add` skips the rest
+        if not added.size:
+            return p
+        p.last_ms = int(at[added].max())  # timestamps are never negative (server.convert)
+        decay = 0.5 ** ((p.last_ms - at) / self.half_life_ms)
+        items, ages, item_ids = self.items, decay.tolist(), ids.tolist()
+        for i in added[shown[added]].tolist():
+            for a in items.attrs_of(item_ids[i]):
+                p.seen[a] = p.seen.get(a, 0.0) + ages[i]
+        p.seen_total = float(decay[shown].sum())
+        acts = added[~shown[added]]
+        w, acted = weight[acts] * decay[acts], ids[acts]
+        p.interactions, p.mass = int(acts.size), float(w.sum())
+        p.centroid += w @ items.vectors[acted].astype(np.float64)
+        for wi, item_id in zip(w.tolist(), acted.tolist(), strict=True):
+            for c in items.classes[item_id]:
+                p.classes[c] = p.classes.get(c, 0.0) + wi
+            for a in items.attrs_of(item_id):
+                p.attrs[a] = p.attrs.get(a, 0.0) + wi
+        bins = items.prices.bins[acted]
+        np.add.at(p.price, bins[bins >= 0], w[bins >= 0])
+        return p
 
     def _places(self, e: Event) -> bool:
         """Whether the event's item is in this catalog (a log written against another is skipped)."""

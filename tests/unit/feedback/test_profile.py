@@ -92,9 +92,44 @@ def test_profile_learns_attribute_affinities() -> None:
 
 
 def same_profile(a: object, b: object) -> bool:
-    return (a.events, a.interactions, a.classes, a.attrs) == (b.events, b.interactions, b.classes, b.attrs) \
+    """Equal up to the float sums' order: a profile read back from the log is summed in one pass."""
+    return (a.events, a.interactions, a.last_ms) == (b.events, b.interactions, b.last_ms) \
+        and a.classes == pytest.approx(b.classes) and a.attrs == pytest.approx(b.attrs) \
+        and a.seen == pytest.approx(b.seen) and a.seen_total == pytest.approx(b.seen_total) \
         and np.allclose(a.centroid, b.centroid) and a.mass == pytest.approx(b.mass) \
-        and np.array_equal(a.price, b.price)
+        and np.allclose(a.price, b.price) and same_impressions(a.shown, b.shown)
+
+
+def same_impressions(a: object, b: object) -> bool:
+    ids_a, examined_a, clicked_a = a.arrays()
+    ids_b, examined_b, clicked_b = b.arrays()
+    return (a.size, a.oldest, a.changes) == (b.size, b.oldest, b.changes) \
+        and np.array_equal(a.keys[:a.size], b.keys[:b.size]) and np.array_equal(ids_a, ids_b) \
+        and np.allclose(examined_a, examined_b) and np.array_equal(clicked_a, clicked_b)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_profile_read_back_in_one_pass_equals_one_fed_event_by_event(seed: int) -> None:
+    """The read-back path sums a history at once (`ProfileBook._rebuilt`); the commit path adds events
+    one at a time. Histories with late events, repeated impressions, clicks without an impression, more
+    impressions than the window holds, featureless and unpriced items must give the same profile."""
+    rng = np.random.default_rng(seed)
+    items = ItemColumns.of(rng.standard_normal((6, 4)).astype(np.float32),
+                           ["Sofas", "Beds|Sofas", "", float("nan"), "Rugs", "Sofas"],
+                           np.array([10.0, 20.0, 300.0, np.nan, 5.0, 0.0]),
+                           ["color:navy|material:oak", "color:red", "", None, "color:navy", "style:modern"])
+    n = int(rng.integers(1, 1400))
+    kinds = rng.choice(list(EventType), n, p=[0.7, 0.2, 0.05, 0.05])
+    late = rng.integers(0, 2 * DAY_MS, n) * (rng.random(n) < 0.1)  # a tenth arrive up to two days late
+    at = np.maximum(np.cumsum(rng.integers(0, 6 * 3_600_000, n)) - late, 0)
+    events = [Event(f"e{i}", f"r{rng.integers(0, n // 4 + 1)}", "u", int(rng.integers(0, 6)), EventType(k),
+                    int(rng.integers(0, 12)), int(t)) for i, (k, t) in enumerate(zip(kinds, at, strict=True))]
+    weight = lambda pos: 1.0 + 0.3 * pos  # noqa: E731 (an inverse propensity that grows down the list)
+    one_by_one = ProfileBook(items, half_life_s=2 * 86_400.0)
+    one_by_one.apply(events, weight)
+    read_back = ProfileBook(items, half_life_s=2 * 86_400.0, capacity=4)
+    read_back.begin_load("u")
+    assert same_profile(read_back.finish_load("u", events, weight), one_by_one.get("u"))
 
 
 def test_a_bounded_book_leaves_users_it_does_not_hold_to_the_log_and_drops_the_least_recently_used() -> None:
