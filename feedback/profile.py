@@ -268,6 +268,7 @@ class ProfileBook:
         self.items = items
         self.half_life_ms = half_life_s * 1e3
         self.capacity = capacity
+        self._n_items = len(items)  # read per event: `len(items)` is two attribute lookups and a call
         self._profiles: OrderedDict[str, UserProfile] = OrderedDict()  # least recently used first
         self._loading: dict[str, list[Event]] = {}  # users being read from the log: commits meanwhile
 
@@ -366,7 +367,7 @@ class ProfileBook:
 
     def _places(self, e: Event) -> bool:
         """Whether the event's item is in this catalog (a log written against another is skipped)."""
-        return 0 <= e.item_id < len(self.items)
+        return 0 <= e.item_id < self._n_items
 
     def _new(self) -> UserProfile:
         return UserProfile(np.zeros(self.items.vectors.shape[1]))
