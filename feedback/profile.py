@@ -31,6 +31,7 @@ EVENT_WEIGHT = {EventType.IMPRESSION: 0.0, EventType.CLICK: 1.0, EventType.ADD_T
                 EventType.PURCHASE: 4.0}
 VIEW_WEIGHT = 0.5  # an item in the request's recent_item_ids: viewed, less than a click
 PRICE_BINS = 48  # fine enough that smoothing, not binning, decides how near two prices are
+REMEMBERED = (EventType.IMPRESSION, *INTERACTIONS)  # what the impression window keeps or marks
 SHOWN_WINDOW = 500  # a user's most recent impressions kept for the taste model (`feedback.taste`)
 
 
@@ -332,16 +333,12 @@ class ProfileBook:
         of a read back from the log, benchmarks/profile_reads.py) is done once per contribution."""
         p, n = self._new(), len(events)
         p.events = n
-        weight = np.array([EVENT_WEIGHT[e.type] * (position_weight(e.position)
-                                                   if position_weight is not None and EVENT_WEIGHT[e.type]
-                                                   else 1.0) for e in events], np.float64)
+        weight = np.array([_event_weight(e, position_weight) for e in events], np.float64)
         shown = np.array([e.type == EventType.IMPRESSION for e in events], bool)
         ids = np.array([e.item_id for e in events], np.int64)
         at = np.array([e.timestamp_ms for e in events], np.float64)
-        p.shown.replay((Impressions.key(e.request_id, e.item_id), e.item_id,
-                        1.0 / position_weight(e.position) if position_weight is not None else 1.0,
-                        e.type in INTERACTIONS)
-                       for e in events if e.type == EventType.IMPRESSION or e.type in INTERACTIONS)
+        p.shown.replay((Impressions.key(e.request_id, e.item_id), e.item_id, _examined(e, position_weight),
+                        e.type in INTERACTIONS) for e in events if e.type in REMEMBERED)
         added = np.flatnonzero(shown | (weight > 0))  # `UserProfile.add` skips the rest
         if not added.size:
             return p
@@ -373,11 +370,8 @@ class ProfileBook:
         return UserProfile(np.zeros(self.items.vectors.shape[1]))
 
     def _add(self, p: UserProfile, e: Event, position_weight: Callable[[int], float] | None) -> None:
-        weight = EVENT_WEIGHT[e.type]
-        if weight and position_weight is not None:
-            weight *= position_weight(e.position)
         _remember(p, e, position_weight)
-        p.add(self.items, e.item_id, weight, e.timestamp_ms, self.half_life_ms,
+        p.add(self.items, e.item_id, _event_weight(e, position_weight), e.timestamp_ms, self.half_life_ms,
               shown=e.type == EventType.IMPRESSION)
 
     def get(self, user_id: str) -> UserProfile | None:
@@ -412,12 +406,24 @@ def _remember(p: UserProfile, e: Event, position_weight: Callable[[int], float] 
     """Keep an impression for the taste model, or mark the one an interaction was on. An impression sent
     twice keeps what the first learned; an interaction whose impression is not (or no longer) held is
     kept as a clicked impression of its own (a gateway may send the click first)."""
-    interaction = e.type in INTERACTIONS
-    if e.type != EventType.IMPRESSION and not interaction:
+    if e.type not in REMEMBERED:
         return
+    interaction = e.type in INTERACTIONS
     if (slot := p.shown.find(e.request_id, e.item_id)) >= 0:
         if interaction:
             p.shown.mark_clicked(slot)
         return
-    examined = 1.0 / position_weight(e.position) if position_weight is not None else 1.0
-    p.shown.add(e.request_id, e.item_id, examined, interaction)
+    p.shown.add(e.request_id, e.item_id, _examined(e, position_weight), interaction)
+
+
+def _event_weight(e: Event, position_weight: Callable[[int], float] | None) -> float:
+    """The event's weight in the profile: its type's, lifted by the inverse propensity of its position."""
+    weight = EVENT_WEIGHT[e.type]
+    if weight and position_weight is not None:
+        weight *= position_weight(e.position)
+    return weight
+
+
+def _examined(e: Event, position_weight: Callable[[int], float] | None) -> float:
+    """How likely the event's position was examined (1 without a policy's estimate)."""
+    return 1.0 / position_weight(e.position) if position_weight is not None else 1.0
