@@ -17,6 +17,10 @@ def test_hot_searches_never_read_and_cold_ones_read_the_log(tmp_path: Path) -> N
     for phase in ("hot", "cold"):
         assert r[phase]["events"] == streams * batches * batch and r[phase]["searches"] == searches
         assert r[phase]["events_per_s"] > 0 and 0 < r[phase]["ack_p50_ms"] <= r[phase]["ack_p99_ms"]
+        # A phase ends when its searches have their profiles, not when its writers finish.
+        assert r[phase]["ingest_seconds"] <= r[phase]["seconds"]
+        assert r[phase]["events_per_s"] == r[phase]["events"] / r[phase]["seconds"]
+        assert 0 <= r[phase]["searches_waiting_after_ingest"] <= searches
     assert r["hot"]["profile_reads"] == 0
     # 300 users in turn through a cache of 20: a user comes round again only after 280 others.
     assert r["cold"]["profile_reads"] == searches
