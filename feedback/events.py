@@ -24,6 +24,7 @@ INTERACTIONS = (EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE)  # t
 
 
 EVENT_COLUMNS = "event_id, request_id, user_id, item_id, type, position, timestamp_ms"  # Event.row's order
+EventRow = tuple[str, str, str, int, int, int, int]  # one event as the stores hold it, EVENT_COLUMNS order
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class Event:
     position: int  # 1-based rank it was shown at; 0 = unknown
     timestamp_ms: int
 
-    def row(self) -> tuple[str, str, str, int, int, int, int]:
+    def row(self) -> EventRow:
         """The stores' columns, in ``EVENT_COLUMNS`` order."""
         return (self.event_id, self.request_id, self.user_id, self.item_id, int(self.type), self.position,
                 self.timestamp_ms)

@@ -20,6 +20,12 @@ from feedback.policy import Decision, Policy
 from feedback.profile import ItemColumns, ProfileBook, UserProfile
 from feedback.store import open_store
 
+# Users whose profiles one read fetches at most. Cold users' searches queue while a read runs, and the
+# next read takes them together: one query and one hop to the reader's thread for many users, where a
+# hop each cost the event loop as much as the query (benchmarks/profile_reads.py, docs/personalization.md).
+# Small, so one read's rows and rebuilds do not hold the event loop from the commits for long.
+READ_BATCH = 16
+
 
 class FeedbackHub:
     def __init__(self, log: EventLog, profiles: ProfileBook, policy: Policy) -> None:
@@ -27,7 +33,9 @@ class FeedbackHub:
         self.profiles = profiles
         self.policy = policy
         self.loads = 0  # profiles rebuilt from the log
-        self._pending: dict[str, asyncio.Future[None]] = {}
+        self._pending: dict[str, asyncio.Future[None]] = {}  # users being read back: queued or in flight
+        self._queued: list[str] = []  # ... of which not read yet, in the order they were asked for
+        self._reader: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
 
     async def ingest(self, events: Sequence[Event]) -> AppendResult:
         return await self.log.append(events)
@@ -38,25 +46,41 @@ class FeedbackHub:
         `StoreUnavailable` when the profile is not held and the log cannot be read."""
         if user_id and not self.profiles.holds(user_id):
             if user_id not in self._pending:  # one read per user, however many requests wait on it
-                self._pending[user_id] = asyncio.ensure_future(self._load(user_id))
+                # Every commit whose callback runs from now on is held back; the read, which starts
+                # later, sees every commit whose callback ran before (its commit came first). So each
+                # event reaches the profile: read, held back, or both (then once, by id); commits after
+                # the install apply to it as to any profile held.
+                self.profiles.begin_load(user_id)
+                loop = asyncio.get_running_loop()
+                self._pending[user_id] = loop.create_future()
+                self._queued.append(user_id)
+                if self._reader is None:
+                    self._reader = loop.create_task(self._read_queued())
             await asyncio.shield(self._pending[user_id])  # a request that goes away leaves the load
         return self.profiles.for_request(user_id, recent_item_ids, now_ms)
 
-    async def _load(self, user_id: str) -> None:
-        self.profiles.begin_load(user_id)
+    async def _read_queued(self) -> None:
+        """Read the queued users back, up to ``READ_BATCH`` a query, on the log's reader connection
+        beside the commits, until none is queued."""
         try:
-            # On the log's reader connection, beside the commits. Every commit whose callback runs from
-            # now on is held back (begin_load above), and the read sees every commit whose callback ran
-            # before (its commit came first). So each event reaches the profile: read, held back, or
-            # both (then once, by id); commits after the install apply to it as to any profile held.
-            logged = await self.log.read(lambda store: store.user_events(user_id))
-        except BaseException:
-            self.profiles.abort_load(user_id)
-            raise
+            while self._queued:
+                users, self._queued = self._queued[:READ_BATCH], self._queued[READ_BATCH:]
+                try:
+                    logged = await self.log.read(lambda store, users=users: store.users_rows(users))
+                except BaseException as exc:  # every user of the read hears it; the next request reads again
+                    for u in users:
+                        self.profiles.abort_load(u)
+                        done = self._pending.pop(u)
+                        done.set_exception(exc) if isinstance(exc, Exception) else done.cancel()
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for u in users:
+                    self.profiles.finish_load(u, logged[u], self.policy.click_weight)
+                    self.loads += 1
+                    self._pending.pop(u).set_result(None)
         finally:
-            del self._pending[user_id]
-        self.profiles.finish_load(user_id, logged, self.policy.click_weight)
-        self.loads += 1
+            self._reader = None
 
     def decide(self, request_id: str, user_id: str, profile: UserProfile) -> Decision:
         """The personal weight and exploration of one personalised list, logged for its feedback."""

@@ -16,6 +16,7 @@ from feedback.events import (
     EVENT_COLUMNS,
     AppendResult,
     Event,
+    EventRow,
     EventType,
     LogStats,
     StoreUnavailable,
@@ -103,14 +104,17 @@ class PostgresEventStore:
         for row in self._rows(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"):
             yield Event.from_row(row)
 
-    def user_events(self, user_id: str) -> list[Event]:
+    def users_rows(self, user_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+        out: dict[str, list[EventRow]] = {u: [] for u in user_ids}
         try:
             with self._db.cursor() as cur:
-                rows = cur.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = %s ORDER BY seq",
-                                   (user_id,)).fetchall()
+                rows = cur.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ANY(%s) "
+                                   "ORDER BY user_id, seq", (list(out),)).fetchall()
         except self._errors as exc:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
-        return [Event.from_row(row) for row in rows]
+        for row in rows:
+            out[row[2]].append(row)
+        return out
 
     def replay_decisions(self) -> Iterator[Decision]:
         for row in self._rows("SELECT request_id, user_id, context, arm, weight, explore "

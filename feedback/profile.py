@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from catalog.io import class_parts, parse_features
-from feedback.events import INTERACTIONS, Event, EventType
+from feedback.events import INTERACTIONS, Event, EventRow, EventType
 
 EVENT_WEIGHT = {EventType.IMPRESSION: 0.0, EventType.CLICK: 1.0, EventType.ADD_TO_CART: 2.0,
                 EventType.PURCHASE: 4.0}
@@ -151,28 +151,34 @@ class Impressions:
         at a time, into an empty window: a dict finds slots where ``find`` scans the array per event."""
         slots: dict[int, int] = {}
         keys: list[int] = []
-        rows: list[list] = []  # [item id, examined, clicked] per slot
+        item_ids: list[int] = []
+        seen_at: list[float] = []  # examination probability per slot
+        clicked: list[bool] = []
+        changes = 0
         for key, item_id, examined, interacted in seen:
             if (slot := slots.get(key)) is not None:
-                if interacted and not rows[slot][2]:
-                    rows[slot][2] = True
-                    self.changes += 1
+                if interacted and not clicked[slot]:
+                    clicked[slot] = True
+                    changes += 1
                 continue
             if len(keys) < SHOWN_WINDOW:
                 slot = len(keys)
                 keys.append(key)
-                rows.append([item_id, examined, interacted])
+                item_ids.append(item_id)
+                seen_at.append(examined)
+                clicked.append(interacted)
             else:
                 slot, self.oldest = self.oldest, (self.oldest + 1) % SHOWN_WINDOW
                 del slots[keys[slot]]
-                keys[slot], rows[slot] = key, [item_id, examined, interacted]
+                keys[slot], item_ids[slot], seen_at[slot], clicked[slot] = key, item_id, examined, interacted
             slots[key] = slot
-            self.changes += 1
+            changes += 1
+        self.changes += changes
         self.size = len(keys)
         self.keys = np.array(keys, np.int64)
-        self.item_ids = np.array([r[0] for r in rows], np.int32)
-        self.examined = np.array([r[1] for r in rows], np.float32)
-        self.clicked = np.array([r[2] for r in rows], bool)
+        self.item_ids = np.array(item_ids, np.int32)
+        self.examined = np.array(seen_at, np.float32)
+        self.clicked = np.array(clicked, bool)
 
     def mark_clicked(self, slot: int) -> None:
         if not self.clicked[slot]:
@@ -285,7 +291,7 @@ class ProfileBook:
         Returns how many were added to a profile held (or new, when unbounded)."""
         n, position_weight = 0, _per_position(position_weight)
         for e in events:
-            if not e.user_id or not self._places(e):
+            if not e.user_id or not self._places(e.item_id):
                 continue
             p = self._profiles.get(e.user_id)
             if p is None:
@@ -303,18 +309,19 @@ class ProfileBook:
         """A read of ``user_id``'s events from the log starts: hold back their commits until it ends."""
         self._loading.setdefault(user_id, [])
 
-    def finish_load(self, user_id: str, logged: Iterable[Event],
+    def finish_load(self, user_id: str, logged: Iterable[EventRow],
                     position_weight: Callable[[int], float] | None = None) -> UserProfile:
-        """The user's profile from the log's events plus those committed during the read that it did
-        not see; held from now on (an empty one too: a user without history is not read again)."""
+        """The user's profile from the log's rows (`EventStore.users_rows`) plus the events committed
+        during the read that it did not see; held from now on (an empty one too: a user without history
+        is not read again)."""
         held_back = self._loading.pop(user_id, [])
         seen: set[str] = set()
         kept = []
-        for e in (*logged, *held_back):
-            if e.event_id in seen or not self._places(e):
+        for row in (*logged, *(e.row() for e in held_back)):
+            if row[0] in seen or not self._places(row[3]):
                 continue
-            seen.add(e.event_id)
-            kept.append(e)
+            seen.add(row[0])
+            kept.append(row)
         p = self._rebuilt(kept, _per_position(position_weight))
         self._profiles[user_id] = p
         while self.capacity is not None and len(self._profiles) > self.capacity:
@@ -325,28 +332,36 @@ class ProfileBook:
         """The read failed: drop what was held back (the log has it) and hold nothing for the user."""
         self._loading.pop(user_id, None)
 
-    def _rebuilt(self, events: Sequence[Event], position_weight: Callable[[int], float] | None
+    def _rebuilt(self, rows: Sequence[EventRow], position_weight: Callable[[int], float] | None
                  ) -> UserProfile:
         """A profile from a user's whole history at once: what `_add` per event gives, computed as one
-        sum. Decaying everything to each event's time telescopes: every contribution ends decayed from
-        its own time to the latest one's, so the per-event rescaling of every table (most of the cost
-        of a read back from the log, benchmarks/profile_reads.py) is done once per contribution."""
-        p, n = self._new(), len(events)
-        p.events = n
-        weight = np.array([_event_weight(e, position_weight) for e in events], np.float64)
-        shown = np.array([e.type == EventType.IMPRESSION for e in events], bool)
-        ids = np.array([e.item_id for e in events], np.int64)
-        at = np.array([e.timestamp_ms for e in events], np.float64)
-        p.shown.replay((Impressions.key(e.request_id, e.item_id), e.item_id, _examined(e, position_weight),
-                        e.type in INTERACTIONS) for e in events if e.type in REMEMBERED)
+        sum over the rows' columns. Decaying everything to each event's time telescopes: every
+        contribution ends decayed from its own time to the latest one's, so the per-event rescaling of
+        every table (most of the cost of a read back from the log, benchmarks/profile_reads.py) is done
+        once per contribution; and the weight rules run once per (type, position) the history holds."""
+        p = self._new()
+        p.events = len(rows)
+        if not rows:
+            return p
+        _, requests, _, item_col, type_col, position_col, time_col = zip(*rows, strict=True)
+        kinds = list(zip(type_col, position_col, strict=True))
+        weight_of = {k: _event_weight(*k, position_weight) for k in set(kinds)}
+        examined_of = {pos: _examined(pos, position_weight) for pos in set(position_col)}
+        weight = np.array([weight_of[k] for k in kinds], np.float64)
+        shown = np.array(type_col) == int(EventType.IMPRESSION)  # an int: against the enum numpy is slow
+        ids = np.array(item_col, np.int64)
+        at = np.array(time_col, np.float64)
+        p.shown.replay((Impressions.key(r, i), i, examined_of[pos], t in INTERACTIONS)
+                       for r, i, t, pos in zip(requests, item_col, type_col, position_col, strict=True)
+                       if t in REMEMBERED)
         added = np.flatnonzero(shown | (weight > 0))  # `UserProfile.add` skips the rest
         if not added.size:
             return p
         p.last_ms = int(at[added].max())  # timestamps are never negative (server.convert)
         decay = 0.5 ** ((p.last_ms - at) / self.half_life_ms)
-        items, ages, item_ids = self.items, decay.tolist(), ids.tolist()
+        items, ages = self.items, decay.tolist()
         for i in added[shown[added]].tolist():
-            for a in items.attrs_of(item_ids[i]):
+            for a in items.attrs_of(item_col[i]):
                 p.seen[a] = p.seen.get(a, 0.0) + ages[i]
         p.seen_total = float(decay[shown].sum())
         acts = added[~shown[added]]
@@ -359,20 +374,20 @@ class ProfileBook:
             for a in items.attrs_of(item_id):
                 p.attrs[a] = p.attrs.get(a, 0.0) + wi
         bins = items.prices.bins[acted]
-        np.add.at(p.price, bins[bins >= 0], w[bins >= 0])
+        p.price += np.bincount(bins[bins >= 0], w[bins >= 0], PRICE_BINS)
         return p
 
-    def _places(self, e: Event) -> bool:
-        """Whether the event's item is in this catalog (a log written against another is skipped)."""
-        return 0 <= e.item_id < self._n_items
+    def _places(self, item_id: int) -> bool:
+        """Whether the item is in this catalog (a log written against another is skipped)."""
+        return 0 <= item_id < self._n_items
 
     def _new(self) -> UserProfile:
         return UserProfile(np.zeros(self.items.vectors.shape[1]))
 
     def _add(self, p: UserProfile, e: Event, position_weight: Callable[[int], float] | None) -> None:
         _remember(p, e, position_weight)
-        p.add(self.items, e.item_id, _event_weight(e, position_weight), e.timestamp_ms, self.half_life_ms,
-              shown=e.type == EventType.IMPRESSION)
+        p.add(self.items, e.item_id, _event_weight(e.type, e.position, position_weight), e.timestamp_ms,
+              self.half_life_ms, shown=e.type == EventType.IMPRESSION)
 
     def get(self, user_id: str) -> UserProfile | None:
         p = self._profiles.get(user_id) if user_id else None
@@ -413,17 +428,17 @@ def _remember(p: UserProfile, e: Event, position_weight: Callable[[int], float] 
         if interaction:
             p.shown.mark_clicked(slot)
         return
-    p.shown.add(e.request_id, e.item_id, _examined(e, position_weight), interaction)
+    p.shown.add(e.request_id, e.item_id, _examined(e.position, position_weight), interaction)
 
 
-def _event_weight(e: Event, position_weight: Callable[[int], float] | None) -> float:
-    """The event's weight in the profile: its type's, lifted by the inverse propensity of its position."""
-    weight = EVENT_WEIGHT[e.type]
+def _event_weight(kind: int, position: int, position_weight: Callable[[int], float] | None) -> float:
+    """An event's weight in the profile: its type's, lifted by the inverse propensity of its position."""
+    weight = EVENT_WEIGHT[kind]
     if weight and position_weight is not None:
-        weight *= position_weight(e.position)
+        weight *= position_weight(position)
     return weight
 
 
-def _examined(e: Event, position_weight: Callable[[int], float] | None) -> float:
-    """How likely the event's position was examined (1 without a policy's estimate)."""
-    return 1.0 / position_weight(e.position) if position_weight is not None else 1.0
+def _examined(position: int, position_weight: Callable[[int], float] | None) -> float:
+    """How likely an event's position was examined (1 without a policy's estimate)."""
+    return 1.0 / position_weight(position) if position_weight is not None else 1.0

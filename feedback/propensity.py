@@ -24,11 +24,15 @@ class Propensities:
         self.prior = prior_clicks / np.arange(1, positions + 1)  # pseudo-clicks shaped like 1/r
         self.clicks = np.zeros(positions)
         self.floor = floor
+        # The estimate changes only with a randomised click, and is read for every event a profile takes
+        # (feedback.profile): computed once per click, not once per read.
+        self._ratios: list[float] | None = None
 
     def observe_click(self, position: int) -> None:
         """A click at ``position`` (1-based) on a randomised list."""
         if 1 <= position <= self.positions:
             self.clicks[position - 1] += 1
+            self._ratios = None
 
     def ratios(self) -> np.ndarray:
         """p(r) / p(1) for r = 1..positions."""
@@ -39,6 +43,8 @@ class Propensities:
     def weight(self, position: int, cap: float = 10.0) -> float:
         """Inverse-propensity weight of a click at ``position``: 1 at the top, at most ``cap``; a click
         at an unknown position (0) or below the measured ones counts as the last measured position."""
-        r = self.ratios()
+        if self._ratios is None:
+            self._ratios = self.ratios().tolist()
+        r = self._ratios
         p = r[-1] if not 1 <= position <= self.positions else r[position - 1]
-        return float(min(1.0 / p, cap))
+        return min(1.0 / p, cap)

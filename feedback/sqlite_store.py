@@ -19,7 +19,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from feedback.events import EVENT_COLUMNS, AppendResult, Event, EventType, LogStats, StoreUnavailable
+from feedback.events import (
+    EVENT_COLUMNS,
+    AppendResult,
+    Event,
+    EventRow,
+    EventType,
+    LogStats,
+    StoreUnavailable,
+)
 from feedback.policy import Decision
 from feedback.wal import cut_torn_tail
 
@@ -119,13 +127,17 @@ class SqliteEventStore:
         for row in cur:
             yield Event.from_row(row)
 
-    def user_events(self, user_id: str) -> list[Event]:
+    def users_rows(self, user_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+        out: dict[str, list[EventRow]] = {u: [] for u in user_ids}
+        marks = ",".join("?" * len(out))
         try:
-            rows = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ? ORDER BY seq",
-                                    (user_id,)).fetchall()
+            rows = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id IN ({marks}) "
+                                    "ORDER BY user_id, seq", tuple(out)).fetchall()  # the index's order
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
-        return [Event.from_row(row) for row in rows]
+        for row in rows:
+            out[row[2]].append(row)
+        return out
 
     def replay_decisions(self) -> Iterator[Decision]:
         cur = self._db.execute("SELECT request_id, user_id, context, arm, weight, explore FROM decisions "

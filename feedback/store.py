@@ -3,8 +3,8 @@
 A store commits a batch in one transaction and reports which events were new: an ``event_id`` already
 in the log is a duplicate and changes nothing (idempotent replays). `replay` yields every committed
 event in commit order, and `replay_decisions` the policy's logged decisions: how the bandit and the
-position propensities are rebuilt on start; `user_events` one user's events, how their profile is rebuilt
-when a request needs it.
+position propensities are rebuilt on start; `users_rows` some users' events, how their profiles are
+rebuilt when requests need them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from feedback.events import AppendResult, Event, LogStats, StoreUnavailable
+from feedback.events import AppendResult, Event, EventRow, LogStats, StoreUnavailable
 from feedback.policy import Decision
 
 
@@ -22,8 +22,10 @@ class EventStore(Protocol):
 
     def replay(self) -> Iterator[Event]: ...
 
-    def user_events(self, user_id: str) -> list[Event]:
-        """One user's committed events in commit order (indexed): how a profile is rebuilt on demand."""
+    def users_rows(self, user_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+        """Each user's committed events in commit order (one indexed query; [] for a user without any):
+        how profiles are rebuilt on demand. Rows, not `Event` objects: the read runs beside ingest and
+        holds the GIL while it builds them."""
         ...
 
     def replay_decisions(self) -> Iterator[Decision]: ...

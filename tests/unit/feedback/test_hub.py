@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feedback.events import AppendResult, Event, EventType
-from feedback.hub import FeedbackHub, open_hub
+from feedback.events import AppendResult, Event, EventRow, EventType
+from feedback.hub import READ_BATCH, FeedbackHub, open_hub
 from feedback.log import EventLog
 from feedback.policy import Policy
 from feedback.profile import ItemColumns, ProfileBook
@@ -40,9 +40,9 @@ class SlowReads:
     def append(self, *args: object) -> AppendResult:
         return self.store.append(*args)
 
-    def user_events(self, user_id: str) -> list[Event]:
+    def users_rows(self, user_ids: list[str]) -> dict[str, list[EventRow]]:
         time.sleep(0.003)
-        logged = self.store.user_events(user_id)
+        logged = self.store.users_rows(user_ids)
         time.sleep(0.003)
         return logged
 
@@ -102,8 +102,8 @@ def test_a_commit_after_the_reads_snapshot_reaches_the_profile_it_installs(tmp_p
         def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
             self.loop = loop
 
-        def user_events(self, user_id: str) -> list[Event]:
-            rows = reader.user_events(user_id)
+        def users_rows(self, user_ids: list[str]) -> dict[str, list[EventRow]]:
+            rows = reader.users_rows(user_ids)
             asyncio.run_coroutine_threadsafe(hub.ingest([late]), self.loop).result(10)
             return rows
 
@@ -135,4 +135,35 @@ def test_a_profile_the_log_cannot_be_read_for_raises_and_is_read_again_next_time
     hub.log.reader = open_store(tmp_path, read_only=True)  # the log is back
     profile = asyncio.run(hub.profile_for("u0", (), 0))
     assert profile is not None and profile.events == sum(e.user_id == "u0" for e in stream(40))
+    hub.close()
+
+
+def test_cold_users_asked_for_together_are_read_back_in_few_queries(tmp_path: Path) -> None:
+    """Searches of users not held queue while a read runs and the next read takes up to `READ_BATCH`
+    of them in one query; each profile still equals the one fed every event of its user once."""
+    users = [f"c{i}" for i in range(2 * READ_BATCH + 5)]
+    events = [Event(f"e{i}", f"r{i // 3}", users[i % len(users)], i % 6, EventType.CLICK, 1 + i % 10, i)
+              for i in range(600)]
+    hub = open_hub(tmp_path, ITEMS, policy=Policy(bandit=False), capacity=len(users))
+    reader, reads = hub.log.reader, []
+
+    class Counted:
+        def users_rows(self, user_ids: list[str]) -> dict[str, list[EventRow]]:
+            reads.append(len(user_ids))
+            return reader.users_rows(user_ids)
+
+        def close(self) -> None:
+            reader.close()
+
+    async def main() -> list:
+        await hub.ingest(events)
+        hub.log.reader = Counted()
+        return await asyncio.gather(*(hub.profile_for(u, (), 0) for u in users))
+
+    profiles = asyncio.run(main())
+    assert reads == [READ_BATCH, READ_BATCH, 5] and hub.loads == len(users)
+    whole = ProfileBook(ITEMS)
+    whole.apply(events, hub.policy.click_weight)
+    for u, p in zip(users, profiles, strict=True):
+        assert p.events == whole.get(u).events > 0 and p.classes == pytest.approx(whole.get(u).classes), u
     hub.close()

@@ -72,13 +72,13 @@ def test_a_read_runs_beside_a_commit_still_in_flight(tmp_path: Path) -> None:
     async def main() -> tuple[list[Event], list[Event]]:
         commit = asyncio.ensure_future(log.append(events([3])))
         await asyncio.sleep(0.05)  # the commit has reached the writer thread
-        during = await asyncio.wait_for(log.read(lambda s: s.user_events("u")), 10)
+        during = await asyncio.wait_for(log.read(lambda s: s.users_rows(["u"])["u"]), 10)
         release.set()
         await commit
-        return during, await log.read(lambda s: s.user_events("u"))
+        return during, await log.read(lambda s: s.users_rows(["u"])["u"])
 
     during, after = asyncio.run(main())
     # On the writer thread the read would have waited for the commit (and timed out here).
-    assert [e.event_id for e in during] == ["e1", "e2"]
-    assert [e.event_id for e in after] == ["e1", "e2", "e3"]
+    assert [row[0] for row in during] == ["e1", "e2"]
+    assert [row[0] for row in after] == ["e1", "e2", "e3"]
     log.close()

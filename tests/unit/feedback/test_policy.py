@@ -20,6 +20,7 @@ def click(i: int, request_id: str, position: int, type_: EventType = EventType.C
 def test_propensities_start_at_the_prior_and_follow_randomised_clicks() -> None:
     p = Propensities(positions=4, prior_clicks=4.0)
     assert p.ratios().tolist() == pytest.approx([1, 1 / 2, 1 / 3, 1 / 4])
+    assert p.weight(2) == pytest.approx(2.0)  # read before the clicks: a weight must follow them
     for _ in range(400):
         p.observe_click(1)
     for _ in range(300):

@@ -129,7 +129,7 @@ def test_a_profile_read_back_in_one_pass_equals_one_fed_event_by_event(seed: int
     one_by_one.apply(events, weight)
     read_back = ProfileBook(items, half_life_s=2 * 86_400.0, capacity=4)
     read_back.begin_load("u")
-    assert same_profile(read_back.finish_load("u", events, weight), one_by_one.get("u"))
+    assert same_profile(read_back.finish_load("u", [e.row() for e in events], weight), one_by_one.get("u"))
 
 
 def test_a_bounded_book_leaves_users_it_does_not_hold_to_the_log_and_drops_the_least_recently_used() -> None:
@@ -137,7 +137,7 @@ def test_a_bounded_book_leaves_users_it_does_not_hold_to_the_log_and_drops_the_l
     assert book.apply([ev(0, 0, user="a")]) == 0 and not book.holds("a")  # not held: the log has it
     for user in ("a", "b"):
         book.begin_load(user)
-        book.finish_load(user, [ev(1, 1, user=user)])
+        book.finish_load(user, [ev(1, 1, user=user).row()])
     assert book.get("a") is not None  # "a" used last: "b" is the least recently used
     book.begin_load("c")
     empty = book.finish_load("c", [])  # a user without history is held too: not read again
@@ -154,7 +154,7 @@ def test_a_load_adds_events_committed_during_the_read_once_whether_or_not_the_re
     book.begin_load("u")
     # Commits during the read: e4, e5 (the read saw them too) and e6-e8 (it did not).
     assert book.apply([*logged[4:], *later]) == 0 and not book.holds("u")
-    rebuilt = book.finish_load("u", logged)
+    rebuilt = book.finish_load("u", [e.row() for e in logged])
     assert rebuilt.events == 9 and same_profile(rebuilt, whole.get("u"))
     book.apply([ev(9, 0, at=9000)])  # held now: later commits go straight in
     assert book.get("u").events == 10

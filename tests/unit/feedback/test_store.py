@@ -121,11 +121,14 @@ def test_replicas_share_one_postgres_log(postgres_dsn: str) -> None:
     b.close()
 
 
-def test_user_events_reads_one_users_events_in_commit_order(opener: Opener) -> None:
+def test_users_rows_reads_each_users_events_in_commit_order(opener: Opener) -> None:
     store = opener()
     store.append([event(i, user="a" if i % 3 else "b") for i in range(12)])
     store.append([event(20, user="b"), event(2, user="a")])  # e2 is a replay: not stored twice
-    assert [e.event_id for e in store.user_events("b")] == ["e0", "e3", "e6", "e9", "e20"]
-    assert len(store.user_events("a")) == 8 and store.user_events("nobody") == []
-    assert store.user_events("b")[1] == event(3, user="b")  # every field round-trips
+    rows = store.users_rows(["b", "nobody", "a"])
+    assert list(rows) == ["b", "nobody", "a"] and rows["nobody"] == []
+    assert [row[0] for row in rows["b"]] == ["e0", "e3", "e6", "e9", "e20"]
+    assert [row[0] for row in rows["a"]] == ["e1", "e2", "e4", "e5", "e7", "e8", "e10", "e11"]
+    assert tuple(rows["b"][1]) == event(3, user="b").row()  # every field round-trips
+    assert store.users_rows(["b"]) == {"b": rows["b"]}
     store.close()
