@@ -71,7 +71,10 @@ class FeedbackHub:
                     for u in users:
                         self.profiles.abort_load(u)
                         done = self._pending.pop(u)
-                        done.set_exception(exc) if isinstance(exc, Exception) else done.cancel()
+                        if isinstance(exc, Exception):
+                            done.set_exception(exc)
+                        else:  # cancelled (the server stops): so are the requests waiting on the read
+                            done.cancel()
                     if not isinstance(exc, Exception):
                         raise
                     continue

@@ -167,3 +167,24 @@ def test_cold_users_asked_for_together_are_read_back_in_few_queries(tmp_path: Pa
     for u, p in zip(users, profiles, strict=True):
         assert p.events == whole.get(u).events > 0 and p.classes == pytest.approx(whole.get(u).classes), u
     hub.close()
+
+
+def test_a_read_cancelled_with_the_server_cancels_its_requests_and_holds_nothing(tmp_path: Path) -> None:
+    hub = open_hub(tmp_path, ITEMS, policy=Policy(bandit=False), capacity=4)
+    hub.log.reader = SlowReads(hub.log.reader)
+
+    async def main() -> None:
+        await hub.ingest(stream(40))
+        search = asyncio.ensure_future(hub.profile_for("u0", (), 0))
+        await asyncio.sleep(0.001)  # the read is in flight on the reader's thread
+        hub._reader.cancel()  # what stopping the server's loop does to it
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(search, 10)  # not left waiting on a read that will never finish
+        assert not hub._pending and not hub.profiles.holds("u0") and hub.loads == 0
+        assert "u0" not in hub.profiles._loading  # its commits are no longer held back for it
+        await hub.ingest([Event("late", "r-late", "u0", 1, EventType.CLICK, 1, 99_000)])
+        profile = await hub.profile_for("u0", (), 0)  # read again, whole, next time
+        assert profile.events == sum(e.user_id == "u0" for e in stream(40)) + 1
+
+    asyncio.run(main())
+    hub.close()
