@@ -47,6 +47,14 @@ class Event:
         return cls(row[0], row[1], row[2], int(row[3]), EventType(row[4]), int(row[5]), int(row[6]))
 
 
+def rows_by_user(user_ids: Sequence[str], rows: Iterable[EventRow]) -> dict[str, list[EventRow]]:
+    """A query's rows split by their user, in the order they came; [] for a user without any."""
+    out: dict[str, list[EventRow]] = {u: [] for u in user_ids}
+    for row in rows:
+        out[row[2]].append(row)
+    return out
+
+
 def first_occurrences(events: Iterable[Event], ids: set[str]) -> list[Event]:
     """The events whose id is in ``ids``, each id once (its first occurrence), in order; ``ids`` is
     consumed. How one transaction's new ids are handed back when a batch repeats an event_id."""

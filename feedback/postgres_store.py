@@ -21,6 +21,7 @@ from feedback.events import (
     LogStats,
     StoreUnavailable,
     first_occurrences,
+    rows_by_user,
 )
 from feedback.policy import Decision
 
@@ -105,16 +106,13 @@ class PostgresEventStore:
             yield Event.from_row(row)
 
     def users_rows(self, user_ids: Sequence[str]) -> dict[str, list[EventRow]]:
-        out: dict[str, list[EventRow]] = {u: [] for u in user_ids}
         try:
             with self._db.cursor() as cur:
                 rows = cur.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ANY(%s) "
-                                   "ORDER BY user_id, seq", (list(out),)).fetchall()
+                                   "ORDER BY user_id, seq", (list(user_ids),)).fetchall()
         except self._errors as exc:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
-        for row in rows:
-            out[row[2]].append(row)
-        return out
+        return rows_by_user(user_ids, rows)
 
     def replay_decisions(self) -> Iterator[Decision]:
         for row in self._rows("SELECT request_id, user_id, context, arm, weight, explore "

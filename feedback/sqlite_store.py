@@ -27,6 +27,7 @@ from feedback.events import (
     EventType,
     LogStats,
     StoreUnavailable,
+    rows_by_user,
 )
 from feedback.policy import Decision
 from feedback.wal import cut_torn_tail
@@ -128,16 +129,14 @@ class SqliteEventStore:
             yield Event.from_row(row)
 
     def users_rows(self, user_ids: Sequence[str]) -> dict[str, list[EventRow]]:
-        out: dict[str, list[EventRow]] = {u: [] for u in user_ids}
-        marks = ",".join("?" * len(out))
+        users = tuple(dict.fromkeys(user_ids))
+        marks = ",".join("?" * len(users))
         try:
             rows = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id IN ({marks}) "
-                                    "ORDER BY user_id, seq", tuple(out)).fetchall()  # the index's order
+                                    "ORDER BY user_id, seq", users).fetchall()  # the index's order
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
-        for row in rows:
-            out[row[2]].append(row)
-        return out
+        return rows_by_user(users, rows)
 
     def replay_decisions(self) -> Iterator[Decision]:
         cur = self._db.execute("SELECT request_id, user_id, context, arm, weight, explore FROM decisions "
