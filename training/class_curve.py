@@ -25,17 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.splits import held_out_class_mask, split_labels, unit_hash
-
-SETS = ("val", "held_out_classes", "fresh_val", "fresh_unseen")
+from training.splits import class_names, held_out_class_mask, split_labels, train_class_mask
 
 
 def class_subset(queries: pd.DataFrame, share: float) -> np.ndarray:
     """Rows to keep: every val and dev row, and the train rows of a ``share`` of the classes (by a hash of
     the class name with its own salt, so a smaller share's classes are a subset of a larger one's)."""
-    train = split_labels(queries) == "train"
-    cls = queries["query_class"].map(lambda c: "" if pd.isna(c) else str(c))
-    return ~train | np.array([unit_hash("curve", c) < share for c in cls], dtype=bool)
+    return (split_labels(queries) != "train") | train_class_mask(queries, share, "curve")
 
 
 def curve_point(catalog: Path, fresh_catalog: Path, share: float, seed: int, *, steps: int = 200,
@@ -52,7 +48,6 @@ def curve_point(catalog: Path, fresh_catalog: Path, share: float, seed: int, *, 
     rest = data.queries[~held_mask]
     kept = rest[class_subset(rest, share)]
     trained = kept[split_labels(kept) == "train"]
-    classes = trained["query_class"].map(lambda c: "" if pd.isna(c) else str(c))  # empty: one class
     inputs = finetune_inputs(replace(data, queries=kept), cfg, seed=seed)
     fresh = load_rerank_data(fresh_catalog)
     fresh_lists = labelled_candidate_lists(fresh, ("val", "dev"))
@@ -60,7 +55,7 @@ def curve_point(catalog: Path, fresh_catalog: Path, share: float, seed: int, *, 
             "fresh_val": (fresh_lists["val"], fresh.texts), "fresh_unseen": (fresh_lists["dev"], fresh.texts)}
     model, report = finetune(default_base_model(), inputs, cfg, seed=seed, progress=False)
     model.eval()
-    return {"share": share, "seed": seed, "train_classes": int(classes.nunique()),
+    return {"share": share, "seed": seed, "train_classes": int(class_names(trained).nunique()),
             "train_queries": len(trained), "best_step": report.best_step,
             "retrieval": {k: round(retrieval_ndcg(lists), 4) for k, (lists, _) in sets.items()},
             "model": {k: round(list_ndcg(model, lists, texts), 4) for k, (lists, texts) in sets.items()},

@@ -55,12 +55,22 @@ def split_labels(queries: pd.DataFrame) -> np.ndarray:
     )
 
 
-def held_out_class_mask(queries: pd.DataFrame, fraction: float) -> np.ndarray:
-    """Train-split rows whose class falls in a ``fraction`` of classes (own salt): a stand-in for unseen
-    classes that selection may read, since dev's unseen classes are spent. Other splits: False."""
+def class_names(queries: pd.DataFrame) -> pd.Series:
+    """Each row's ``query_class`` as a string; a missing class is the empty one."""
+    return queries["query_class"].map(lambda c: "" if pd.isna(c) else str(c))
+
+
+def train_class_mask(queries: pd.DataFrame, fraction: float, salt: str) -> np.ndarray:
+    """Train-split rows whose class falls in a ``fraction`` of classes, drawn by a hash of the class name
+    with ``salt`` (so a smaller fraction's classes are among a larger one's). Other splits: False."""
     train = split_labels(queries) == "train"
-    cls = queries["query_class"].map(lambda c: "" if pd.isna(c) else str(c))
-    return train & np.array([unit_hash("holdout", c) < fraction for c in cls], dtype=bool)
+    return train & np.array([unit_hash(salt, c) < fraction for c in class_names(queries)], dtype=bool)
+
+
+def held_out_class_mask(queries: pd.DataFrame, fraction: float) -> np.ndarray:
+    """Train-split rows of a ``fraction`` of classes (own salt): a stand-in for unseen classes that
+    selection may read, since dev's unseen classes are spent. Other splits: False."""
+    return train_class_mask(queries, fraction, "holdout")
 
 
 def split_queries(queries: pd.DataFrame) -> dict[str, pd.DataFrame]:
