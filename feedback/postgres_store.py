@@ -11,6 +11,7 @@ user's events in the order one replica committed them). Durability is the server
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing
 
 from feedback.events import (
     EVENT_COLUMNS,
@@ -61,11 +62,13 @@ class PostgresEventStore:
 
         self._errors = psycopg.Error
         try:
-            self._db = psycopg.connect(dsn, autocommit=False)
-            with self._db.transaction():
-                # One schema creation at a time when several replicas start together.
-                self._db.execute("SELECT pg_advisory_xact_lock(7342019)")
-                self._db.execute(SCHEMA)
+            with ExitStack() as opening:  # a store that fails to open keeps no connection
+                self._db = opening.enter_context(closing(psycopg.connect(dsn, autocommit=False)))
+                with self._db.transaction():
+                    # One schema creation at a time when several replicas start together.
+                    self._db.execute("SELECT pg_advisory_xact_lock(7342019)")
+                    self._db.execute(SCHEMA)
+                opening.pop_all()
         except psycopg.Error as exc:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
         self._db.autocommit = True  # transactions are explicit below

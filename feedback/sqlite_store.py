@@ -16,6 +16,7 @@ import fcntl
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import BinaryIO
 
@@ -77,12 +78,15 @@ class SqliteEventStore:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = self._lock_and_repair()
-            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={SYNC[sync]}")
-            self._db.executescript(SCHEMA)
+            with ExitStack() as opening:  # a log that fails to open releases its lock at once, not at GC
+                self._lock = opening.enter_context(self._lock_and_repair())
+                # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
+                self._db = opening.enter_context(closing(
+                    sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)))
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(f"PRAGMA synchronous={SYNC[sync]}")
+                self._db.executescript(SCHEMA)
+                opening.pop_all()  # opened: the store owns both until close()
 
     def _lock_and_repair(self) -> BinaryIO:
         lock = open(self.path.with_name(self.path.name + ".lock"), "a+b")  # noqa: SIM115 (held while open)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -109,11 +110,11 @@ def test_decisions_and_events_rebuild_the_same_policy_from_the_log(tmp_path: Pat
     store.append(events, decided)
     online.learn(events)
     store.close()
-    reopened = open_store(tmp_path)
-    assert list(reopened.replay_decisions()) == decided
-    rebuilt = Policy(explore_share=0.3)
-    rebuilt.record(reopened.replay_decisions())
-    rebuilt.learn(reopened.replay())
+    with closing(open_store(tmp_path)) as reopened:
+        assert list(reopened.replay_decisions()) == decided
+        rebuilt = Policy(explore_share=0.3)
+        rebuilt.record(reopened.replay_decisions())
+        rebuilt.learn(reopened.replay())
     assert np.array_equal(rebuilt.bandit.trials, online.bandit.trials)
     assert np.array_equal(rebuilt.bandit.successes, online.bandit.successes)
     assert np.array_equal(rebuilt.propensities.clicks, online.propensities.clicks)

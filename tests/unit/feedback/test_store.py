@@ -3,8 +3,10 @@ only the SQLite store promises (WAL, full sync, read-only opening)."""
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -26,18 +28,28 @@ def postgres_dsn() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
-    """Opens the same log again on each call (a fresh database per test)."""
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens the same log again on each call (a fresh database per test); closes them all after."""
+    opened: list[EventStore] = []
     if request.param == "sqlite":
-        return lambda: open_store(tmp_path)
-    import psycopg
+        target: dict = {}
+    else:
+        import psycopg
 
-    dsn = request.getfixturevalue("postgres_dsn")
-    name = f"t_{abs(hash(request.node.nodeid)) % 10**12}"
-    with psycopg.connect(dsn, autocommit=True) as db:
-        db.execute(f"DROP DATABASE IF EXISTS {name}")
-        db.execute(f"CREATE DATABASE {name}")
-    return lambda: open_store(tmp_path, dsn=dsn.replace("dbname=postgres", f"dbname={name}"))
+        dsn = request.getfixturevalue("postgres_dsn")
+        name = f"t_{abs(hash(request.node.nodeid)) % 10**12}"
+        with psycopg.connect(dsn, autocommit=True) as db:
+            db.execute(f"DROP DATABASE IF EXISTS {name}")
+            db.execute(f"CREATE DATABASE {name}")
+        target = {"dsn": dsn.replace("dbname=postgres", f"dbname={name}")}
+
+    def open_again() -> EventStore:
+        opened.append(open_store(tmp_path, **target))
+        return opened[-1]
+
+    yield open_again
+    for store in opened:
+        store.close()
 
 
 def event(i: int, user: str = "u1", type_: EventType = EventType.CLICK) -> Event:
@@ -55,7 +67,6 @@ def test_append_commits_and_counts_replays_as_duplicates(opener: Opener) -> None
     stats = store.stats()
     assert (stats.events, stats.duplicates, stats.users) == (7, 3, 1)
     assert stats.by_type == {"CLICK": 7}
-    store.close()
 
 
 def test_committed_events_survive_reopening_in_commit_order(opener: Opener) -> None:
@@ -72,9 +83,9 @@ def test_committed_events_survive_reopening_in_commit_order(opener: Opener) -> N
 
 
 def test_wal_mode_and_full_sync(tmp_path: Path) -> None:
-    store = SqliteEventStore(tmp_path / "events.sqlite")
-    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with closing(SqliteEventStore(tmp_path / "events.sqlite")) as store:
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     with pytest.raises(ValueError, match="sync"):
         SqliteEventStore(tmp_path / "x.sqlite", sync="sometimes")
 
@@ -83,25 +94,37 @@ def test_a_failed_transaction_commits_nothing(tmp_path: Path) -> None:
     store = SqliteEventStore(tmp_path / "events.sqlite")
     store.append([event(0)])
     # Another writer holds the write lock: the append cannot begin, and must leave nothing behind.
-    other = sqlite3.connect(tmp_path / "events.sqlite", timeout=0, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    store._db.execute("PRAGMA busy_timeout=50")
-    with pytest.raises(StoreUnavailable, match=r"events\.sqlite"):
-        store.append([event(1), event(2)])
-    other.execute("ROLLBACK")
-    assert store.stats().events == 1
-    assert store.append([event(1)]).accepted == 1
+    with closing(store), closing(sqlite3.connect(tmp_path / "events.sqlite", timeout=0,
+                                                 isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        store._db.execute("PRAGMA busy_timeout=50")
+        with pytest.raises(StoreUnavailable, match=r"events\.sqlite"):
+            store.append([event(1), event(2)])
+        other.execute("ROLLBACK")
+        assert store.stats().events == 1
+        assert store.append([event(1)]).accepted == 1
+
+
+def test_a_log_that_cannot_be_opened_releases_its_lock(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite"
+    path.write_bytes(b"not a database " * 100)
+    with pytest.raises(sqlite3.DatabaseError) as failed:
+        SqliteEventStore(path)
+    # The traceback (kept by pytest.raises) still references the half-built store: its lock must
+    # already be released, or every later open in this process waits on a file nobody will close.
+    assert failed.value.__traceback__ is not None
+    with open(path.with_name("events.sqlite.lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError while it is held
 
 
 def test_read_only_store_reads_and_refuses_a_missing_log(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         open_store(tmp_path / "none", read_only=True)
-    store = open_store(tmp_path)
-    store.append([event(0)])
-    reader = open_store(tmp_path, read_only=True)
-    assert reader.stats().events == 1
-    with pytest.raises(StoreUnavailable):
-        reader.append([event(1)])
+    with closing(open_store(tmp_path)) as store, closing(open_store(tmp_path, read_only=True)) as reader:
+        store.append([event(0)])
+        assert reader.stats().events == 1
+        with pytest.raises(StoreUnavailable):
+            reader.append([event(1)])
 
 
 def test_replicas_share_one_postgres_log(postgres_dsn: str) -> None:
@@ -131,4 +154,3 @@ def test_users_rows_reads_each_users_events_in_commit_order(opener: Opener) -> N
     assert [row[0] for row in rows["a"]] == ["e1", "e2", "e4", "e5", "e7", "e8", "e10", "e11"]
     assert tuple(rows["b"][1]) == event(3, user="b").row()  # every field round-trips
     assert store.users_rows(["b"]) == {"b": rows["b"]}
-    store.close()
