@@ -67,23 +67,29 @@ class FeedbackHub:
                 users, self._queued = self._queued[:READ_BATCH], self._queued[READ_BATCH:]
                 try:
                     logged = await self.log.read(lambda store, users=users: store.users_rows(users))
-                except BaseException as exc:  # every user of the read hears it; the next request reads again
-                    for u in users:
-                        self.profiles.abort_load(u)
-                        done = self._pending.pop(u)
-                        if isinstance(exc, Exception):
-                            done.set_exception(exc)
-                        else:  # cancelled (the server stops): so are the requests waiting on the read
-                            done.cancel()
-                    if not isinstance(exc, Exception):
-                        raise
+                except Exception as exc:  # every user of the read hears it; the next request reads again
+                    self._abandon(users, exc)
                     continue
+                except BaseException:  # cancelled (the server stops): so is every request still waiting
+                    self._abandon([*users, *self._queued], None)
+                    self._queued = []
+                    raise
                 for u in users:
                     self.profiles.finish_load(u, logged[u], self.policy.click_weight)
                     self.loads += 1
                     self._pending.pop(u).set_result(None)
         finally:
             self._reader = None
+
+    def _abandon(self, users: Sequence[str], exc: Exception | None) -> None:
+        """Stop loading ``users``: their waiting requests get ``exc``, or are cancelled without one."""
+        for u in users:
+            self.profiles.abort_load(u)
+            done = self._pending.pop(u)
+            if exc is None:
+                done.cancel()
+            else:
+                done.set_exception(exc)
 
     def decide(self, request_id: str, user_id: str, profile: UserProfile) -> Decision:
         """The personal weight and exploration of one personalised list, logged for its feedback."""

@@ -177,11 +177,17 @@ def test_a_read_cancelled_with_the_server_cancels_its_requests_and_holds_nothing
         await hub.ingest(stream(40))
         search = asyncio.ensure_future(hub.profile_for("u0", (), 0))
         await asyncio.sleep(0.001)  # the read is in flight on the reader's thread
+        behind = [asyncio.ensure_future(hub.profile_for(u, (), 0)) for u in ("u1", "u2")]
+        await asyncio.sleep(0)  # u1 and u2 queue behind the read in flight
+        assert hub._queued == ["u1", "u2"]
         hub._reader.cancel()  # what stopping the server's loop does to it
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(search, 10)  # not left waiting on a read that will never finish
-        assert not hub._pending and not hub.profiles.holds("u0") and hub.loads == 0
-        assert "u0" not in hub.profiles._loading  # its commits are no longer held back for it
+        for waiting in (search, *behind):  # not left waiting on a read that will never happen
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(waiting, 10)
+        assert not hub._pending and not hub._queued and hub.loads == 0
+        for u in ("u0", "u1", "u2"):
+            assert not hub.profiles.holds(u)
+            assert u not in hub.profiles._loading  # its commits are no longer held back for it
         await hub.ingest([Event("late", "r-late", "u0", 1, EventType.CLICK, 1, 99_000)])
         profile = await hub.profile_for("u0", (), 0)  # read again, whole, next time
         assert profile.events == sum(e.user_id == "u0" for e in stream(40)) + 1
