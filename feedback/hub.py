@@ -3,9 +3,10 @@
 `ingest` returns once the events are committed; committed events update the policy (bandit rewards,
 position propensities) and then the profiles held, in log order. `profile_for` gives a request its
 user's profile, rebuilding it from the log's events for that user when it is not held (the profiles are
-a bounded cache: memory does not grow with the users). `decide` says how a request is personalised and
-logs that decision. On start, `open_hub` replays the log's decisions and events into a fresh policy; so a
-restart (or a crash) loses nothing the log acknowledged and keeps nothing it did not.
+a bounded cache: memory does not grow with the users). `draw` says how a request is personalised, and
+`served` counts and logs that decision once the list is ranked. On start, `open_hub` replays the log's
+decisions and events into a fresh policy; so a restart (or a crash) loses nothing the log acknowledged
+and keeps nothing it did not.
 """
 
 from __future__ import annotations
@@ -91,11 +92,15 @@ class FeedbackHub:
             else:
                 done.set_exception(exc)
 
-    def decide(self, request_id: str, user_id: str, profile: UserProfile) -> Decision:
-        """The personal weight and exploration of one personalised list, logged for its feedback."""
-        decision = self.policy.decide(request_id, user_id, profile.interactions)
-        self.log.note(decision)
-        return decision
+    def draw(self, request_id: str, user_id: str, profile: UserProfile) -> Decision:
+        """The personal weight and exploration of one personalised list; counted once `served`."""
+        return self.policy.draw(request_id, user_id, profile.interactions)
+
+    def served(self, decision: Decision) -> None:
+        """A drawn list was ranked: one trial of its arm, logged for its feedback (once per request). A
+        list that was shed, ran out of time or failed is no trial."""
+        if self.policy.record([decision]):
+            self.log.note(decision)
 
     def close(self) -> None:
         self.log.close()

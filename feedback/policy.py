@@ -58,29 +58,41 @@ class Policy:
         self.clicked: Counter[str] = Counter()
         self._impressed: OrderedDict[str, None] = OrderedDict()
 
-    def decide(self, request_id: str, user_id: str, interactions: int) -> Decision:
-        """``interactions``: the profile's (`UserProfile.interactions`), the bandit's context."""
+    def draw(self, request_id: str, user_id: str, interactions: int) -> Decision:
+        """How to personalise this list, not yet counted (``interactions``: the profile's, the bandit's
+        context). A request already recorded gets its recorded decision: a retry is served, and credited,
+        as the first was."""
+        known = self._decisions.get(request_id)
+        if known is not None:
+            return known
         rng = np.random.default_rng(request_seed(request_id, "bandit"))
         explore = rng.random() < self.explore_share
         if self.bandit is None:
-            decision = Decision(request_id, user_id, 0, -1, self.fixed_weight, explore)
-        else:
-            c = self.bandit.choose(interactions, rng)
-            decision = Decision(request_id, user_id, c.context, c.arm, c.weight, explore)
+            return Decision(request_id, user_id, 0, -1, self.fixed_weight, explore)
+        c = self.bandit.choose(interactions, rng)
+        return Decision(request_id, user_id, c.context, c.arm, c.weight, explore)
+
+    def decide(self, request_id: str, user_id: str, interactions: int) -> Decision:
+        """`draw` and `record` at once, for a list that is always served (the simulator)."""
+        decision = self.draw(request_id, user_id, interactions)
         self.record([decision])
         return decision
 
-    def record(self, decisions: Iterable[Decision]) -> None:
-        """Take decisions as made (online) or as logged (replay): each is one trial of its arm."""
+    def record(self, decisions: Iterable[Decision]) -> int:
+        """Take decisions as served (online) or as logged (replay): each is one trial of its arm; a
+        request already recorded is not counted again. Returns how many were new."""
+        new = 0
         for d in decisions:
             if d.request_id in self._decisions:
                 continue
+            new += 1
             self._decisions[d.request_id] = d
             if self.bandit is not None and d.arm >= 0:
                 self.bandit.served(Choice(d.context, d.arm, d.weight))
             while len(self._decisions) > self._tracked:
                 old, _ = self._decisions.popitem(last=False)
                 self._rewarded.discard(old)
+        return new
 
     def learn(self, events: Iterable[Event]) -> None:
         """Committed events: impressions and clicks counted by arm; on decided lists, clicks on shuffled

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from engines.rerank import RerankerUnavailable
 from feedback.events import Event
 from feedback.hub import FeedbackHub
-from feedback.policy import request_seed
+from feedback.policy import Decision, request_seed
 from feedback.store import StoreUnavailable
 from pipeline.experiments import Experiments
 from pipeline.personalize import Personal
@@ -84,9 +84,10 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
                 labels["variant"] = arm.variant
                 params = with_arm(params, request, arm.overrides, self.settings)
             weight = arm.overrides.get("personal_weight") if arm is not None else None
-            personal = await self._personal(user_id, recent, params.request_id, weight)  # type: ignore[arg-type]
+            personal, decision = await self._personal(user_id, recent, params.request_id,
+                                                      weight)  # type: ignore[arg-type]
             async for message in self._ranked(params, request.bypass_cache, context, personal,
-                                              labels.get("variant", "")):
+                                              labels.get("variant", ""), decision):
                 yield message
 
     def arm_versions(self) -> set[str]:
@@ -176,32 +177,33 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
         return self.loaded.feedback
 
     async def _personal(self, user_id: str, recent: tuple[int, ...], request_id: str,
-                        arm_weight: float | None = None) -> Personal | None:
-        """The user's profile (plus the request's recent items) and the policy's decision for this list,
-        or None: the unpersonalised ranking (no user, no history, feedback off, weight 0, or a profile
-        the log cannot be read for just now). An experiment arm's personal weight replaces the policy's
-        for its lists."""
+                        arm_weight: float | None = None) -> tuple[Personal | None, Decision | None]:
+        """The user's profile (plus the request's recent items) and the policy's draw for this list
+        (counted only once the list is ranked: `FeedbackHub.served`), or (None, None): the unpersonalised
+        ranking (no user, no history, feedback off, weight 0, or a profile the log cannot be read for
+        just now). An experiment arm's personal weight replaces the policy's for its lists."""
         hub = self.loaded.feedback if self.loaded is not None else None
         weight = self.settings.personal_weight if arm_weight is None else arm_weight
         if hub is None or not (user_id or recent) or weight <= 0:
-            return None
+            return None, None
         try:
             profile = await hub.profile_for(user_id, recent, int(time.time() * 1e3))
         except StoreUnavailable as exc:  # the ranking still serves; only this list goes unpersonalised
             log.warning("user %r's profile could not be read: %s", user_id, exc)
             self.metrics.degraded.labels("profile_unavailable").inc()
-            return None
+            return None, None
         if profile is None:
-            return None
+            return None, None
         if arm_weight is not None:
-            return Personal(profile, arm_weight)
-        d = hub.decide(request_id, user_id, profile)
-        return Personal(profile, d.weight, request_seed(request_id, "shuffle") if d.explore else None)
+            return Personal(profile, arm_weight), None
+        d = hub.draw(request_id, user_id, profile)
+        return Personal(profile, d.weight, request_seed(request_id, "shuffle") if d.explore else None), d
 
     async def _ranked(self, params: RankParams, bypass_cache: bool, context: grpc.aio.ServicerContext,
-                      personal: Personal | None = None, variant: str = ""
+                      personal: Personal | None = None, variant: str = "", decision: Decision | None = None
                       ) -> AsyncIterator[ranking_pb2.RankResponse]:
-        """The ranking as messages: from the cache, or through admission and the pipeline."""
+        """The ranking as messages: from the cache, or through admission and the pipeline. The policy's
+        ``decision`` counts as a trial only when its list was ranked."""
         t0 = time.perf_counter()
         pipeline = self.pipeline
         key = cache_key(params, params.model_version or pipeline.model_version, pipeline.index_version)
@@ -237,6 +239,8 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
                         if shared:
                             self.cache.put(key, items, event)
                         messages.append(summary_message(event, queue_ms, variant=variant))
+                if decision is not None and self.loaded is not None and self.loaded.feedback is not None:
+                    self.loaded.feedback.served(decision)
         finally:
             self.metrics.queued.set(self.admission.waiting)
             self.metrics.inflight.set(self.admission.running)
@@ -253,8 +257,10 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
         labels: dict[str, str] = {}
         try:
             yield labels
-        except asyncio.CancelledError:
-            # The client went away or its deadline passed: grpc cancels us and the work stops here.
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client went away or its deadline passed: grpc cancels us and the work stops here. A
+            # Rank stream cancelled while grpc sends its messages (a client that stopped reading) is
+            # cancelled outside the generator, which is then closed: GeneratorExit, no OK either.
             expired = context.time_remaining() is not None and context.time_remaining() <= 0
             code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise

@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import grpc
@@ -150,6 +151,21 @@ def test_personal_ranking_follows_clicks_and_is_never_shared(server: Running) ->
                                         type=ranking_pb2.EVENT_TYPE_CLICK, position=3)
     assert server.stub.Feedback(iter([*shown, clicked]), timeout=30).accepted == 5
     assert server.metric("rankserve_ctr", 'arm="unpersonalised"') == 0.25
+
+
+def test_a_list_counts_for_the_policy_once_and_only_once_it_is_ranked(server: Running) -> None:
+    assert server.stub.Feedback(iter(events("once", 5, user="once")), timeout=30).accepted == 5
+    user = ranking_pb2.UserContext(user_id="once")
+    with pytest.raises(grpc.RpcError) as info:  # never ranked: no trial, nothing logged
+        rank(server.stub, "sofa", user=user, request_id="refused", category="no such category")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for _ in range(2):  # a client's retry of the same request: served and counted as the first
+        assert rank(server.stub, "sofa", user=user, request_id="retried")[2].personalized
+    server.stub.Feedback(iter(events("once-flush", 1, user="once")), timeout=30)  # decisions ride a commit
+    log = server.log.parent / "state" / "events.sqlite"
+    with closing(sqlite3.connect(f"file:{log}?mode=ro", uri=True)) as db:
+        decided = db.execute("SELECT request_id FROM decisions WHERE user_id = 'once'").fetchall()
+    assert decided == [("retried",)]
 
 
 def test_profiles_not_held_are_read_back_from_the_log_with_every_event(server: Running) -> None:

@@ -52,6 +52,13 @@ def test_streams_never_read_hold_no_slot_and_end_at_their_deadline(artifacts: Ar
         assert set(stalled.ended) == set(ids), f"{len(stalled.ended)} of {STALLED} ended"
         assert all(end.seconds < DEADLINE_S + 1.5 for end in stalled.ended.values()), stalled.ended
         assert running.metric("rankserve_inflight") == 0
+        # Counted by how they ended (a stream closed by grpc while it waits to send is no OK).
+        until = time.monotonic() + 5.0
+        while time.monotonic() < until and running.metric("rankserve_requests_total",
+                                                          'code="DEADLINE_EXCEEDED"') < STALLED:
+            time.sleep(0.1)
+        assert running.metric("rankserve_requests_total", 'code="DEADLINE_EXCEEDED"') == STALLED
+        assert running.metric("rankserve_requests_total", 'code="OK"') == 5
         _, items, _ = rank(running.stub, "velvet sofa", timeout=10)
         assert len(items) == 10
     finally:

@@ -96,6 +96,19 @@ def test_policy_rewards_each_list_once_and_measures_position_on_shuffled_lists()
     assert policy.bandit.trials.sum() == 40
 
 
+def test_a_draw_counts_only_once_recorded_and_a_retry_gets_the_recorded_decision() -> None:
+    policy = Policy(explore_share=0.5)
+    drawn = [policy.draw(f"r{i}", "u", interactions=3) for i in range(20)]
+    assert policy.bandit.trials.sum() == 0  # drawn for lists that may yet be shed: no trial
+    assert policy.record(drawn[:10]) == 10 and policy.bandit.trials.sum() == 10
+    # A retry with the same request_id, after other lists moved the posterior: served as the first was.
+    for _ in range(3):
+        policy.record([policy.draw(f"x{_}", "u", 3)])
+    assert [policy.draw(f"r{i}", "u", 3) for i in range(10)] == drawn[:10]
+    assert policy.record(drawn[:10]) == 0 and policy.bandit.trials.sum() == 13  # counted once
+    assert policy.decide("r0", "u", 3) == drawn[0]
+
+
 def test_fixed_weight_policy_has_no_bandit() -> None:
     policy = Policy(bandit=False, fixed_weight=0.7, explore_share=0.0)
     d = policy.decide("r", "u", 50)
