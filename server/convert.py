@@ -22,6 +22,16 @@ class InvalidArgument(ValueError):
         self.detail = message
 
 
+MAX_ID_CHARS = 128
+MAX_RECENT_ITEMS = 100
+# A category is echoed in an unknown-category error (message and details, both trailers): past ~8 KB of
+# metadata grpc replaces the status with RESOURCE_EXHAUSTED, so the bound keeps the error naming the field.
+MAX_CATEGORY_CHARS = 256
+# Client clocks drift and queues delay, but an event a day ahead is a unit error (µs sent as ms): the
+# profile decays every older interaction to zero against it, for good, since the log keeps the event.
+MAX_CLOCK_AHEAD_MS = 24 * 3600 * 1000
+
+
 def with_arm(params: RankParams, req: ranking_pb2.RankRequest, overrides: dict[str, object],
              settings: Settings) -> RankParams:
     """``params`` with the experiment arm's defaults where the request left the field unset."""
@@ -57,6 +67,8 @@ def parse_request(req: ranking_pb2.RankRequest, settings: Settings) -> RankParam
         limit = settings.max_candidates
         raise InvalidArgument("candidates", f"must be in [k={k}, {limit}], got {candidates}")
 
+    if len(req.request_id) > MAX_ID_CHARS:  # feedback must be able to name it (FeedbackEvent.request_id)
+        raise InvalidArgument("request_id", f"is longer than {MAX_ID_CHARS} characters")
     filters = None
     if req.HasField("filters"):
         try:
@@ -65,10 +77,6 @@ def parse_request(req: ranking_pb2.RankRequest, settings: Settings) -> RankParam
             raise InvalidArgument(f"filters.{e.field}", e.message) from None
     return RankParams(query=query, k=k, mmr_lambda=float(lam), candidates=candidates, filters=filters,
                       request_id=req.request_id or uuid.uuid4().hex)
-
-
-MAX_ID_CHARS = 128
-MAX_RECENT_ITEMS = 100
 
 
 def parse_user(req: ranking_pb2.RankRequest, n_items: int) -> tuple[str, tuple[int, ...]]:
@@ -100,6 +108,9 @@ def parse_event(e: ranking_pb2.FeedbackEvent, n_items: int, now_ms: int) -> Even
         raise InvalidArgument("item_id", f"unknown item {e.item_id}")
     if e.timestamp_ms < 0:
         raise InvalidArgument("timestamp_ms", f"must not be negative, got {e.timestamp_ms}")
+    if e.timestamp_ms > now_ms + MAX_CLOCK_AHEAD_MS:
+        raise InvalidArgument("timestamp_ms", f"{e.timestamp_ms} is more than a day ahead of the server's "
+                              f"clock ({now_ms}); milliseconds since the epoch are expected")
     return Event(event_id=e.event_id, request_id=e.request_id, user_id=e.user_id.strip(), item_id=e.item_id,
                  type=EventType(e.type), position=e.position, timestamp_ms=e.timestamp_ms or now_ms)
 
@@ -107,6 +118,8 @@ def parse_event(e: ranking_pb2.FeedbackEvent, n_items: int, now_ms: int) -> Even
 def parse_filters(f: ranking_pb2.Filters) -> Filters | None:
     """Proto filters -> Filters (which checks prices itself; the category is checked against the catalog
     where the mask is built); None when nothing is filtered."""
+    if len(f.category) > MAX_CATEGORY_CHARS:
+        raise FilterError("category", f"is {len(f.category)} characters; the limit is {MAX_CATEGORY_CHARS}")
     filters = Filters(
         category=f.category.strip() or None,
         min_price=f.min_price if f.HasField("min_price") else None,

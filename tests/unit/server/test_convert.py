@@ -50,6 +50,8 @@ def test_defaults_fill_unset_fields() -> None:
     ({"candidates": SETTINGS.max_candidates + 1}, "candidates"),
     ({"filters": {"min_price": -1.0}}, "filters.min_price"),
     ({"filters": {"min_price": 50.0, "max_price": 10.0}}, "filters.min_price"),
+    ({"filters": {"category": "x" * 257}}, "filters.category"),  # echoed in trailers: bounded
+    ({"request_id": "r" * 129}, "request_id"),  # feedback could not name it (FeedbackEvent.request_id)
 ])
 def test_bad_fields_are_named(fields: dict, field: str) -> None:
     with pytest.raises(InvalidArgument) as err:
@@ -87,6 +89,8 @@ def feedback_event(**fields: object) -> ranking_pb2.FeedbackEvent:
 def test_feedback_events_parse_and_bad_ones_name_their_field() -> None:
     assert parse_event(feedback_event(), 10, now_ms=77) == Event("e1", "r", "u1", 3, EventType.CLICK, 2, 77)
     assert parse_event(feedback_event(timestamp_ms=5), 10, now_ms=77).timestamp_ms == 5
+    ahead = 77 + 3600 * 1000  # an hour of client clock skew is taken as sent
+    assert parse_event(feedback_event(timestamp_ms=ahead), 10, now_ms=77).timestamp_ms == ahead
     for fields, field, text in [
         ({"event_id": ""}, "event_id", "required"),
         ({"event_id": "  "}, "event_id", "required"),
@@ -96,6 +100,7 @@ def test_feedback_events_parse_and_bad_ones_name_their_field() -> None:
         ({"item_id": 10}, "item_id", "unknown item 10"),
         ({"item_id": -1}, "item_id", "unknown item -1"),
         ({"timestamp_ms": -5}, "timestamp_ms", "negative"),
+        ({"timestamp_ms": 1_700_000_000_000_000}, "timestamp_ms", "a day ahead"),  # µs sent as ms
         ({"user_id": "u" * 200}, "user_id", "longer"),
     ]:
         with pytest.raises(InvalidArgument, match=text) as info:
