@@ -55,6 +55,7 @@ class RankServer:
         self._server: grpc.aio.Server | None = None
         self._watch: asyncio.Task | None = None
         self._keeper: asyncio.Task | None = None
+        self._loaded: Loaded | None = None  # from the load on, serving or not: what stop() must close
         self.tokens: Tokens | None = None  # reloaded on SIGHUP by `serve`
 
     async def start(self) -> int:
@@ -95,6 +96,7 @@ class RankServer:
             triton_url = self.triton.url
             self._watch = asyncio.create_task(self._supervise_triton())
         loaded = await asyncio.to_thread(load_pipeline, s, triton_url, on_commit=self._committed)
+        self._loaded = loaded
         if s.reranker_engine == "triton":
             await self._wait_reranker_ready(triton_url)
             served = await self._settle_versions(loaded, triton_url)
@@ -246,8 +248,13 @@ class RankServer:
                 task.cancel()
         if self._server is not None:
             await self._server.stop(self.settings.grace_s)
-        if self.service.loaded is not None and self.service.loaded.feedback is not None:
-            self.service.loaded.feedback.close()  # after the streams: every commit they await has finished
+        # Also when the start failed after loading (an experiment naming a version not served, a warm-up
+        # error): the log's lock, connections and threads, and the reranker's channel, are ours to close.
+        if self._loaded is not None:
+            if self._loaded.feedback is not None:
+                self._loaded.feedback.close()  # after the streams: every commit they await has finished
+            await self._loaded.pipeline.reranker.close()
+        self.metrics.close()
         if self.triton is not None:
             await asyncio.to_thread(self.triton.stop)
 

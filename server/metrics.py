@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from wsgiref.simple_server import WSGIServer
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -15,6 +16,7 @@ _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._http: WSGIServer | None = None  # the /metrics endpoint, once served
         self.requests = Counter("rankserve_requests", "Rank RPCs by final gRPC status code", ["code"],
                                 registry=self.registry)
         self.degraded = Counter("rankserve_degraded", "Rank RPCs served degraded, by reason", ["reason"],
@@ -86,4 +88,11 @@ class Metrics:
             self.ctr.labels(arm).set(value)
 
     def serve_http(self, port: int, host: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=host, registry=self.registry)
+        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+
+    def close(self) -> None:
+        """Stop the /metrics endpoint (its port is free again), if it was started."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None

@@ -3,16 +3,21 @@ win), per-arm metrics count it, and an arm naming a model version that is not se
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import json
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from protos.ranking.v1 import ranking_pb2
+from server.app import RankServer
+from server.config import Settings
 from tests.conftest import Artifacts, rankserve_bin
 from tests.e2e.test_feedback import ENGINE
-from tests.e2e.test_server import rank, start_server, stop_server
+from tests.e2e.test_server import free_port, rank, start_server, stop_server
 
 SPEC = """
 experiments:
@@ -69,3 +74,28 @@ def test_an_arm_naming_an_unserved_model_version_stops_the_start(artifacts: Arti
     spec.write_text("experiments:\n  - name: m\n    arms: [{name: v2, share: 1.0, model_version: nope}]\n")
     with pytest.raises(AssertionError, match="model_version 'nope' is not served"):
         start_server(artifacts, tmp_path, RANKSERVE_EXPERIMENTS_FILE=str(spec), **ENGINE)
+
+
+def test_a_start_that_fails_after_loading_closes_what_it_opened(artifacts: Artifacts, tmp_path: Path) -> None:
+    spec = tmp_path / "experiments.yaml"
+    spec.write_text("experiments:\n  - name: m\n    arms: [{name: v2, share: 1.0, model_version: nope}]\n")
+    settings = Settings(catalog_dir=artifacts.catalog, model_dir=artifacts.model,
+                        state_dir=tmp_path / "state", experiments_file=spec, port=0, metrics_port=free_port(),
+                        reranker_engine="torch", torch_device="cpu", torch_precision="fp32",
+                        build_artifacts=False)
+    server = RankServer(settings)
+
+    async def start_then_stop() -> None:
+        try:
+            with pytest.raises(ValueError, match="model_version 'nope' is not served"):
+                await server.start()
+        finally:
+            await server.stop()
+
+    asyncio.run(start_then_stop())
+    # The feedback log was opened before the check failed: stop() released it (its lock, in this
+    # process too) and the metrics port, so a retry in the same process can take both.
+    with open(tmp_path / "state" / "events.sqlite.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while the log is held open
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", settings.metrics_port))
