@@ -23,8 +23,8 @@ CATALOG_FILES = ("product.csv", "query.csv", "label.csv", "catalog.json")  # wha
 
 _PRODUCT_DTYPES = {"product_id": "int64", "product_name": str, "product_class": str,
                    "category_hierarchy": str, "product_description": str, "product_features": str,
-                   "rating_count": "int64", "average_rating": "float64", "review_count": "int64",
-                   "price": "float64", "in_stock": "int64"}
+                   "rating_count": "Int64", "average_rating": "float64", "review_count": "Int64",
+                   "price": "float64", "in_stock": "Int64"}  # nullable: `load_catalog` fills empty fields
 
 
 class ArtifactError(RuntimeError):
@@ -97,10 +97,19 @@ def words(text: str) -> list[str]:
 
 def parse_features(text: object) -> list[tuple[str, str]]:
     """Inverse of `format_features` (keys keep their `_2` suffixes); a missing list (empty, None, or a
-    pandas NaN, as a real catalog leaves it) has no features."""
+    pandas NaN, as a real catalog leaves it) has no features. Empty fragments are skipped and a fragment
+    without ":" is the value of key ""."""
     if not isinstance(text, str) or not text:
         return []
-    return [tuple(item.split(":", 1)) for item in text.split("|")]  # type: ignore[misc]
+    pairs: list[tuple[str, str]] = []
+    for item in text.split("|"):
+        if not item.strip():  # "color:red|": a trailing or doubled separator
+            continue
+        key, colon, value = item.partition(":")
+        # A fragment without a key ("color:red|blue") is kept as a value of no known attribute: which key
+        # it belongs to is a guess, but its words still describe the item.
+        pairs.append((key, value) if colon else ("", item))
+    return pairs
 
 
 def feature_attrs(text: str) -> set[tuple[str, str]]:
@@ -115,23 +124,29 @@ def feature_attrs(text: str) -> set[tuple[str, str]]:
 @dataclass(frozen=True)
 class Catalog:
     root: Path
-    products: pd.DataFrame  # indexed 0..N-1 by product_id (column kept); in_stock as bool
+    products: pd.DataFrame  # indexed 0..N-1 by product_id (column kept); in_stock as bool, counts int64
     queries: pd.DataFrame
     labels: pd.DataFrame
     meta: dict
 
     def categories(self) -> list[str]:
-        """Distinct product classes, sorted."""
-        return sorted(self.products["product_class"].unique().tolist())
+        """The class names a category filter takes, sorted: each part of a multi-valued class ("A|B"
+        lists "A" and "B"), none for an empty class."""
+        return sorted({part for c in self.products["product_class"].unique() for part in class_parts(c)})
 
 
 def load_catalog(root: Path) -> Catalog:
+    """The catalog files under ``root``. An empty rating_count or review_count reads as 0 (no ratings);
+    an empty in_stock reads as True: unknown stock must not hide an item from `in_stock_only` searches.
+    An empty average_rating or price stays NaN (no rating, no price: price filters then exclude it)."""
     root = Path(root)
     products = _read_tsv(root / "product.csv", _PRODUCT_DTYPES)
     products = products.sort_values("product_id").reset_index(drop=True)
     if not (products["product_id"].to_numpy() == range(len(products))).all():
         raise ValueError(f"{root}/product.csv: product_id must be contiguous 0..N-1")
-    products["in_stock"] = products["in_stock"].astype(bool)
+    for column in ("rating_count", "review_count"):
+        products[column] = products[column].fillna(0).astype("int64")
+    products["in_stock"] = products["in_stock"].fillna(1).astype(bool)
     queries = read_queries(root / "query.csv")
     labels = _read_tsv(root / "label.csv", {"id": "int64", "query_id": "int64", "product_id": "int64",
                                             "label": str})
@@ -144,12 +159,13 @@ def item_texts(products: pd.DataFrame) -> list[str]:
     """Text embedded for retrieval and given to the reranker: `title | class | feature values`. Every
     feature value is kept (a brand, a collection, a colour) except one whose words the title already
     holds all of: it would add nothing but a second count of the same words. Nothing here knows which
-    keys a catalog fills or where its titles put them."""
+    keys a catalog fills or where its titles put them. A "|" inside a field (a title "Sofa | Grey", a
+    multi-valued class "Rugs|Mats") becomes "/", so `split_fields` only ever splits at the separators."""
     out: list[str] = []
     names: Sequence[str] = products["product_name"].tolist()
     classes: Sequence[str] = products["product_class"].tolist()
     for name, cls, feats in zip(names, classes, products["product_features"].tolist(), strict=True):
         title = set(words(str(name)))
         values = " ".join(v for _, v in parse_features(feats) if not set(words(v)) <= title)
-        out.append(f"{name} | {cls} | {values}")
+        out.append(" | ".join(str(f).replace("|", "/") for f in (name, cls, values)))
     return out

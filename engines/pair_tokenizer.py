@@ -6,6 +6,8 @@ Layout of every row: ``CLS query SEP doc SEP`` followed by padding up to the bat
 The query is capped first (``max_query_tokens``) so a long query can't starve the doc; the doc is then
 truncated to what is left of ``max_length``. Sub-word tokenisation is done by the Rust fast tokenizer
 (``encode_batch``); rows are assembled with numpy index arithmetic, never Python loops over tokens.
+Text that spells a special token ("</s>", "[SEP]") is split as ordinary text: only the layout places
+special ids, so a query or title can't move the segment boundaries.
 """
 
 from __future__ import annotations
@@ -126,6 +128,8 @@ class PairTokenizer:
         self.layout = layout
         self._tok = tokenizer or load_tokenizer()
         self._tok.no_padding()
+        # Without this the fast tokenizer turns a literal "[SEP]" / "</s>" in user text into the special id.
+        self._tok.encode_special_tokens = True
         if lowercase:
             self._tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), self._tok.normalizer])
         # Rust-side cap so very long docs are never fully materialised; the exact per-row cap

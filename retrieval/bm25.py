@@ -11,6 +11,7 @@ rules of Lucene's EnglishMinimalStemmer) so "pillows" meets "pillow" as it would
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,7 +81,12 @@ class BM25Index:
         return cls.build(product_documents(products), progress=progress)
 
     def _query_ids(self, text: str) -> list[int]:
-        ids = self.tokenizer.tokenize([text], update_vocab=False, return_as="ids", show_progress=False)[0]
+        # bm25s caches every word it meets in word_to_stem / word_to_id even with update_vocab=False, so the
+        # shared tokenizer would grow with each new query word. A shallow copy with empty caches reads the
+        # index's stem_to_sid (never written without update_vocab) and gives the same ids.
+        tokenizer = copy.copy(self.tokenizer)
+        tokenizer.word_to_stem, tokenizer.word_to_id = {}, {}
+        ids = tokenizer.tokenize([text], update_vocab=False, return_as="ids", show_progress=False)[0]
         # bm25s maps an empty token to a vocab entry of its own: never let it match.
         empty = self.tokenizer.get_vocab_dict().get("")
         return [i for i in ids if i != empty]

@@ -1,11 +1,14 @@
 """Structured search filters and the per-item columns they are evaluated against.
 
 Category matching (case-insensitive, surrounding whitespace ignored) accepts either
-  * an exact `product_class` ("Accent Pillows"), or
+  * a `product_class` ("Accent Pillows") or one part of a multi-valued class ("Rugs" matches "Rugs|Mats";
+    parts as `catalog.io.class_parts` splits them); class names that differ only in case or spacing are
+    one category, or
   * a prefix of `category_hierarchy` at level boundaries: "Furniture" or
     "Furniture / Living Room Furniture" match every item whose hierarchy starts with those levels
     (levels are split on "/"; spacing around the slashes does not matter).
-A name that is both a class and a hierarchy prefix matches the union of the two.
+A name that is both a class and a hierarchy prefix matches the union of the two. A blank category means
+"any"; one that is not blank but normalises to nothing ("/", " // ") names no category: FilterError.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from catalog.io import class_parts
 
 
 class FilterError(ValueError):
@@ -75,8 +80,9 @@ def _hierarchy_prefixes(path: str) -> list[str]:
 class FilterColumns:
     """Per-item filter columns, row i = product_id i, built once from the catalog.
 
-    `class_codes` index `class_names`; `hierarchy_codes` index `hierarchy_names` (the distinct full
-    category_hierarchy strings), so prefix matches reduce to an `isin` over a few codes.
+    `class_codes` index `class_names` (the distinct full product_class strings); `hierarchy_codes` index
+    `hierarchy_names` (the distinct full category_hierarchy strings), so a class, class part or prefix
+    match reduces to an `isin` over the few codes whose names it selects.
     """
 
     class_codes: np.ndarray  # int32 (n,)
@@ -85,8 +91,8 @@ class FilterColumns:
     class_names: tuple[str, ...]
     hierarchy_codes: np.ndarray  # int32 (n,)
     hierarchy_names: tuple[str, ...]
-    # normalized name -> class code / hierarchy codes it selects
-    _class_lookup: dict[str, int] = field(init=False, repr=False, compare=False)
+    # normalized name -> class codes / hierarchy codes it selects
+    _class_lookup: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
     _prefix_lookup: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -94,16 +100,18 @@ class FilterColumns:
         for name in ("price", "in_stock", "hierarchy_codes"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"column {name} has {len(getattr(self, name))} rows, expected {n}")
-        object.__setattr__(
-            self, "_class_lookup", {normalize_category(c): i for i, c in enumerate(self.class_names)}
-        )
+        classes: dict[str, list[int]] = {}
+        for code, name in enumerate(self.class_names):
+            # The whole class and each of its parts; "" (an empty class) is no category one can ask for.
+            for key in dict.fromkeys(normalize_category(k) for k in (name, *class_parts(name))):
+                if key:
+                    classes.setdefault(key, []).append(code)
         prefixes: dict[str, list[int]] = {}
         for code, path in enumerate(self.hierarchy_names):
             for prefix in _hierarchy_prefixes(path):
                 prefixes.setdefault(prefix, []).append(code)
-        object.__setattr__(
-            self, "_prefix_lookup", {k: np.asarray(v, dtype=np.int32) for k, v in prefixes.items()}
-        )
+        object.__setattr__(self, "_class_lookup", _code_arrays(classes))
+        object.__setattr__(self, "_prefix_lookup", _code_arrays(prefixes))
 
     @property
     def n(self) -> int:
@@ -127,15 +135,16 @@ class FilterColumns:
         )
 
     def category_mask(self, category: str) -> np.ndarray:
-        """Items of that product class or under that hierarchy prefix; FilterError if it names neither."""
+        """Items of that product class (or class part) or under that hierarchy prefix; FilterError if it
+        names neither (a name that normalises to "" never does)."""
         key = normalize_category(category)
-        code = self._class_lookup.get(key)
+        class_codes = self._class_lookup.get(key)
         prefix_codes = self._prefix_lookup.get(key)
-        if code is None and prefix_codes is None:
+        if class_codes is None and prefix_codes is None:
             raise FilterError("category", f"unknown category {category!r}")
         mask = np.zeros(self.n, dtype=bool)
-        if code is not None:
-            mask |= self.class_codes == code
+        if class_codes is not None:
+            mask |= np.isin(self.class_codes, class_codes)
         if prefix_codes is not None:
             mask |= np.isin(self.hierarchy_codes, prefix_codes)
         return mask
@@ -181,6 +190,10 @@ class FilterColumns:
                 hierarchy_codes=z["hierarchy_codes"],
                 hierarchy_names=_strs(z["hierarchy_names"]),
             )
+
+
+def _code_arrays(lookup: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=np.int32) for k, v in lookup.items()}
 
 
 def _strs(values: Iterable[object]) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog.io import CATALOG_FILES, item_texts, load_catalog, reading
+from catalog.io import CATALOG_FILES, ArtifactError, item_texts, load_catalog, reading
 from engines.model_dir import served_files, version_dir
 from engines.select_reranker import select_reranker
 from engines.triton.repository import MODEL_INFO_FILE, read_model_info
@@ -54,6 +54,10 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
     catalog = load_catalog(catalog_dir)
     loaded = load_item_index(catalog_dir, ef_search=settings.ef_search, gpu=settings.faiss_gpu)
     products = catalog.products
+    if len(products) != len(loaded.vectors):  # every item id must name the same product in both
+        raise ArtifactError(f"{catalog_dir / 'product.csv'}: {len(products)} products, but the index "
+                            f"beside it holds {len(loaded.vectors)}: a truncated catalog, or an index built "
+                            "from another one (`rankserve build` rebuilds it)")
     items = ItemTable(
         titles=products["product_name"].to_numpy(dtype=object),
         categories=products["product_class"].to_numpy(dtype=object),

