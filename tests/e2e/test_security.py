@@ -76,13 +76,15 @@ def secure(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory):
     tokens.write_text(f"# rankserve clients\n{TOKENS[0]}\n\n{TOKENS[1]}  # the bench\n")
     port, metrics_port = free_port(), free_port()
     log = d / "server.log"
-    proc = subprocess.Popen(
-        [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
-         "--port", str(port), "--metrics-port", str(metrics_port), "--tls-cert", str(pki.server_cert),
-         "--tls-key", str(pki.server_key), "--tls-client-ca", str(pki.ca), "--auth-tokens-file", str(tokens)],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
-        env={**os.environ, "RANKSERVE_STATE_DIR": str(d / "state"), "RANKSERVE_RATE_LIMIT_RPS": "2",
-             "RANKSERVE_RATE_LIMIT_BURST": "4"})
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
+             "--port", str(port), "--metrics-port", str(metrics_port), "--tls-cert", str(pki.server_cert),
+             "--tls-key", str(pki.server_key), "--tls-client-ca", str(pki.ca),
+             "--auth-tokens-file", str(tokens)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "RANKSERVE_STATE_DIR": str(d / "state"), "RANKSERVE_RATE_LIMIT_RPS": "2",
+                 "RANKSERVE_RATE_LIMIT_BURST": "4"})
     running = Secure(proc, port, metrics_port, log, tokens, pki)
     with running.channel() as channel:  # health needs no token: the readiness probe's view
         health = health_pb2_grpc.HealthStub(channel)

@@ -65,13 +65,14 @@ class Running:
 def start_server(artifacts: Artifacts, tmp: Path, **env: str) -> Running:
     port, metrics_port = free_port(), free_port()
     log = tmp / f"server-{port}.log"
-    proc = subprocess.Popen(
-        [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
-         "--port", str(port), "--metrics-port", str(metrics_port)],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
-        env={**os.environ, "RANKSERVE_RERANKER_RETRY_AFTER_S": "0.5",
-             "RANKSERVE_STATE_DIR": str(tmp / f"state-{port}"), **env},
-    )
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
+             "--port", str(port), "--metrics-port", str(metrics_port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "RANKSERVE_RERANKER_RETRY_AFTER_S": "0.5",
+                 "RANKSERVE_STATE_DIR": str(tmp / f"state-{port}"), **env},
+        )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     health = health_pb2_grpc.HealthStub(channel)
     deadline = time.monotonic() + 240
@@ -448,12 +449,13 @@ def test_liveness_does_not_wait_for_triton(artifacts: Artifacts, tmp_path: Path)
     beyond loopback without a tokens file, it says so loudly.)"""
     port = free_port()
     log = tmp_path / "server.log"
-    proc = subprocess.Popen(
-        [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
-         "--host", "0.0.0.0", "--port", str(port),
-         "--triton-url", f"127.0.0.1:{free_port()}"],  # no Triton listens there
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
-        env={**os.environ, "RANKSERVE_STATE_DIR": str(tmp_path / "state")})
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
+             "--host", "0.0.0.0", "--port", str(port),
+             "--triton-url", f"127.0.0.1:{free_port()}"],  # no Triton listens there
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "RANKSERVE_STATE_DIR": str(tmp_path / "state")})
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)

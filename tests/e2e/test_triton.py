@@ -373,6 +373,6 @@ def test_owner_death_leaves_no_orphan(repo: Path, workdir: Path, sig: signal.Sig
         assert wait_until(lambda: not group_alive(pid), 10), f"orphaned tritonserver after {sig.name}"
     finally:
         child.kill()
-        child.wait()
+        child.communicate()  # reaps it and closes its pipes
         if group_alive(pid):
             os.killpg(pid, signal.SIGKILL)
