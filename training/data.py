@@ -62,9 +62,14 @@ def training_judgments(data: RerankData) -> pd.DataFrame:
     """Everything the trainer reads for gradient steps (train split only).
 
     Negatives whose product class is never relevant to any train query are dropped: such classes
-    (e.g. the dev split's held-out ones) would only ever be seen as negatives, and the model learns
-    "this class is always irrelevant" instead of query-item matching (measured: dev NDCG@10 on
-    held-out classes fell below random).
+    would only ever be seen as negatives, and the model learns "this class is always irrelevant"
+    instead of query-item matching (measured in round 1, before dev was spent: dev NDCG@10 on held-out
+    classes fell below random; not re-measured on a selection set since).
+
+    A class no train query names (a dev or head-held-out class) can still be read here: as a train
+    query's Partial of a related class (the builder draws those from every class, as a real catalog's
+    judges may judge any product), and then its negatives are kept too. "Unseen classes" means classes
+    no training *query* names, not classes whose products training never reads.
     """
     train = judgments(data, "train")
     if data.product_class is None:

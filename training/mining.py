@@ -7,7 +7,8 @@ the way evaluation labels them (Exact 2, Partial 1, anything else 0: the builder
 product satisfies a query's Exact rule), matches the training distribution to the serving one.
 
 Only train-split queries are mined (training.splits), and candidates whose class is never relevant to a
-train query are dropped, for the reason `training.data.training_judgments` gives.
+train query are dropped, for the reason `training.data.training_judgments` gives (a class relevant only
+as a train query's Partial, a held-out one included, is kept: see there).
 """
 
 from __future__ import annotations

@@ -35,3 +35,18 @@ def test_held_out_classes_are_whole_train_classes() -> None:
     assert held and not held & set(rest["query_class"])  # a class leaves with all its train queries
     assert 0.05 <= mask.sum() / (split_labels(queries) == "train").sum() <= 0.3
     assert not held_out_class_mask(queries, 0.0).any()
+
+
+def test_a_query_without_a_class_is_never_trained_on() -> None:
+    """Its own row cannot show its class is not held out: "wand bunk beds" (no class in the WANDS file)
+    is Kids Beds, a dev class, by the catalog's inference."""
+    import numpy as np
+
+    from training.splits import assign_split, split_labels
+
+    queries = load_queries()
+    classless = queries["query_class"].map(lambda c: not str(c).strip() if isinstance(c, str) else True)
+    assert classless.sum() == 5  # the shared WANDS file's five
+    assert (split_labels(queries)[classless.to_numpy()] == "dev").all()
+    assert assign_split("wand bunk beds", "") == assign_split("wand bunk beds", np.nan) == "dev"
+    assert assign_split("bunk beds", "Kids Beds") == "dev"  # the class it is inferred as: held out too
