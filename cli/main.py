@@ -40,15 +40,18 @@ def build_settings_from(**overrides: Any) -> BuildSettings:
 def catalog_build(
     queries: Annotated[Path, typer.Option(help="WANDS-format query file (tab-separated).")],
     out: Annotated[Path, typer.Option(help="Output directory.")],
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same catalog).")] = 0,
-    products: Annotated[int, typer.Option(help="Total products, judged + filler.")] = 40_000,
+    seed: Annotated[int | None, typer.Option(
+        help="Random seed (same seed, same catalog; default: RANKSERVE_SEED, else 0).")] = None,
+    products: Annotated[int | None, typer.Option(
+        help="Total products, judged + filler (default: RANKSERVE_PRODUCTS, else 40,000).")] = None,
 ) -> None:
     """Generate a catalog (product.csv, query.csv, label.csv) from a query file."""
     from catalog.builder import build_catalog
     from catalog.io import load_catalog
 
+    s = build_settings_from(seed=seed, products=products)
     t = time.perf_counter()
-    build_catalog(queries, out, seed=seed, products=products, progress=True)
+    build_catalog(queries, out, seed=s.seed, products=s.products, progress=True)
     cat = load_catalog(out)
     console.print(f"catalog: {len(cat.products):,} products, {len(cat.queries):,} queries, "
                   f"{len(cat.labels):,} labels → {out} ({time.perf_counter() - t:.1f}s)")
@@ -57,12 +60,14 @@ def catalog_build(
 @index_app.command("build")
 def index_build(
     catalog: Annotated[Path, typer.Option(help="Catalog directory from `catalog build`.")],
-    factory: Annotated[str, typer.Option(help="FAISS index factory string.")] = "HNSW32,Flat",
+    factory: Annotated[str | None, typer.Option(
+        help="FAISS index factory string (default: RANKSERVE_INDEX_FACTORY, else HNSW32,Flat).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory (default: the catalog's).")] = None,
 ) -> None:
     """Embed the items and build the FAISS index."""
     from retrieval.index import build_item_index
 
+    factory = factory or build_settings_from().index_factory
     t = time.perf_counter()
     path = build_item_index(catalog, factory=factory, out=out, progress=True)
     console.print(f"index {factory} → {path} ({time.perf_counter() - t:.1f}s)")
@@ -85,8 +90,9 @@ def train(
         min=0.0, max=1.0,
         help="WiSE-FT: serve alpha * fine-tuned + (1 - alpha) * pretrained weights; 1 serves the fine-tune "
              "(default: BuildSettings.train_wise_alpha).")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
-    instances: Annotated[int, typer.Option(help="Triton instance count.")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: RANKSERVE_SEED, else 0).")] = None,
+    instances: Annotated[int | None, typer.Option(
+        help="Triton instance count (default: RANKSERVE_TRITON_INSTANCES, else 1).")] = None,
 ) -> None:
     """Fine-tune the cross-encoder, export ONNX, quantize INT8, check parity, write the Triton repository."""
     from engines.model_dir import write_served_repository
@@ -94,16 +100,15 @@ def train(
     from training.export import ParityError
     from training.finetune import FinetuneConfig
 
-    defaults = build_settings_from()
+    defaults = build_settings_from(base_model=base_model, seed=seed, triton_instances=instances)
+    cfg = FinetuneConfig(steps=steps or defaults.train_steps, layers=layers, soup=soup or defaults.train_soup,
+                         wise_alpha=defaults.train_wise_alpha if wise_alpha is None else wise_alpha)
     try:
-        report = build_reranker(catalog, out, base_model=base_model, seed=seed, progress=True,
-                                cfg=FinetuneConfig(steps=steps or defaults.train_steps, layers=layers,
-                                                   soup=soup or defaults.train_soup,
-                                                   wise_alpha=defaults.train_wise_alpha
-                                                   if wise_alpha is None else wise_alpha))
+        report = build_reranker(catalog, out, base_model=defaults.base_model, seed=defaults.seed,
+                                progress=True, cfg=cfg)
     except ParityError as exc:
         parity_stop(exc, out, "--steps")
-    repo = write_served_repository(out, instances=instances)
+    repo = write_served_repository(out, instances=defaults.triton_instances)
     console.print(report)
     console.print(f"Triton model repository → {repo}")
 
@@ -371,7 +376,8 @@ def report(
 
     settings = settings_from(state_dir=state_dir, feedback_dsn=dsn, catalog_dir=catalog)
     spec = Experiments.load(experiments)
-    store = open_store(Path(settings.state_dir), dsn=settings.feedback_dsn)  # type: ignore[arg-type]
+    # Read-only: a mistyped --state-dir is an error, not a new empty log reported as zero events.
+    store = open_store(Path(settings.state_dir), dsn=settings.feedback_dsn, read_only=True)  # type: ignore[arg-type]
     try:
         rep = {"experiments": arm_report(spec, store.replay())}
     finally:
@@ -417,5 +423,28 @@ def feedback_stats(
         console.print(stats)
 
 
+def main() -> None:
+    """The `rankserve` entry point: a user's mistake (a setting out of range, a missing or unreadable
+    file, a port in use, a server that is not there) ends in one line naming it and exit 2, never a
+    traceback. Anything else is a bug and keeps its traceback."""
+    import grpc
+    from pydantic import ValidationError
+
+    from catalog.io import ArtifactError
+
+    try:
+        app()
+    except ValidationError as exc:  # Settings/BuildSettings from flags and RANKSERVE_* variables
+        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        console.print(f"[bold red]bad setting:[/] {fields} (a flag, or its RANKSERVE_* variable)")
+        raise SystemExit(2) from None
+    except (ArtifactError, OSError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(2) from None
+    except grpc.RpcError as exc:  # a client command whose server is down or refused the call
+        console.print(f"[bold red]server:[/] {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -25,12 +25,18 @@ def model_import(
     precision: Annotated[str, typer.Option(help="int8 (quantised, parity-gated) or fp32.")] = "int8",
 ) -> None:
     """Package an existing cross-encoder without training: ONNX, INT8, parity gate, Triton repository."""
+    from training.export import ParityError
     from training.import_model import import_cross_encoder
 
     if precision not in ("int8", "fp32"):
         raise typer.BadParameter("--precision must be int8 or fp32")
-    report = import_cross_encoder(source, out, catalog, seed=seed, max_length=max_length,
-                                  int8=precision == "int8")
+    try:
+        report = import_cross_encoder(source, out, catalog, seed=seed, max_length=max_length,
+                                      int8=precision == "int8")
+    except ParityError as exc:  # INT8 ranks unlike FP32: no Triton repository is written
+        console.print(f"[bold red]stopped:[/] {exc}. The parity report is {out}/parity.json. "
+                      "A model whose scores barely separate items (a fresh head) may need --precision fp32.")
+        raise typer.Exit(2) from exc
     console.print(f"parity: {report['parity']}")
     console.print(f"served model → {out} (Triton repository {out / 'triton'})")
 

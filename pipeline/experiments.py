@@ -110,10 +110,10 @@ class Experiments:
         """Read a YAML (.yaml/.yml) or TOML (.toml) experiments file; ValueError names what is wrong."""
         path = Path(path)
         text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
         try:
+            data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
             return cls(ExperimentsFile.model_validate(data or {}))
-        except ValueError as e:
+        except (ValueError, yaml.YAMLError) as e:  # TOMLDecodeError is a ValueError; YAMLError is not
             raise ValueError(f"{path}: {e}") from None
 
     @property

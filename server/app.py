@@ -78,7 +78,7 @@ class RankServer:
         self.port = (self._server.add_secure_port(address, credentials) if credentials is not None
                      else self._server.add_insecure_port(address))
         if not self.port:
-            raise RuntimeError(f"cannot bind {s.host}:{s.port}")
+            raise OSError(f"cannot bind {s.host}:{s.port} (in use, or not an address of this machine)")
         await self._server.start()
         # Liveness says the process answers; it does not wait for the index or Triton (a pod whose Triton
         # is still loading is not dead). Readiness is "" and the Ranker service.

@@ -83,6 +83,7 @@ mmr_lambda = 0.5
     ("experiments:\n  - name: x\n    arms: [{name: a, share: 0.5}, {name: a, share: 0.5}]", "repeat"),
     ("experiments:\n  - name: x\n    arms: [{name: a, share: 1, candidates: 5}]\n"
      "  - name: y\n    arms: [{name: b, share: 1, candidates: 9}]", "both set candidates"),
+    ("experiments:\n  - name: x\n    arms: [{name: a, share: 1.0}\n", "flow sequence"),  # YAML syntax
 ])
 def test_bad_files_are_refused_naming_the_problem(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
