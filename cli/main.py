@@ -6,12 +6,21 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
 from cli.model import model_app
-from cli.shared import TlsCa, TlsClientCert, TlsClientKey, Token, console, settings_from
+from cli.shared import (
+    TlsCa,
+    TlsClientCert,
+    TlsClientKey,
+    Token,
+    console,
+    load_experiments,
+    parity_stop,
+    settings_from,
+)
 from server.config import BuildSettings, Settings
 
 app = typer.Typer(help="rankserve: gRPC ranking server for product search.", no_args_is_help=True,
@@ -25,11 +34,6 @@ app.add_typer(model_app, name="model")
 app.add_typer(feedback_app, name="feedback")
 
 
-def parity_stop(exc: Exception, model_dir: Path, steps_flag: str) -> NoReturn:
-    """A failed INT8 parity gate ends the command with its reason; nothing was published."""
-    console.print(f"[bold red]stopped:[/] {exc}. Nothing was published; see "
-                  f"{model_dir}.partial/parity.json. Train longer ({steps_flag}) and retry.")
-    raise typer.Exit(2) from exc
 
 
 def build_settings_from(**overrides: Any) -> BuildSettings:
@@ -107,7 +111,8 @@ def train(
         report = build_reranker(catalog, out, base_model=defaults.base_model, seed=defaults.seed,
                                 progress=True, cfg=cfg)
     except ParityError as exc:
-        parity_stop(exc, out, "--steps")
+        parity_stop(exc, out.with_name(out.name + ".partial") / "parity.json",
+                    "Train longer (--steps) and retry.")
     repo = write_served_repository(out, instances=defaults.triton_instances)
     console.print(report)
     console.print(f"Triton model repository → {repo}")
@@ -131,7 +136,9 @@ def build_missing(settings: BuildSettings, *, progress: bool = True) -> None:
     try:
         ensure_artifacts(settings, progress=progress, console=console)
     except ParityError as exc:
-        parity_stop(exc, Path(settings.model_dir), "--train-steps")  # type: ignore[arg-type]
+        model = Path(settings.model_dir)  # type: ignore[arg-type]
+        parity_stop(exc, model.with_name(model.name + ".partial") / "parity.json",
+                    "Train longer (--train-steps) and retry.")
     console.print(f"artifacts ready in {time.perf_counter() - t:.1f}s")
 
 
@@ -180,13 +187,7 @@ def serve(
                              tls_key=tls_key, tls_client_ca=tls_client_ca, auth_tokens_file=auth_tokens_file)
     _check_security_files(settings)
     if settings.experiments_file is not None:
-        from pipeline.experiments import Experiments
-
-        try:
-            Experiments.load(settings.experiments_file)
-        except (OSError, ValueError) as e:
-            console.print(f"[bold red]bad experiments file:[/] {e}")
-            raise typer.Exit(2) from e
+        load_experiments(settings.experiments_file)
     if settings.build_artifacts:
         if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
             raise typer.BadParameter(
@@ -372,10 +373,9 @@ def report(
 
     from benchmarks.experiment_report import arm_report, merge, ndcg_from_server
     from feedback.store import open_store
-    from pipeline.experiments import Experiments
 
     settings = settings_from(state_dir=state_dir, feedback_dsn=dsn, catalog_dir=catalog)
-    spec = Experiments.load(experiments)
+    spec = load_experiments(experiments)
     # Read-only: a mistyped --state-dir is an error, not a new empty log reported as zero events.
     store = open_store(Path(settings.state_dir), dsn=settings.feedback_dsn, read_only=True)  # type: ignore[arg-type]
     try:
@@ -410,8 +410,8 @@ def feedback_stats(
     settings = settings_from(state_dir=state_dir, feedback_dsn=dsn)
     directory = Path(settings.state_dir)  # type: ignore[arg-type]
     if not settings.feedback_dsn and not (directory / "events.sqlite").exists():
-        console.print(f"[red]no event log in {directory}[/]")
-        raise typer.Exit(1)
+        console.print(f"[bold red]error:[/] no event log in {directory}")
+        raise typer.Exit(2)
     store = open_store(directory, dsn=settings.feedback_dsn)
     try:
         stats = store.stats().to_dict()
@@ -425,8 +425,8 @@ def feedback_stats(
 
 def main() -> None:
     """The `rankserve` entry point: a user's mistake (a setting out of range, a missing or unreadable
-    file, a port in use, a server that is not there) ends in one line naming it and exit 2, never a
-    traceback. Anything else is a bug and keeps its traceback."""
+    file, a port in use) ends in one line naming it and exit 2, a call the server refused in one line
+    and exit 1; never a traceback. Anything else is a bug and keeps its traceback."""
     import grpc
     from pydantic import ValidationError
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.shared import console, settings_from
+from cli.shared import console, parity_stop, settings_from
 
 model_app = typer.Typer(help="Served reranker models.", no_args_is_help=True)
 
@@ -33,10 +33,9 @@ def model_import(
     try:
         report = import_cross_encoder(source, out, catalog, seed=seed, max_length=max_length,
                                       int8=precision == "int8")
-    except ParityError as exc:  # INT8 ranks unlike FP32: no Triton repository is written
-        console.print(f"[bold red]stopped:[/] {exc}. The parity report is {out}/parity.json. "
-                      "A model whose scores barely separate items (a fresh head) may need --precision fp32.")
-        raise typer.Exit(2) from exc
+    except ParityError as exc:  # INT8 ranks unlike FP32
+        parity_stop(exc, out / "parity.json",
+                    "A model whose scores barely separate items (a fresh head) may need --precision fp32.")
     console.print(f"parity: {report['parity']}")
     console.print(f"served model → {out} (Triton repository {out / 'triton'})")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -11,6 +11,28 @@ from rich.console import Console
 from server.config import Settings
 
 console = Console(stderr=True)
+
+
+if TYPE_CHECKING:
+    from pipeline.experiments import Experiments
+
+
+def parity_stop(exc: Exception, report: Path, advice: str) -> NoReturn:
+    """A failed INT8 parity gate ends the command with its reason; no Triton repository was written."""
+    console.print(f"[bold red]stopped:[/] {exc}. Nothing was published; the parity report is {report}. "
+                  f"{advice}")
+    raise typer.Exit(2) from exc
+
+
+def load_experiments(path: Path) -> Experiments:
+    """The experiments file, or exit 2 naming what is wrong with it (`serve`, `report`)."""
+    from pipeline.experiments import Experiments
+
+    try:
+        return Experiments.load(path)
+    except (OSError, ValueError) as e:
+        console.print(f"[bold red]bad experiments file:[/] {e}")
+        raise typer.Exit(2) from e
 
 
 def settings_from(**overrides: Any) -> Settings:

@@ -75,8 +75,11 @@ class RankServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{s.host}:{s.port}"
         credentials = server_credentials(s)
-        self.port = (self._server.add_secure_port(address, credentials) if credentials is not None
-                     else self._server.add_insecure_port(address))
+        try:  # grpcio raises RuntimeError itself on a failed bind; older ones returned port 0
+            self.port = (self._server.add_secure_port(address, credentials) if credentials is not None
+                         else self._server.add_insecure_port(address))
+        except RuntimeError:
+            self.port = 0
         if not self.port:
             raise OSError(f"cannot bind {s.host}:{s.port} (in use, or not an address of this machine)")
         await self._server.start()

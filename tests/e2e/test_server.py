@@ -542,3 +542,15 @@ def test_sigterm_under_load_finishes_in_flight_and_refuses_new(artifacts: Artifa
     while pid_alive(triton):
         assert time.monotonic() < deadline, "tritonserver left running"
         time.sleep(0.2)
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(artifacts: Artifacts, tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        out = subprocess.run(
+            [rankserve_bin(), "serve", "--catalog", str(artifacts.catalog), "--model", str(artifacts.model),
+             "--no-build", "--port", str(held.getsockname()[1]), "--state-dir", str(tmp_path / "state")],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"})
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "cannot bind" in out.stderr and "Traceback" not in out.stderr, out.stderr[-3000:]

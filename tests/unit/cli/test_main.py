@@ -20,6 +20,7 @@ def rankserve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("args", "env", "said"), [
     (["query", "sofa", "--target", "127.0.0.1:9", "--tls-ca", "/nonexistent/ca.pem"], {}, "ca.pem"),
     (["report", "--experiments", "/nonexistent/exp.yaml"], {}, "exp.yaml"),
+    (["feedback", "stats", "--state-dir", "/nonexistent/state"], {}, "no event log"),
     (["catalog", "build", "--queries", "/nonexistent/query.csv", "--out", "/tmp/unused"], {},
      "/nonexistent/query.csv"),
     (["feedback", "stats"], {"RANKSERVE_MAX_INFLIGHT": "0"}, "max_inflight"),  # a bad variable
@@ -28,6 +29,7 @@ def test_a_users_mistake_is_one_line_and_exit_2(args: list[str], env: dict[str, 
     out = rankserve(*args, **env)
     assert out.returncode == 2, out.stdout + out.stderr
     assert said in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_the_installed_script_is_main() -> None:
