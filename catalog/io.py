@@ -130,9 +130,9 @@ class Catalog:
     meta: dict
 
     def categories(self) -> list[str]:
-        """The class names a category filter takes, sorted: each part of a multi-valued class ("A|B"
-        lists "A" and "B"), none for an empty class."""
-        return sorted({part for c in self.products["product_class"].unique() for part in class_parts(c)})
+        """Distinct product classes, sorted (`retrieval.filters.FilterColumns.categories` lists what a
+        category filter takes)."""
+        return sorted(self.products["product_class"].unique().tolist())
 
 
 def load_catalog(root: Path) -> Catalog:

@@ -72,7 +72,7 @@ def normalize_category(name: str) -> str:
 
 
 def _hierarchy_prefixes(path: str) -> list[str]:
-    levels = normalize_category(path).split(" / ") if path.strip() else []
+    levels = [level for level in normalize_category(path).split(" / ") if level]  # "" names nothing
     return [" / ".join(levels[: i + 1]) for i in range(len(levels))]
 
 
@@ -94,6 +94,7 @@ class FilterColumns:
     # normalized name -> class codes / hierarchy codes it selects
     _class_lookup: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
     _prefix_lookup: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
+    _class_shown: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.class_codes)
@@ -101,16 +102,20 @@ class FilterColumns:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"column {name} has {len(getattr(self, name))} rows, expected {n}")
         classes: dict[str, list[int]] = {}
+        shown: dict[str, str] = {}  # key -> the first spelling met, what `categories` lists
         for code, name in enumerate(self.class_names):
             # The whole class and each of its parts; "" (an empty class) is no category one can ask for.
-            for key in dict.fromkeys(normalize_category(k) for k in (name, *class_parts(name))):
-                if key:
-                    classes.setdefault(key, []).append(code)
+            for part in (name, *class_parts(name)):
+                key = normalize_category(part)
+                if key and code not in classes.setdefault(key, []):
+                    classes[key].append(code)
+                    shown.setdefault(key, part.strip())
         prefixes: dict[str, list[int]] = {}
         for code, path in enumerate(self.hierarchy_names):
             for prefix in _hierarchy_prefixes(path):
                 prefixes.setdefault(prefix, []).append(code)
         object.__setattr__(self, "_class_lookup", _code_arrays(classes))
+        object.__setattr__(self, "_class_shown", shown)
         object.__setattr__(self, "_prefix_lookup", _code_arrays(prefixes))
 
     @property
@@ -133,6 +138,12 @@ class FilterColumns:
             hierarchy_codes=hierarchy.codes.astype(np.int32),
             hierarchy_names=tuple(hierarchy.categories),
         )
+
+    def categories(self) -> list[str]:
+        """The class names a category filter takes, sorted (what `Info` lists): each class and each part
+        of a multi-valued one ("A|B" lists "A|B", "A" and "B"), one spelling per name, none for an empty
+        class or one that names nothing ("/")."""
+        return sorted(self._class_shown.values())
 
     def category_mask(self, category: str) -> np.ndarray:
         """Items of that product class (or class part) or under that hierarchy prefix; FilterError if it

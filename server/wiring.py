@@ -80,14 +80,6 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
         return fusions[where]
 
     columns = ItemColumns.of(items.vectors, items.categories, items.prices, products["product_features"])
-    hub = None
-    if settings.feedback:
-        policy = Policy(bandit=settings.bandit and settings.personal_weight > 0,
-                        fixed_weight=settings.personal_weight, explore_share=settings.explore_share)
-        hub = open_hub(Path(settings.state_dir), columns, policy=policy,  # type: ignore[arg-type]
-                       sync=settings.feedback_sync, dsn=settings.feedback_dsn,
-                       half_life_s=settings.profile_half_life_s,
-                       capacity=settings.profile_cache_users, on_commit=on_commit)
     pipeline = RankingPipeline(
         WordLlamaEmbedder(), select_retriever(settings.retrieval, loaded.item_index, products), items,
         reranker.stage, fusion=fusion_for(reranker.version), fusion_for=fusion_for,
@@ -100,5 +92,14 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
     if settings.reranker_engine == "triton":
         with reading(settings.triton_repo / MODEL_INFO_FILE):
             versions = read_model_info(settings.triton_repo, settings.triton_model).get("versions", {})
-    return Loaded(pipeline, sorted(catalog.categories()), str(loaded.meta.get("factory", "")), hub,
+    # Last: the log holds a lock and threads, and nothing after it may fail and leave them open.
+    hub = None
+    if settings.feedback:
+        policy = Policy(bandit=settings.bandit and settings.personal_weight > 0,
+                        fixed_weight=settings.personal_weight, explore_share=settings.explore_share)
+        hub = open_hub(Path(settings.state_dir), columns, policy=policy,  # type: ignore[arg-type]
+                       sync=settings.feedback_sync, dsn=settings.feedback_dsn,
+                       half_life_s=settings.profile_half_life_s,
+                       capacity=settings.profile_cache_users, on_commit=on_commit)
+    return Loaded(pipeline, loaded.columns.categories(), str(loaded.meta.get("factory", "")), hub,
                   {v: str(e.get("onnx_sha256", "")) for v, e in versions.items()})

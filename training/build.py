@@ -25,7 +25,7 @@ from server.config import BuildSettings
 from training.base_model import default_base_model
 from training.data import RerankData, load_rerank_data
 from training.export import package_reranker
-from training.finetune import FinetuneConfig, finetune_inputs
+from training.finetune import FinetuneConfig, finetune_inputs, torch_threads
 from training.list_fusion import build_list_fusion
 from training.soup import finetune_soup
 from training.splits import held_out_class_mask, split_labels
@@ -56,21 +56,24 @@ def build_reranker(
     final, out_dir = out_dir, out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(out_dir, ignore_errors=True)  # a failed earlier build's leftovers
     out_dir.mkdir(parents=True)
-    data = load_rerank_data(catalog_dir)
-    tuned_on, held_out = holdout_for_head(data, cfg.head_holdout_classes)
-    inputs = finetune_inputs(tuned_on, cfg, seed=seed, progress=progress)
-    model, train = finetune_soup(base, inputs, cfg, seed=seed, progress=progress)
-    model.save(out_dir / "hf")
-    report_json = json.loads(train.to_json()) | {"head_holdout_query_ids": held_out}
-    (out_dir / "train_report.json").write_text(json.dumps(report_json, indent=2))
-    # Serve exactly what was written.
-    report = package_reranker(load_hf_cross_encoder(out_dir / "hf"), data, out_dir)
-    fusion = build_list_fusion(out_dir / "model.onnx", data, out_dir, progress=progress, seed=seed)
-    report["list_fusion"] = {k: v for k, v in fusion.items() if k not in ("history", "train_query_ids")}
-    (out_dir / "export_report.json").write_text(json.dumps(report, indent=2, default=str))
-    report["train"] = {k: v for k, v in asdict(train).items() if k != "history"}
-    report["augment"] = inputs.augment
-    report["hf_dir"] = str(final / "hf")
+    # The build's torch work on a fixed thread count (the fine-tune's, FinetuneConfig.threads); the
+    # process's own count is back afterwards (`serve --demo` builds, then may serve with torch).
+    with torch_threads(cfg.threads if cfg.device == "cpu" else None):
+        data = load_rerank_data(catalog_dir)
+        tuned_on, held_out = holdout_for_head(data, cfg.head_holdout_classes)
+        inputs = finetune_inputs(tuned_on, cfg, seed=seed, progress=progress)
+        model, train = finetune_soup(base, inputs, cfg, seed=seed, progress=progress)
+        model.save(out_dir / "hf")
+        report_json = json.loads(train.to_json()) | {"head_holdout_query_ids": held_out}
+        (out_dir / "train_report.json").write_text(json.dumps(report_json, indent=2))
+        # Serve exactly what was written.
+        report = package_reranker(load_hf_cross_encoder(out_dir / "hf"), data, out_dir)
+        fusion = build_list_fusion(out_dir / "model.onnx", data, out_dir, progress=progress, seed=seed)
+        report["list_fusion"] = {k: v for k, v in fusion.items() if k not in ("history", "train_query_ids")}
+        (out_dir / "export_report.json").write_text(json.dumps(report, indent=2, default=str))
+        report["train"] = {k: v for k, v in asdict(train).items() if k != "history"}
+        report["augment"] = inputs.augment
+        report["hf_dir"] = str(final / "hf")
     _publish(out_dir, final)
     return report
 

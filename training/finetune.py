@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -191,6 +192,18 @@ def list_ndcg(model: HfCrossEncoder, lists: Sequence[LabelledList], texts: np.nd
 def retrieval_ndcg(lists: Sequence[LabelledList]) -> float:
     """Mean NDCG@10 of the lists in their retrieval order: the baseline a reranker must beat."""
     return nanmean([ndcg_at_k(sl.retrieval, sl.rels, 10, sl.ideal_rels) for sl in lists])
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads (None: as they are), then put the process's count back."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _progress(enabled: bool) -> Progress:

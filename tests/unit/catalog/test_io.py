@@ -99,14 +99,3 @@ def test_empty_counts_stock_rating_and_price_load(small: Path, tmp_path: Path) -
     assert np.isnan(p.loc[3, "average_rating"]) and np.isnan(p.loc[4, "price"])
     pd.testing.assert_frame_equal(p.iloc[5:], want.iloc[5:])
 
-
-def test_categories_list_each_part_of_a_multi_valued_class_and_no_empty_one(small: Path, tmp_path: Path
-                                                                             ) -> None:
-    root = tmp_path / "cat"
-    shutil.copytree(small, root)
-    raw = pd.read_csv(root / "product.csv", sep="\t", dtype=str, keep_default_na=False)
-    raw.loc[0, "product_class"], raw.loc[1, "product_class"] = "Zebra Rugs|Zebra Mats", ""
-    write_tsv(raw, root / "product.csv")
-    listed = load_catalog(root).categories()
-    assert {"Zebra Rugs", "Zebra Mats"} <= set(listed)  # what a category filter takes (retrieval.filters)
-    assert "" not in listed and not any("|" in c for c in listed) and listed == sorted(listed)

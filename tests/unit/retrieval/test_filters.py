@@ -41,3 +41,18 @@ def test_category_of_slashes_only_is_unknown_not_the_empty_class(category: str) 
     with pytest.raises(FilterError) as e:
         columns.mask(Filters(category=category))
     assert e.value.field == "category"
+
+
+def test_listed_categories_are_the_ones_the_filter_takes() -> None:
+    columns = columns_of(["Rugs|Mats", "Rugs", "rugs", "", "/", "Runners"])
+    listed = columns.categories()
+    assert listed == ["Mats", "Rugs", "Rugs|Mats", "Runners"]  # parts too; one spelling; no "" or "/"
+    for name in listed:  # what Info lists, a filter takes (the server warms up with the first ones)
+        assert columns.mask(Filters(category=name)).any()
+    with pytest.raises(FilterError):
+        columns.mask(Filters(category="/"))  # a class "/" names nothing
+    slashes = FilterColumns.from_products(pd.DataFrame({
+        "product_id": [0, 1], "product_class": ["Rugs", "Mats"], "category_hierarchy": [" / ", "Home / Mats"],
+        "price": [1.0, 1.0], "in_stock": [True, True]}))
+    with pytest.raises(FilterError):
+        slashes.mask(Filters(category="/"))  # nor does a hierarchy of slashes

@@ -84,3 +84,15 @@ def test_base_model_is_pinned_by_hash(tmp_path: Path) -> None:
         verified(tmp_path)
     with pytest.raises(BaseModelError, match="no weights"):
         verified(tmp_path / "missing")
+
+
+def test_torch_threads_are_set_for_the_block_and_put_back() -> None:
+    from training.finetune import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):  # the build's count, whatever the machine's
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before  # `serve --demo` then serves with its own
+    with pytest.raises(RuntimeError), torch_threads(before + 1):
+        raise RuntimeError("a failed build")
+    assert torch.get_num_threads() == before
