@@ -34,8 +34,6 @@ app.add_typer(model_app, name="model")
 app.add_typer(feedback_app, name="feedback")
 
 
-
-
 def build_settings_from(**overrides: Any) -> BuildSettings:
     return BuildSettings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -100,7 +98,7 @@ def train(
 ) -> None:
     """Fine-tune the cross-encoder, export ONNX, quantize INT8, check parity, write the Triton repository."""
     from engines.model_dir import write_served_repository
-    from training.build import build_reranker
+    from training.build import build_reranker, partial_dir
     from training.export import ParityError
     from training.finetune import FinetuneConfig
 
@@ -111,8 +109,7 @@ def train(
         report = build_reranker(catalog, out, base_model=defaults.base_model, seed=defaults.seed,
                                 progress=True, cfg=cfg)
     except ParityError as exc:
-        parity_stop(exc, out.with_name(out.name + ".partial") / "parity.json",
-                    "Train longer (--steps) and retry.")
+        parity_stop(exc, partial_dir(out) / "parity.json", "Train longer (--steps) and retry.")
     repo = write_served_repository(out, instances=defaults.triton_instances)
     console.print(report)
     console.print(f"Triton model repository → {repo}")
@@ -129,15 +126,14 @@ TrainSteps = Annotated[int | None, typer.Option("--train-steps", help="Fine-tuni
 
 
 def build_missing(settings: BuildSettings, *, progress: bool = True) -> None:
-    from training.build import ensure_artifacts
+    from training.build import ensure_artifacts, partial_dir
     from training.export import ParityError
 
     t = time.perf_counter()
     try:
         ensure_artifacts(settings, progress=progress, console=console)
     except ParityError as exc:
-        model = Path(settings.model_dir)  # type: ignore[arg-type]
-        parity_stop(exc, model.with_name(model.name + ".partial") / "parity.json",
+        parity_stop(exc, partial_dir(Path(settings.model_dir)) / "parity.json",  # type: ignore[arg-type]
                     "Train longer (--train-steps) and retry.")
     console.print(f"artifacts ready in {time.perf_counter() - t:.1f}s")
 

@@ -239,8 +239,8 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
                         if shared:
                             self.cache.put(key, items, event)
                         messages.append(summary_message(event, queue_ms, variant=variant))
-                if decision is not None and self.loaded is not None and self.loaded.feedback is not None:
-                    self.loaded.feedback.served(decision)
+                if decision is not None:  # drawn by the hub: feedback is on
+                    self._feedback().served(decision)
         finally:
             self.metrics.queued.set(self.admission.waiting)
             self.metrics.inflight.set(self.admission.running)

@@ -31,6 +31,11 @@ from training.soup import finetune_soup
 from training.splits import held_out_class_mask, split_labels
 
 
+def partial_dir(model_dir: Path) -> Path:
+    """Where a build of ``model_dir`` is written until it passes every gate (then renamed into place)."""
+    return model_dir.with_name(model_dir.name + ".partial")
+
+
 def build_reranker(
     catalog_dir: Path,
     out_dir: Path,
@@ -53,7 +58,7 @@ def build_reranker(
     out_dir = Path(out_dir)
     cfg = cfg or FinetuneConfig()
     base = Path(base_model) if base_model is not None else default_base_model()
-    final, out_dir = out_dir, out_dir.with_name(out_dir.name + ".partial")
+    final, out_dir = out_dir, partial_dir(out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)  # a failed earlier build's leftovers
     out_dir.mkdir(parents=True)
     # The build's torch work on a fixed thread count (the fine-tune's, FinetuneConfig.threads); the

@@ -44,7 +44,7 @@ def unit_hash(salt: str, text: str) -> float:
 
 def assign_split(query: str, query_class: str) -> str:
     """The split of one query (``train`` / ``val`` / ``dev``)."""
-    query_class = "" if pd.isna(query_class) else str(query_class)
+    query_class = class_name(query_class)
     if (not query_class.strip() or unit_hash("class", query_class) < DEV_CLASS_FRACTION
             or unit_hash("dev", query) < DEV_QUERY_FRACTION):
         return "dev"
@@ -59,9 +59,14 @@ def split_labels(queries: pd.DataFrame) -> np.ndarray:
     )
 
 
+def class_name(query_class: object) -> str:
+    """A ``query_class`` as a string; a missing one (NaN, None) is the empty class."""
+    return "" if pd.isna(query_class) else str(query_class)
+
+
 def class_names(queries: pd.DataFrame) -> pd.Series:
-    """Each row's ``query_class`` as a string; a missing class is the empty one."""
-    return queries["query_class"].map(lambda c: "" if pd.isna(c) else str(c))
+    """Each row's ``query_class`` as a string (`class_name`)."""
+    return queries["query_class"].map(class_name)
 
 
 def train_class_mask(queries: pd.DataFrame, fraction: float, salt: str) -> np.ndarray:
