@@ -189,35 +189,11 @@ class TritonServer:
                 # Restart after the server died: sweep its stubs and release the old launcher first.
                 # The ports stay as they were, so clients keep their URL.
                 self.stop()
-            paths = triton_binary_paths()
-            if self.runtime_dir is None:
-                self.runtime_dir = Path(tempfile.mkdtemp(prefix="rankserve-triton-"))
-                self._own_runtime_dir = True
-            self.runtime_dir.mkdir(parents=True, exist_ok=True)
-            backend_dir = build_backend_dir(self.runtime_dir, paths)
-            self.log_path = self.log_path or self.runtime_dir / "tritonserver.log"
-            wanted = [self.grpc_port, self.http_port, self.metrics_port or 0]
-            picked = iter(free_ports(sum(p == 0 for p in wanted), self.host))
-            self.grpc_port = self.grpc_port or next(picked)
-            self.http_port = self.http_port or next(picked)
-            if self.metrics_port == 0:
-                self.metrics_port = next(picked)
-            env = dict(os.environ)
-            env["LD_LIBRARY_PATH"] = os.pathsep.join(
-                p for p in (str(paths.lib_dir), env.get("LD_LIBRARY_PATH", "")) if p
-            )
-            # The stub's embedded interpreter ignores PYTHONPATH; model.py reads this instead.
-            site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-            env["RANKSERVE_PYTHONPATH"] = os.pathsep.join(sorted(site))
-            # The model's numpy only pads and copies; idle OpenBLAS threads would spin beside ORT's.
-            env.setdefault("OPENBLAS_NUM_THREADS", "1")
-            # The Python backend imports the repository's model.py: no __pycache__ written beside it
-            # (the repository may be a read-only mount, and serving never writes into it).
-            env["PYTHONDONTWRITEBYTECODE"] = "1"
-            self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
-            self._proc = self._spawn(self.command(backend_dir, paths.binary), env)
-            atexit.register(self.stop)
-            self._install_signal_handlers()
+            try:
+                self._launch()
+            except BaseException:
+                self.stop()  # a failed spawn leaves no log handle open and no temporary directory
+                raise
         try:
             self._wait_ready()
         except BaseException:
@@ -254,6 +230,38 @@ class TritonServer:
         self.stop()
 
     # -- internals --------------------------------------------------------------------------
+    def _launch(self) -> None:
+        """Pick the runtime directory, ports and environment, then spawn the child (under the lock)."""
+        paths = triton_binary_paths()
+        if self.runtime_dir is None:
+            self.runtime_dir = Path(tempfile.mkdtemp(prefix="rankserve-triton-"))
+            self._own_runtime_dir = True
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        backend_dir = build_backend_dir(self.runtime_dir, paths)
+        self.log_path = self.log_path or self.runtime_dir / "tritonserver.log"
+        wanted = [self.grpc_port, self.http_port, self.metrics_port or 0]
+        picked = iter(free_ports(sum(p == 0 for p in wanted), self.host))
+        self.grpc_port = self.grpc_port or next(picked)
+        self.http_port = self.http_port or next(picked)
+        if self.metrics_port == 0:
+            self.metrics_port = next(picked)
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(paths.lib_dir), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        # The stub's embedded interpreter ignores PYTHONPATH; model.py reads this instead.
+        site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+        env["RANKSERVE_PYTHONPATH"] = os.pathsep.join(sorted(site))
+        # The model's numpy only pads and copies; idle OpenBLAS threads would spin beside ORT's.
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
+        # The Python backend imports the repository's model.py: no __pycache__ written beside it
+        # (the repository may be a read-only mount, and serving never writes into it).
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
+        self._proc = self._spawn(self.command(backend_dir, paths.binary), env)
+        atexit.register(self.stop)
+        self._install_signal_handlers()
+
     def _spawn(self, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Popen from a dedicated thread that lives until stop(): PR_SET_PDEATHSIG fires when the
         *thread* that forked the child exits, so forking from a short-lived worker thread (e.g.

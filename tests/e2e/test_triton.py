@@ -334,6 +334,22 @@ def test_start_error_carries_log_and_cleans_up(workdir: Path) -> None:
     assert wait_until(lambda: not triton_pids(marker), 5)
 
 
+class _ExecFails(TritonServer):
+    """A server whose exec fails (a binary that cannot run on this host), after its log is open."""
+
+    def _spawn(self, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        self.spawned_in = self.runtime_dir
+        raise OSError(8, "Exec format error")
+
+
+def test_failed_spawn_leaves_no_open_log_or_temporary_directory(repo: Path) -> None:
+    srv = _ExecFails(repo, metrics_port=None)
+    with pytest.raises(OSError, match="Exec format"):
+        srv.start()
+    assert srv.spawned_in is not None and not srv.spawned_in.exists()
+    assert srv._log is None and srv.runtime_dir is None and not srv.is_running()
+
+
 CHILD = """
 import sys, time
 from pathlib import Path
