@@ -64,12 +64,16 @@ class TritonRerankerClient:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         step = self.max_batch_size
         starts = range(0, len(ids), step)
+        # The gRPC deadline is the transport's; the request's own deadline is the pipeline's.
+        calls = [asyncio.ensure_future(self._infer(ids[i : i + step], mask[i : i + step], timeout, version))
+                 for i in starts]
         try:
-            # The gRPC deadline is the transport's; the request's own deadline is the pipeline's.
-            calls = [self._infer(ids[i : i + step], mask[i : i + step], timeout, version) for i in starts]
             results = await asyncio.gather(*calls)
         except (InferenceServerException, grpc.RpcError, TimeoutError, OSError) as exc:
             raise _unavailable(exc, f"{self.model}@{self.url}") from exc
+        finally:
+            for call in calls:  # one chunk failed: its siblings' scores would be thrown away
+                call.cancel()
         return np.concatenate(results)
 
     async def _infer(self, ids: np.ndarray, mask: np.ndarray, timeout: float, version: str) -> np.ndarray:
