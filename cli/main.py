@@ -116,7 +116,8 @@ def train(
 
 
 # Options several commands share: one definition each.
-CatalogDir = Annotated[Path | None, typer.Option("--catalog", help="Catalog directory (default: demo's).")]
+CatalogDir = Annotated[Path | None, typer.Option(
+    "--catalog", envvar="RANKSERVE_CATALOG_DIR", help="Catalog directory (default: demo's).")]
 ModelDir = Annotated[Path | None, typer.Option("--model", help="Model directory (default: the demo's).")]
 QueryFile = Annotated[Path | None, typer.Option("--queries", help="Query file a new catalog is built from.")]
 Products = Annotated[int | None, typer.Option("--products", help="Size of a catalog built here.")]
@@ -176,7 +177,7 @@ def serve(
     from server.app import serve as run
 
     if not demo and catalog is None:
-        raise typer.BadParameter("give --demo or --catalog DIR")
+        raise typer.BadParameter("give --demo or --catalog DIR (or RANKSERVE_CATALOG_DIR)")
     settings = settings_from(catalog_dir=catalog, model_dir=model, host=host, port=port,
                              triton_url=triton_url, metrics_port=metrics_port, state_dir=state_dir,
                              build_artifacts=build, experiments_file=experiments, tls_cert=tls_cert,

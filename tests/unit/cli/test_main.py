@@ -32,6 +32,14 @@ def test_a_users_mistake_is_one_line_and_exit_2(args: list[str], env: dict[str, 
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
+def test_serve_takes_its_catalog_from_the_environment() -> None:
+    # A pod sets RANKSERVE_CATALOG_DIR rather than a flag: serve must look there, not ask for --catalog.
+    out = rankserve("serve", "--no-build", RANKSERVE_CATALOG_DIR="/nonexistent/cat",
+                    RANKSERVE_MODEL_DIR="/nonexistent/model")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "/nonexistent/cat" in out.stdout + out.stderr and "--demo" not in out.stdout + out.stderr
+
+
 def test_the_installed_script_is_main() -> None:
     import tomllib
 
