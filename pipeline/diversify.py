@@ -48,13 +48,15 @@ def normalise_z(scores: np.ndarray) -> np.ndarray:
     standard deviation is a property of the whole list, so λ trades relevance against redundancy on
     a scale that is stable across queries and models. Not clipped: monotone, so λ=1 keeps the order.
     """
-    scores = np.asarray(scores, dtype=np.float32)
+    # float64: the float32 std of n equal float32 scores is often ~1e-8, not 0, and a tie would then
+    # come out as +-1/Z_SPAN. The tolerance is relative: a tie up to float32 rounding is a tie.
+    scores = np.asarray(scores, dtype=np.float64)
     if scores.size == 0:
-        return scores
-    std = float(scores.std())
-    if std < 1e-12:
-        return np.ones_like(scores)
-    return (0.5 + (scores - float(scores.mean())) / (Z_SPAN * std)).astype(np.float32)
+        return scores.astype(np.float32)
+    mean, std = float(scores.mean()), float(scores.std())
+    if std <= 1e-6 * max(1.0, abs(mean)):
+        return np.ones(scores.shape, np.float32)
+    return (0.5 + (scores - mean) / (Z_SPAN * std)).astype(np.float32)
 
 
 def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float,
@@ -76,8 +78,10 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float,
     for step in range(k):
         objective = lam * gain - (1.0 - lam) * max_sim
         objective = np.where(available, objective, -np.inf)
-        # argmax takes the first maximum: ties keep the incoming (relevance-sorted) order.
-        i = int(np.argmax(objective))
+        # A tie on the objective goes to the more relevant item (at λ = 0 every first objective ties),
+        # then to the earlier candidate (the candidates come in retrieval order).
+        ties = np.flatnonzero(objective == objective.max())
+        i = int(ties[np.argmax(gain[ties])]) if ties.size > 1 else int(ties[0])
         yield MmrPick(index=i, score=float(objective[i]), relevance=float(rel[i]),
                       redundancy=float(max_sim[i]), personal=float(pers[i]))
         available[i] = False

@@ -84,3 +84,19 @@ def test_stage_selects_by_item_id() -> None:
     vecs = _unit(np.eye(4, dtype=np.float32))
     picks = list(Mmr(vecs).select(np.array([1.0, 3.0]), np.array([3, 1]), 2, 1.0))
     assert [p.index for p in picks] == [1, 0]  # positions in the candidate list, best first
+
+
+def test_tied_float32_scores_are_a_tie() -> None:
+    # 0.1 is inexact in float32, and so is the mean of seven of them: the float32 std is ~1e-8, not 0.
+    tied = np.full(7, 0.1, np.float32)
+    assert normalise_z(tied).tolist() == [1.0] * 7
+    assert normalise_z(np.array([2.5, 2.5 + 1e-7], np.float32)).tolist() == [1.0, 1.0]
+    assert len(set(normalise_z(np.array([0.1, 0.2, 0.3], np.float32)).tolist())) == 3
+
+
+def test_objective_ties_go_to_the_more_relevant_item() -> None:
+    # Orthogonal items: at λ = 0 every objective is 0 at first, and relevance must still decide.
+    rel = np.array([0.0, 1.0, 2.0, 3.0], np.float32)
+    picks = list(mmr(rel, np.eye(4, dtype=np.float32), 4, 0.0))
+    assert [p.index for p in picks] == [3, 2, 1, 0]
+    assert [p.index for p in mmr(rel, np.eye(4, dtype=np.float32), 4, 1e-6)] == [3, 2, 1, 0]

@@ -123,6 +123,26 @@ def test_reranker_down_or_slow_degrades_to_retrieval_order_and_the_gate_skips_it
     assert summary.degraded and stage.calls == 1
 
 
+class BadScores:
+    """A reranker that answers, but with a NaN among its scores or one score too few."""
+
+    def __init__(self, short: bool) -> None:
+        self.short = short
+
+    async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None,
+                     version: str = "") -> RerankResult:
+        scores = np.array([0.0, 1.0, np.nan, 5.0], np.float32)[: len(docs)]
+        return RerankResult(scores[:-1] if self.short else scores, {})
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_unusable_reranker_scores_degrade_to_retrieval_order(short: bool) -> None:
+    pipe = RankingPipeline(FixedEmbedder(), FixedRetriever(), items_table(), BadScores(short))
+    ids, summary = run_once(pipe)
+    assert ids == [0, 1, 2, 3] and summary.degraded and summary.degraded_reason == "reranker_bad_scores"
+    assert summary.candidates_reranked == 0
+
+
 def test_no_reranker_is_reported() -> None:
     pipe = RankingPipeline(FixedEmbedder(), FixedRetriever(), items_table(), None)
     ids, summary = run_once(pipe)
