@@ -184,7 +184,7 @@ def serve(
                              tls_key=tls_key, tls_client_ca=tls_client_ca, auth_tokens_file=auth_tokens_file)
     _check_security_files(settings)
     if settings.experiments_file is not None:
-        load_experiments(settings.experiments_file)
+        load_experiments(settings.experiments_file, settings.max_candidates)
     if settings.build_artifacts:
         if not demo and not (Path(settings.catalog_dir) / "catalog.json").exists():
             raise typer.BadParameter(

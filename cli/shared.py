@@ -24,12 +24,12 @@ def parity_stop(exc: Exception, report: Path, advice: str) -> NoReturn:
     raise typer.Exit(2) from exc
 
 
-def load_experiments(path: Path) -> Experiments:
+def load_experiments(path: Path, max_candidates: int | None = None) -> Experiments:
     """The experiments file, or exit 2 naming what is wrong with it (`serve`, `report`)."""
     from pipeline.experiments import Experiments
 
     try:
-        return Experiments.load(path)
+        return Experiments.load(path, max_candidates=max_candidates)
     except (OSError, ValueError) as e:
         console.print(f"[bold red]bad experiments file:[/] {e}")
         raise typer.Exit(2) from e

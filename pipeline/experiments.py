@@ -106,15 +106,25 @@ class Experiments:
         self.spec = spec
 
     @classmethod
-    def load(cls, path: Path) -> Experiments:
-        """Read a YAML (.yaml/.yml) or TOML (.toml) experiments file; ValueError names what is wrong."""
+    def load(cls, path: Path, *, max_candidates: int | None = None) -> Experiments:
+        """Read a YAML (.yaml/.yml) or TOML (.toml) experiments file; ValueError names what is wrong.
+
+        ``max_candidates``: the server's limit. An arm asking for more would be served the limit under
+        its own name, so two arms could serve the same setting: refused.
+        """
         path = Path(path)
         text = path.read_text()
         try:
             data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-            return cls(ExperimentsFile.model_validate(data or {}))
+            spec = ExperimentsFile.model_validate(data or {})
         except (ValueError, yaml.YAMLError) as e:  # TOMLDecodeError is a ValueError; YAMLError is not
             raise ValueError(f"{path}: {e}") from None
+        for e in spec.experiments:
+            for a in e.arms:
+                if max_candidates is not None and a.candidates is not None and a.candidates > max_candidates:
+                    raise ValueError(f"{path}: experiment {e.name!r}, arm {a.name!r}: candidates "
+                                     f"{a.candidates} exceeds the server's max_candidates {max_candidates}")
+        return cls(spec)
 
     @property
     def experiments(self) -> list[Experiment]:

@@ -180,6 +180,11 @@ class Settings(_Locations):
     def _check_limits(self) -> Self:
         if self.default_candidates > self.max_candidates:
             raise ValueError("default_candidates must not exceed max_candidates")
+        # Else every request that leaves k unset is refused, naming a field its client never set.
+        if self.default_k > self.max_k:
+            raise ValueError("default_k must not exceed max_k")
+        if self.default_k > self.max_candidates:
+            raise ValueError("default_k must not exceed max_candidates")
         if self.state_dir is None:
             self.state_dir = self.artifacts_dir / "state"
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -64,8 +64,9 @@ class RankerService(ranking_pb2_grpc.RankerServicer):
         self.admission = Admission(settings.max_inflight, settings.max_queued, settings.max_queue_wait_s)
         self.cache = RankingCache(settings.ranking_cache_size, settings.ranking_cache_ttl_s)
         self.loaded: Loaded | None = None  # set once the pipeline is loaded; UNAVAILABLE until then
-        self.experiments = (Experiments.load(settings.experiments_file) if settings.experiments_file
-                            else None)
+        limit = settings.max_candidates
+        self.experiments = (Experiments.load(settings.experiments_file, max_candidates=limit)
+                            if settings.experiments_file else None)
 
     @property
     def pipeline(self) -> RankingPipeline:

@@ -89,3 +89,11 @@ def test_bad_files_are_refused_naming_the_problem(tmp_path: Path, text: str, mes
     with pytest.raises(ValueError, match=message) as info:
         load(tmp_path, text)
     assert "exp.yaml" in str(info.value)
+
+
+def test_an_arm_asking_for_more_candidates_than_the_server_allows_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("experiments:\n  - name: x\n    arms: [{name: wide, share: 1, candidates: 5000}]\n")
+    with pytest.raises(ValueError, match="'x', arm 'wide': candidates 5000 exceeds the server's max_cand"):
+        Experiments.load(path, max_candidates=1000)
+    assert Experiments.load(path, max_candidates=5000).experiments[0].arms[0].candidates == 5000

