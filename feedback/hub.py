@@ -114,8 +114,7 @@ def open_hub(state_dir: Path, items: ItemColumns, *, policy: Policy, capacity: i
     ``capacity`` most recently used are held."""
     store = open_store(state_dir, sync=sync, dsn=dsn)
     reader = open_store(state_dir, dsn=dsn, read_only=True)  # the profile reads' own connection
-    policy.record(store.replay_decisions())
-    policy.learn(store.replay())
+    policy.rebuild(store.replay_decisions(), store.replay_decided())
     profiles = ProfileBook(items, half_life_s=half_life_s, capacity=capacity)
 
     def committed(result: AppendResult, seconds: float) -> None:

@@ -2,7 +2,7 @@
 top is shuffled to measure position bias; and what the decisions learn from the feedback on them.
 
 Every decision is written to the log beside the events (`EventStore.append(decisions=...)`), so the
-bandit and the propensities are rebuilt exactly by `replay` on start: the log is their checkpoint.
+bandit and the propensities are rebuilt by `Policy.rebuild` on start: the log is their checkpoint.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ class Decision:
         return cls(row[0], row[1], int(row[2]), int(row[3]), float(row[4]), bool(row[5]))
 
 
+IMPRESSIONS_PER_LIST = 10  # the impression window holds this many (list, item) keys per tracked list
+
+
 def request_seed(request_id: str, salt: str = "") -> int:
     return int.from_bytes(hashlib.sha1(f"{salt}:{request_id}".encode()).digest()[:8], "big")
 
@@ -53,10 +56,10 @@ class Policy:
         self._rewarded: set[str] = set()
         # Impressions and clicks by the arm their list was served under: "unpersonalised" (no decision:
         # no user, no history, or a list decided before the tracked window) or the personal weight. A
-        # click counts only on a list whose impressions were logged, so CTR stays a share.
+        # click counts once per (list, item) the list's logged impressions showed, so CTR stays a share.
         self.shown: Counter[str] = Counter()
         self.clicked: Counter[str] = Counter()
-        self._impressed: OrderedDict[str, None] = OrderedDict()
+        self._impressed: OrderedDict[tuple[str, int], bool] = OrderedDict()  # -> clicked yet
 
     def draw(self, request_id: str, user_id: str, interactions: int) -> Decision:
         """How to personalise this list, not yet counted (``interactions``: the profile's, the bandit's
@@ -95,26 +98,45 @@ class Policy:
         return new
 
     def learn(self, events: Iterable[Event]) -> None:
-        """Committed events: impressions and clicks counted by arm; on decided lists, clicks on shuffled
-        lists measure position bias, and the first interaction on a list rewards its arm."""
+        """Committed events, each with its list's decision if that is still in the tracked window."""
         for e in events:
-            d = self._decisions.get(e.request_id)
-            arm = "unpersonalised" if d is None else f"weight {d.weight:g}"
-            if e.type == EventType.IMPRESSION:
+            self._learn_one(e, self._decisions.get(e.request_id), self._rewarded)
+
+    def rebuild(self, decisions: Iterable[Decision], events: Iterable[tuple[Event, Decision | None]]) -> None:
+        """On start, from the log: every decision as a trial (`record`), then every event in commit order
+        with its list's decision as the log joins it. Not through the window: recording all decisions
+        first leaves only the newest ``tracked`` in it, and the feedback on older lists, rewarded while
+        the server ran, would find none."""
+        self.record(decisions)
+        rewarded: set[str] = set()
+        for e, d in events:
+            self._learn_one(e, d, rewarded)
+        self._rewarded = {r for r in rewarded if r in self._decisions}
+
+    def _learn_one(self, e: Event, d: Decision | None, rewarded: set[str]) -> None:
+        """Impressions and first clicks counted by arm; on a decided list, clicks on a shuffled list
+        measure position bias, and the first interaction rewards its arm."""
+        if d is not None and e.user_id and e.user_id != d.user_id:
+            d = None  # feedback naming another user's list: that user's list earns nothing from it
+        arm = "unpersonalised" if d is None else f"weight {d.weight:g}"
+        key = (e.request_id, e.item_id)
+        if e.type == EventType.IMPRESSION:
+            if key not in self._impressed:
                 self.shown[arm] += 1
-                self._impressed[e.request_id] = None
-                if len(self._impressed) > self._tracked:
+                self._impressed[key] = False
+                if len(self._impressed) > IMPRESSIONS_PER_LIST * self._tracked:
                     self._impressed.popitem(last=False)
-            elif e.type == EventType.CLICK and e.request_id in self._impressed:
-                self.clicked[arm] += 1
-            if d is None or e.type not in INTERACTIONS:
-                continue
-            if d.explore and e.type == EventType.CLICK:
-                self.propensities.observe_click(e.position)
-            if e.request_id not in self._rewarded:
-                self._rewarded.add(e.request_id)
-                if self.bandit is not None and d.arm >= 0:
-                    self.bandit.rewarded(Choice(d.context, d.arm, d.weight))
+        elif e.type == EventType.CLICK and self._impressed.get(key) is False:
+            self.clicked[arm] += 1  # the first click on an item the list showed: CTR stays a share
+            self._impressed[key] = True
+        if d is None or e.type not in INTERACTIONS:
+            return
+        if d.explore and e.type == EventType.CLICK:
+            self.propensities.observe_click(e.position)
+        if e.request_id not in rewarded:
+            rewarded.add(e.request_id)
+            if self.bandit is not None and d.arm >= 0:
+                self.bandit.rewarded(Choice(d.context, d.arm, d.weight))
 
     def ctr(self) -> dict[str, float]:
         """Clicks per impression by arm, for the arms that have impressions."""

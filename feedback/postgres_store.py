@@ -25,6 +25,7 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
+from feedback.store import DECIDED_EVENTS, decided_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -116,6 +117,10 @@ class PostgresEventStore:
         except self._errors as exc:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
         return rows_by_user(user_ids, rows)
+
+    def replay_decided(self) -> Iterator[tuple[Event, Decision | None]]:
+        for row in self._rows(DECIDED_EVENTS):
+            yield decided_row(row)
 
     def replay_decisions(self) -> Iterator[Decision]:
         for row in self._rows("SELECT request_id, user_id, context, arm, weight, explore "

@@ -31,6 +31,7 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
+from feedback.store import DECIDED_EVENTS, decided_row
 from feedback.wal import cut_torn_tail
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,10 @@ class SqliteEventStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
         return rows_by_user(users, rows)
+
+    def replay_decided(self) -> Iterator[tuple[Event, Decision | None]]:
+        for row in self._db.execute(DECIDED_EVENTS):
+            yield decided_row(row)
 
     def replay_decisions(self) -> Iterator[Decision]:
         cur = self._db.execute("SELECT request_id, user_id, context, arm, weight, explore FROM decisions "

@@ -2,9 +2,9 @@
 
 A store commits a batch in one transaction and reports which events were new: an ``event_id`` already
 in the log is a duplicate and changes nothing (idempotent replays). `replay` yields every committed
-event in commit order, and `replay_decisions` the policy's logged decisions: how the bandit and the
-position propensities are rebuilt on start; `users_rows` some users' events, how their profiles are
-rebuilt when requests need them.
+event in commit order, `replay_decisions` the policy's logged decisions, and `replay_decided` the events
+each with its list's decision: how the bandit and the position propensities are rebuilt on start;
+`users_rows` some users' events, how their profiles are rebuilt when requests need them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,22 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from feedback.events import AppendResult, Event, EventRow, LogStats, StoreUnavailable
+from feedback.events import EVENT_COLUMNS, AppendResult, Event, EventRow, LogStats, StoreUnavailable
 from feedback.policy import Decision
+
+# The events' columns, then their decision's (NULLs: none), joined on request_id: `replay_decided`.
+DECIDED_EVENTS = (
+    "SELECT " + ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
+    + ", d.request_id, d.user_id, d.context, d.arm, d.weight, d.explore "
+    "FROM events e LEFT JOIN decisions d ON d.request_id = e.request_id ORDER BY e.seq"
+)
+N_EVENT_COLUMNS = len(EVENT_COLUMNS.split(","))
+
+
+def decided_row(row: Sequence) -> tuple[Event, Decision | None]:
+    """One `DECIDED_EVENTS` row as the event and its decision."""
+    decision = Decision.from_row(row[N_EVENT_COLUMNS:]) if row[N_EVENT_COLUMNS] is not None else None
+    return Event.from_row(row[:N_EVENT_COLUMNS]), decision
 
 
 class EventStore(Protocol):
@@ -30,12 +44,16 @@ class EventStore(Protocol):
 
     def replay_decisions(self) -> Iterator[Decision]: ...
 
+    def replay_decided(self) -> Iterator[tuple[Event, Decision | None]]:
+        """`replay`, each event with the logged decision of its request (None: an undecided list)."""
+        ...
+
     def stats(self) -> LogStats: ...
 
     def close(self) -> None: ...
 
 
-__all__ = ["EventStore", "StoreUnavailable", "open_store"]
+__all__ = ["DECIDED_EVENTS", "EventStore", "StoreUnavailable", "decided_row", "open_store"]
 
 
 def open_store(state_dir: Path, *, sync: str = "full", read_only: bool = False, dsn: str | None = None

@@ -126,8 +126,7 @@ def test_decisions_and_events_rebuild_the_same_policy_from_the_log(tmp_path: Pat
     with closing(open_store(tmp_path)) as reopened:
         assert list(reopened.replay_decisions()) == decided
         rebuilt = Policy(explore_share=0.3)
-        rebuilt.record(reopened.replay_decisions())
-        rebuilt.learn(reopened.replay())
+        rebuilt.rebuild(reopened.replay_decisions(), reopened.replay_decided())
     assert np.array_equal(rebuilt.bandit.trials, online.bandit.trials)
     assert np.array_equal(rebuilt.bandit.successes, online.bandit.successes)
     assert np.array_equal(rebuilt.propensities.clicks, online.propensities.clicks)
@@ -137,8 +136,48 @@ def test_decisions_and_events_rebuild_the_same_policy_from_the_log(tmp_path: Pat
 def test_ctr_is_counted_by_the_arm_a_list_was_served_under() -> None:
     policy = Policy(bandit=False, fixed_weight=0.5, explore_share=0.0)
     policy.decide("personal", "u", 3)
-    shown = [Event(f"i{k}", rid, "u", 1, EventType.IMPRESSION, k + 1, 0)
+    shown = [Event(f"i{rid}{k}", rid, "u", k, EventType.IMPRESSION, k + 1, 0)
              for rid in ("personal", "anonymous") for k in range(4)]
-    policy.learn([*shown, click(1, "personal", 2), click(2, "personal", 3), click(3, "anonymous", 1),
-                  click(4, "never-shown", 1)])  # a click on a list without logged impressions: no share
+    clicks = [Event(f"c{n}", rid, "u", item, EventType.CLICK, item + 1, 0)
+              for n, (rid, item) in enumerate([("personal", 1), ("personal", 2), ("anonymous", 0),
+                                               ("never-shown", 1)])]  # a list without logged impressions
+    policy.learn([*shown, *clicks])
     assert policy.ctr() == {"weight 0.5": 0.5, "unpersonalised": 0.25}
+
+
+def test_a_restart_keeps_the_rewards_of_lists_older_than_the_tracked_window(tmp_path: Path) -> None:
+    # Each list is clicked while it is in the window, so the running server rewarded all six; a rebuild
+    # that records every decision before any event used to find only the newest three.
+    online = Policy(explore_share=0.0, tracked=3)
+    with closing(open_store(tmp_path)) as store:
+        for i in range(6):
+            d = online.decide(f"r{i}", "u", 3)
+            clicked = [click(i, f"r{i}", 1)]
+            store.append(clicked, [d])
+            online.learn(clicked)
+    with closing(open_store(tmp_path)) as reopened:
+        rebuilt = Policy(explore_share=0.0, tracked=3)
+        rebuilt.rebuild(reopened.replay_decisions(), reopened.replay_decided())
+    assert online.bandit.successes.sum() == rebuilt.bandit.successes.sum() == 6
+    assert np.array_equal(rebuilt.bandit.successes, online.bandit.successes)
+    # Another click on a list still in the window is no second reward, after the restart as before it.
+    rebuilt.learn([click(9, "r5", 2)])
+    assert rebuilt.bandit.successes.sum() == 6
+
+
+def test_a_click_counts_once_and_only_on_an_item_the_list_showed() -> None:
+    policy = Policy(bandit=False, fixed_weight=0.5, explore_share=0.0)
+    shown = Event("i1", "anonymous", "u", 5, EventType.IMPRESSION, 1, 0)
+    others = [Event(f"c{k}", "anonymous", "u", 7, EventType.CLICK, 2, 0) for k in range(5)]  # never shown
+    again = [Event(f"d{k}", "anonymous", "u", 5, EventType.CLICK, 1, 0) for k in range(3)]
+    policy.learn([shown, shown, *others, *again])
+    assert policy.ctr() == {"unpersonalised": 1.0}
+
+
+def test_feedback_naming_another_users_list_rewards_nothing() -> None:
+    policy = Policy(explore_share=0.0)
+    policy.decide("alice-list", "alice", 3)
+    policy.learn([Event("m1", "alice-list", "mallory", 1, EventType.CLICK, 1, 0)])
+    assert policy.bandit.successes.sum() == 0
+    policy.learn([Event("a1", "alice-list", "alice", 1, EventType.CLICK, 1, 0)])
+    assert policy.bandit.successes.sum() == 1

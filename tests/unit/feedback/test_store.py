@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from feedback.events import Event, EventType
+from feedback.policy import Decision
 from feedback.sqlite_store import SqliteEventStore
 from feedback.store import EventStore, StoreUnavailable, open_store
 from tests.postgres import pg_bin, postgres_server
@@ -154,3 +155,12 @@ def test_users_rows_reads_each_users_events_in_commit_order(opener: Opener) -> N
     assert [row[0] for row in rows["a"]] == ["e1", "e2", "e4", "e5", "e7", "e8", "e10", "e11"]
     assert tuple(rows["b"][1]) == event(3, user="b").row()  # every field round-trips
     assert store.users_rows(["b"]) == {"b": rows["b"]}
+
+
+def test_replay_decided_joins_each_event_to_its_lists_decision(opener: Opener) -> None:
+    store = opener()
+    decided = Decision("r1", "u1", 2, 1, 0.5, True)
+    events = [event(1), Event("e2", "r-none", "u1", 3, EventType.CLICK, 1, 5)]
+    store.append(events[:1], [decided])
+    store.append(events[1:], [Decision("r-other", "u2", 0, 0, 0.0, False)])
+    assert list(opener().replay_decided()) == [(events[0], decided), (events[1], None)]
