@@ -249,6 +249,15 @@ class UserProfile:
             for key in table:
                 table[key] *= f
 
+    def decayed_to(self, now_ms: int, half_life_ms: float) -> UserProfile:
+        """A copy decayed from its last event to ``now_ms`` (itself when that is not later)."""
+        if now_ms <= self.last_ms:
+            return self
+        out = self.merged(UserProfile(np.zeros_like(self.centroid)))
+        out._scale(0.5 ** ((now_ms - self.last_ms) / half_life_ms))
+        out.last_ms = now_ms
+        return out
+
     def merged(self, other: UserProfile) -> UserProfile:
         out = UserProfile(self.centroid + other.centroid, dict(self.classes), self.price + other.price,
                           dict(self.attrs), self.mass + other.mass, self.events + other.events,
@@ -400,6 +409,10 @@ class ProfileBook:
         personalise on (no user history and no recent items: today's ranking)."""
         stored = self.get(user_id)
         if recent_item_ids:
+            if stored is not None:
+                # The history is decayed to its own last event; the views are weighed now. A user back
+                # after weeks away must not have their old history outweigh today's session.
+                stored = stored.decayed_to(now_ms, self.half_life_ms)
             session = self._new()
             for i in recent_item_ids:
                 session.add(self.items, int(i), VIEW_WEIGHT, now_ms, self.half_life_ms)

@@ -64,6 +64,18 @@ def test_for_request_adds_recent_items_and_cold_start_gets_none() -> None:
     assert book.for_request("w", (), 0) is None  # only impressions: nothing to personalise on
 
 
+def test_a_users_old_history_is_decayed_to_now_beside_todays_views() -> None:
+    book = ProfileBook(ITEMS, half_life_s=7 * 86_400.0)
+    book.apply([ev(0, 0)])  # one click on item 0, ten half-lives before the request
+    mass = book.get("u").mass
+    merged = book.for_request("u", (2,), 70 * DAY_MS)
+    history = merged.centroid[0] / (merged.centroid[0] + merged.centroid[2])
+    assert history < 0.01  # 2**-10 of the click's weight against a view now; it was 2/3 before
+    fresh = book.for_request("u", (2,), 0)
+    assert fresh.centroid[0] / (fresh.centroid[0] + fresh.centroid[2]) > 0.5
+    assert book.get("u").last_ms == 0 and book.get("u").mass == mass  # the book's profile is not changed
+
+
 def test_events_for_items_outside_the_catalog_are_skipped() -> None:
     book = ProfileBook(ITEMS)
     assert book.apply([ev(0, 99), ev(1, -1), ev(2, 0, user="")]) == 0
