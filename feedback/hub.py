@@ -12,14 +12,15 @@ and keeps nothing it did not.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from feedback.events import AppendResult, Event
 from feedback.log import EventLog
 from feedback.policy import Decision, Policy
-from feedback.profile import ItemColumns, ProfileBook, UserProfile
-from feedback.store import open_store
+from feedback.profile import ItemColumns, ProfileBook, ReadBack, UserProfile
+from feedback.store import EventStore, open_store
 
 # Users whose profiles one read fetches at most. Cold users' searches queue while a read runs, and the
 # next read takes them together: one query and one hop to the reader's thread for many users, where a
@@ -67,7 +68,7 @@ class FeedbackHub:
             while self._queued:
                 users, self._queued = self._queued[:READ_BATCH], self._queued[READ_BATCH:]
                 try:
-                    logged = await self.log.read(lambda store, users=users: store.users_rows(users))
+                    logged = await self.log.read(functools.partial(self._read_back, users=users))
                 except Exception as exc:  # every user of the read hears it; the next request reads again
                     self._abandon(users, exc)
                     continue
@@ -81,6 +82,11 @@ class FeedbackHub:
                     self._pending.pop(u).set_result(None)
         finally:
             self._reader = None
+
+    def _read_back(self, store: EventStore, users: Sequence[str]) -> dict[str, ReadBack]:
+        """The users' rows and the profiles they make, both on the log's reader thread (`read_back`)."""
+        weight = self.policy.click_weight
+        return {u: self.profiles.read_back(rows, weight) for u, rows in store.users_rows(users).items()}
 
     def _abandon(self, users: Sequence[str], exc: Exception | None) -> None:
         """Stop loading ``users``: their waiting requests get ``exc``, or are cancelled without one."""

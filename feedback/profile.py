@@ -270,6 +270,14 @@ class UserProfile:
         return out
 
 
+@dataclass(frozen=True)
+class ReadBack:
+    """A user's profile as the log's rows built it (`ProfileBook.read_back`), and the event ids it holds."""
+
+    profile: UserProfile
+    ids: frozenset[str]
+
+
 class ProfileBook:
     """Users' profiles in memory, fed committed events only.
 
@@ -318,20 +326,31 @@ class ProfileBook:
         """A read of ``user_id``'s events from the log starts: hold back their commits until it ends."""
         self._loading.setdefault(user_id, [])
 
-    def finish_load(self, user_id: str, logged: Iterable[EventRow],
-                    position_weight: Callable[[int], float] | None = None) -> UserProfile:
-        """The user's profile from the log's rows (`EventStore.users_rows`) plus the events committed
-        during the read that it did not see; held from now on (an empty one too: a user without history
-        is not read again)."""
-        held_back = self._loading.pop(user_id, [])
+    def read_back(self, logged: Iterable[EventRow], position_weight: Callable[[int], float] | None = None
+                  ) -> ReadBack:
+        """A profile from a user's logged rows (`EventStore.users_rows`). It reads only what does not
+        change (the items, the half-life), so it runs on the log's reader thread: a long history rebuilt
+        on the event loop held every stream still for as long as it took."""
         seen: set[str] = set()
         kept = []
-        for row in (*logged, *(e.row() for e in held_back)):
+        for row in logged:
             if row[0] in seen or not self._places(row[3]):
                 continue
             seen.add(row[0])
             kept.append(row)
-        p = self._rebuilt(kept, _per_position(position_weight))
+        return ReadBack(self._rebuilt(kept, _per_position(position_weight)), frozenset(seen))
+
+    def finish_load(self, user_id: str, loaded: ReadBack,
+                    position_weight: Callable[[int], float] | None = None) -> UserProfile:
+        """The read-back profile plus the events committed during the read that it did not see; held from
+        now on (an empty one too: a user without history is not read again)."""
+        held_back = self._loading.pop(user_id, [])
+        p, done = loaded.profile, set(loaded.ids)
+        weight = _per_position(position_weight)
+        for e in held_back:
+            if e.event_id not in done and self._places(e.item_id):
+                done.add(e.event_id)
+                self._add(p, e, weight)
         self._profiles[user_id] = p
         while self.capacity is not None and len(self._profiles) > self.capacity:
             self._profiles.popitem(last=False)

@@ -141,7 +141,8 @@ def test_a_profile_read_back_in_one_pass_equals_one_fed_event_by_event(seed: int
     one_by_one.apply(events, weight)
     read_back = ProfileBook(items, half_life_s=2 * 86_400.0, capacity=4)
     read_back.begin_load("u")
-    assert same_profile(read_back.finish_load("u", [e.row() for e in events], weight), one_by_one.get("u"))
+    loaded = read_back.read_back([e.row() for e in events], weight)
+    assert same_profile(read_back.finish_load("u", loaded, weight), one_by_one.get("u"))
 
 
 def test_a_bounded_book_leaves_users_it_does_not_hold_to_the_log_and_drops_the_least_recently_used() -> None:
@@ -149,10 +150,10 @@ def test_a_bounded_book_leaves_users_it_does_not_hold_to_the_log_and_drops_the_l
     assert book.apply([ev(0, 0, user="a")]) == 0 and not book.holds("a")  # not held: the log has it
     for user in ("a", "b"):
         book.begin_load(user)
-        book.finish_load(user, [ev(1, 1, user=user).row()])
+        book.finish_load(user, book.read_back([ev(1, 1, user=user).row()]))
     assert book.get("a") is not None  # "a" used last: "b" is the least recently used
     book.begin_load("c")
-    empty = book.finish_load("c", [])  # a user without history is held too: not read again
+    empty = book.finish_load("c", book.read_back([]))  # a user without history is held too: not read again
     assert empty.events == 0 and book.holds("c") and book.holds("a") and not book.holds("b")
     assert book.apply([ev(2, 0, user="a"), ev(3, 1, user="b")]) == 1 and book.get("a").events == 2
 
@@ -166,7 +167,7 @@ def test_a_load_adds_events_committed_during_the_read_once_whether_or_not_the_re
     book.begin_load("u")
     # Commits during the read: e4, e5 (the read saw them too) and e6-e8 (it did not).
     assert book.apply([*logged[4:], *later]) == 0 and not book.holds("u")
-    rebuilt = book.finish_load("u", [e.row() for e in logged])
+    rebuilt = book.finish_load("u", book.read_back([e.row() for e in logged]))
     assert rebuilt.events == 9 and same_profile(rebuilt, whole.get("u"))
     book.apply([ev(9, 0, at=9000)])  # held now: later commits go straight in
     assert book.get("u").events == 10
