@@ -6,21 +6,26 @@ user's profile, rebuilding it from the log's events for that user when it is not
 a bounded cache: memory does not grow with the users). `draw` says how a request is personalised, and
 `served` counts and logs that decision once the list is ranked. On start, `open_hub` replays the log's
 decisions and events into a fresh policy; so a restart (or a crash) loses nothing the log acknowledged
-and keeps nothing it did not.
+and keeps nothing it did not. Replicas sharing one log learn each other's commits by `follow`
+(feedback.tail).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from feedback.events import AppendResult, Event
+from feedback.events import AppendResult, Event, StoreUnavailable
 from feedback.log import EventLog
 from feedback.policy import Decision, Policy
 from feedback.profile import ItemColumns, ProfileBook, ReadBack, UserProfile
 from feedback.store import EventStore, open_store
+from feedback.tail import LogTail, RecentIds
+
+logger = logging.getLogger(__name__)
 
 # Users whose profiles one read fetches at most. Cold users' searches queue while a read runs, and the
 # next read takes them together: one query and one hop to the reader's thread for many users, where a
@@ -30,10 +35,14 @@ READ_BATCH = 16
 
 
 class FeedbackHub:
-    def __init__(self, log: EventLog, profiles: ProfileBook, policy: Policy) -> None:
+    def __init__(self, log: EventLog, profiles: ProfileBook, policy: Policy, *, tail: LogTail | None = None,
+                 learnt: RecentIds | None = None) -> None:
         self.log = log
         self.profiles = profiles
         self.policy = policy
+        self.tail = tail  # where the other replicas' commits have been read up to (None: not followed)
+        self.learnt = learnt if learnt is not None else RecentIds()
+        self._follower: asyncio.Task[None] | None = None
         self.loads = 0  # profiles rebuilt from the log
         self._pending: dict[str, asyncio.Future[None]] = {}  # users being read back: queued or in flight
         self._queued: list[str] = []  # ... of which not read yet, in the order they were asked for
@@ -41,6 +50,39 @@ class FeedbackHub:
 
     async def ingest(self, events: Sequence[Event]) -> AppendResult:
         return await self.log.append(events)
+
+    def learn(self, events: Sequence[Event]) -> list[Event]:
+        """Committed events, this replica's or read from the log, reach the policy and then the profiles
+        once each (by id); returns those that were new here."""
+        fresh = [e for e in events if self.learnt.add(e.event_id)]
+        if fresh:
+            self.policy.learn(fresh)
+            self.profiles.apply(fresh, self.policy.click_weight)
+        return fresh
+
+    async def catch_up(self) -> bool:
+        """Read what other replicas committed since the last read (feedback.tail) and learn it: their
+        decisions as trials, then their events. True when anything was new."""
+        if self.tail is None:
+            return False
+        events, decisions = await self.log.read(self.tail.read)
+        trials = self.policy.record(decisions)
+        return bool(self.learn(events) or trials)
+
+    def follow(self, interval_s: float, on_learn: Callable[[], None] | None = None) -> None:
+        """`catch_up` every ``interval_s`` until `close` (a failed read is logged and tried again)."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    if await self.catch_up() and on_learn is not None:
+                        on_learn()
+                except StoreUnavailable as exc:
+                    logger.warning("feedback log: reading other replicas' commits failed: %s", exc)
+
+        if self.tail is not None and self._follower is None:
+            self._follower = asyncio.get_running_loop().create_task(loop())
 
     async def profile_for(self, user_id: str, recent_item_ids: Sequence[int], now_ms: int
                           ) -> UserProfile | None:
@@ -109,6 +151,9 @@ class FeedbackHub:
             self.log.note(decision)
 
     def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()  # its read, if one runs, finishes before the reader closes below
+            self._follower = None
         self.log.close()
 
 
@@ -120,13 +165,26 @@ def open_hub(state_dir: Path, items: ItemColumns, *, policy: Policy, capacity: i
     ``capacity`` most recently used are held."""
     store = open_store(state_dir, sync=sync, dsn=dsn)
     reader = open_store(state_dir, dsn=dsn, read_only=True)  # the profile reads' own connection
-    policy.rebuild(store.replay_decisions(), store.replay_decided())
+    # The marks before the replay: what is committed during it is read again by the tail, and skipped by
+    # id when the replay learnt it already.
+    tail = LogTail(*store.high_water(), lookback=store.reorder_window)
+    learnt = RecentIds()
+    policy.rebuild(store.replay_decisions(), _noted(store.replay_decided(), learnt))
     profiles = ProfileBook(items, half_life_s=half_life_s, capacity=capacity)
 
     def committed(result: AppendResult, seconds: float) -> None:
-        policy.learn(result.new)
-        profiles.apply(result.new, policy.click_weight)
+        hub.learn(result.new)
         if on_commit is not None:
             on_commit(result, seconds)
 
-    return FeedbackHub(EventLog(store, reader=reader, on_commit=committed), profiles, policy)
+    hub = FeedbackHub(EventLog(store, reader=reader, on_commit=committed), profiles, policy, tail=tail,
+                      learnt=learnt)
+    return hub
+
+
+def _noted(rows: Iterable[tuple[Event, Decision | None]], learnt: RecentIds
+           ) -> Iterator[tuple[Event, Decision | None]]:
+    """The replay's rows, each event's id remembered as learnt on the way."""
+    for row in rows:
+        learnt.add(row[0].event_id)
+        yield row

@@ -25,7 +25,7 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
-from feedback.store import DECIDED_EVENTS, decided_row
+from feedback.store import DECIDED_EVENTS, HIGH_WATER, decided_row, since_queries
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -58,6 +58,11 @@ INSERT_DECISION = ("INSERT INTO decisions (request_id, user_id, context, arm, we
 
 
 class PostgresEventStore:
+    # BIGSERIAL hands seq out at insert: a transaction may become visible after later positions. One
+    # that is more positions late (other replicas' batches committed while it ran) is learnt by the
+    # others at their next start, from the replay (feedback.tail).
+    reorder_window = 2_000
+
     def __init__(self, dsn: str) -> None:
         import psycopg
 
@@ -126,6 +131,23 @@ class PostgresEventStore:
         for row in self._rows("SELECT request_id, user_id, context, arm, weight, explore "
                               "FROM decisions ORDER BY seq"):
             yield Decision.from_row(row)
+
+    def since(self, events_after: int, decisions_after: int, limit: int
+              ) -> tuple[list[tuple[int, Event]], list[tuple[int, Decision]]]:
+        events_sql, decisions_sql = since_queries("%s")
+        try:
+            with self._db.cursor() as cur:
+                events = cur.execute(events_sql, (events_after, limit)).fetchall()
+                decisions = cur.execute(decisions_sql, (decisions_after, limit)).fetchall()
+        except self._errors as exc:
+            raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
+        return ([(int(r[0]), Event.from_row(r[1:])) for r in events],
+                [(int(r[0]), Decision.from_row(r[1:])) for r in decisions])
+
+    def high_water(self) -> tuple[int, int]:
+        with self._db.cursor() as cur:
+            events, decisions = cur.execute(HIGH_WATER).fetchone()
+        return int(events), int(decisions)
 
     def stats(self) -> LogStats:
         with self._db.cursor() as cur:

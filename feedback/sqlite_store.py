@@ -31,7 +31,7 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
-from feedback.store import DECIDED_EVENTS, decided_row
+from feedback.store import DECIDED_EVENTS, HIGH_WATER, decided_row, since_queries
 from feedback.wal import cut_torn_tail
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ SYNC = {"full": "FULL", "normal": "NORMAL"}
 
 
 class SqliteEventStore:
+    reorder_window = 0  # BEGIN IMMEDIATE: one writer at a time, so positions become visible in order
     def __init__(self, path: Path, *, sync: str = "full", read_only: bool = False) -> None:
         if sync not in SYNC:
             raise ValueError(f"sync must be one of {sorted(SYNC)}, got {sync!r}")
@@ -152,6 +153,21 @@ class SqliteEventStore:
                                "ORDER BY seq")
         for row in cur:
             yield Decision.from_row(row)
+
+    def since(self, events_after: int, decisions_after: int, limit: int
+              ) -> tuple[list[tuple[int, Event]], list[tuple[int, Decision]]]:
+        events_sql, decisions_sql = since_queries("?")
+        try:
+            events = self._db.execute(events_sql, (events_after, limit)).fetchall()
+            decisions = self._db.execute(decisions_sql, (decisions_after, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
+        return ([(int(r[0]), Event.from_row(r[1:])) for r in events],
+                [(int(r[0]), Decision.from_row(r[1:])) for r in decisions])
+
+    def high_water(self) -> tuple[int, int]:
+        events, decisions = self._db.execute(HIGH_WATER).fetchone()
+        return int(events), int(decisions)
 
     def stats(self) -> LogStats:
         db = self._db

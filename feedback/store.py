@@ -25,6 +25,18 @@ DECIDED_EVENTS = (
 N_EVENT_COLUMNS = len(EVENT_COLUMNS.split(","))
 
 
+def since_queries(mark: str) -> tuple[str, str]:
+    """`EventStore.since`'s two queries (events, decisions), with the driver's placeholder ``mark``."""
+    events = f"SELECT seq, {EVENT_COLUMNS} FROM events WHERE seq > {mark} ORDER BY seq LIMIT {mark}"
+    decisions = ("SELECT seq, request_id, user_id, context, arm, weight, explore FROM decisions "
+                 f"WHERE seq > {mark} ORDER BY seq LIMIT {mark}")
+    return events, decisions
+
+
+HIGH_WATER = ("SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), "
+              "(SELECT COALESCE(MAX(seq), 0) FROM decisions)")
+
+
 def decided_row(row: Sequence) -> tuple[Event, Decision | None]:
     """One `DECIDED_EVENTS` row as the event and its decision."""
     decision = Decision.from_row(row[N_EVENT_COLUMNS:]) if row[N_EVENT_COLUMNS] is not None else None
@@ -32,6 +44,10 @@ def decided_row(row: Sequence) -> tuple[Event, Decision | None]:
 
 
 class EventStore(Protocol):
+    # Positions (``seq``) by which a commit may become visible after a later one: 0 where writers take
+    # turns (SQLite), more where a sequence hands positions out at insert (PostgreSQL; feedback.tail).
+    reorder_window: int
+
     def append(self, events: Sequence[Event], decisions: Sequence[Decision] = ()) -> AppendResult: ...
 
     def replay(self) -> Iterator[Event]: ...
@@ -48,12 +64,23 @@ class EventStore(Protocol):
         """`replay`, each event with the logged decision of its request (None: an undecided list)."""
         ...
 
+    def since(self, events_after: int, decisions_after: int, limit: int
+              ) -> tuple[list[tuple[int, Event]], list[tuple[int, Decision]]]:
+        """Up to ``limit`` events and decisions past those positions (``seq``), in order, with theirs:
+        how a replica follows what the others commit to a shared log (feedback.tail)."""
+        ...
+
+    def high_water(self) -> tuple[int, int]:
+        """The highest event and decision positions committed (0: none)."""
+        ...
+
     def stats(self) -> LogStats: ...
 
     def close(self) -> None: ...
 
 
-__all__ = ["DECIDED_EVENTS", "EventStore", "StoreUnavailable", "decided_row", "open_store"]
+__all__ = ["DECIDED_EVENTS", "HIGH_WATER", "EventStore", "StoreUnavailable", "decided_row", "open_store",
+           "since_queries"]
 
 
 def open_store(state_dir: Path, *, sync: str = "full", read_only: bool = False, dsn: str | None = None

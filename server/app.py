@@ -108,6 +108,8 @@ class RankServer:
         self.service.check_experiments(served)
         if (hub := loaded.feedback) is not None:
             self.metrics.watch_profiles(lambda: len(hub.profiles), lambda: hub.loads)
+            if s.feedback_follow_s > 0:
+                hub.follow(s.feedback_follow_s, on_learn=self._learned)
         await self._warm(loaded)
         self.service.loaded = loaded
         if s.reranker_engine == "triton":
@@ -155,6 +157,10 @@ class RankServer:
             for e in result.new:
                 variant = experiments.assign(e.user_id, e.request_id).variant
                 self.metrics.variant_events.labels(variant, e.type.name).inc()
+        self._learned()
+
+    def _learned(self) -> None:
+        """The bandit's posterior and the CTR by arm, after a commit or a read of other replicas' rows."""
         loaded = self.service.loaded
         if loaded is None or loaded.feedback is None:
             return

@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -187,17 +188,31 @@ def test_a_postgres_dsn_puts_the_log_in_a_shared_database(artifacts: Artifacts, 
     from tests.postgres import postgres_server
 
     with postgres_server() as dsn:
-        running = start_server(artifacts, tmp_path, RANKSERVE_FEEDBACK_DSN=dsn, **ENGINE, **FIXED)
+        env = {"RANKSERVE_FEEDBACK_DSN": dsn, "RANKSERVE_FEEDBACK_FOLLOW_S": "0.2", **ENGINE, **FIXED}
+        running = start_server(artifacts, tmp_path, **env)
+        other = None
         try:
             ack = running.stub.Feedback(iter(events("pg", 120, user="pg-user")), timeout=60)
             assert (ack.accepted, ack.duplicates) == (120, 0)
-            _, _, summary = rank(running.stub, "sofa", user=ranking_pb2.UserContext(user_id="pg-user"))
-            assert summary.personalized and summary.profile_version == 120
+            user = ranking_pb2.UserContext(user_id="pg-user")
+            _, _, summary = rank(running.stub, "sofa", user=user)
+            assert summary.personalized and summary.profile_version == 120  # held from now on
+            # A second replica on the same log takes the user's next clicks (a round-robin gateway): the
+            # first learns them from the log, not only at its next start.
+            (tmp_path / "other").mkdir()
+            other = start_server(artifacts, tmp_path / "other", **env)
+            assert other.stub.Feedback(iter(events("pg-b", 5, user="pg-user")), timeout=60).accepted == 5
+            deadline = time.monotonic() + 30
+            while (version := rank(running.stub, "sofa", user=user)[2].profile_version) != 125:
+                assert version == 120 and time.monotonic() < deadline, version
+                time.sleep(0.1)
         finally:
             assert stop_server(running) == 0, running.log_tail()
+            if other is not None:
+                assert stop_server(other) == 0, other.log_tail()
         out = subprocess.run([rankserve_bin(), "feedback", "stats", "--dsn", dsn, "--json"],
                              capture_output=True, text=True, timeout=60, check=True)
-        assert json.loads(out.stdout) == {"events": 120, "by_type": {"CLICK": 120}, "users": 1,
+        assert json.loads(out.stdout) == {"events": 125, "by_type": {"CLICK": 125}, "users": 1,
                                           "duplicates": 0}
         assert not (tmp_path / f"state-{running.port}").exists()  # nothing went to the SQLite log
 
