@@ -108,7 +108,7 @@ class RankServer:
         self.service.check_experiments(served)
         if (hub := loaded.feedback) is not None:
             self.metrics.watch_profiles(lambda: len(hub.profiles), lambda: hub.loads)
-            if s.feedback_follow_s > 0:
+            if s.feedback_follow_s > 0 and s.feedback_dsn:  # a SQLite log is this server's own
                 hub.follow(s.feedback_follow_s, on_learn=self._learned)
         await self._warm(loaded)
         self.service.loaded = loaded

@@ -142,8 +142,9 @@ class Settings(_Locations):
     # A PostgreSQL DSN puts the log in one database that several replicas share (`postgres` extra);
     # unset: the embedded SQLite log under state_dir.
     feedback_dsn: str | None = None
-    # Every this many seconds, learn what other replicas committed to a shared log (feedback.tail): their
-    # lists as bandit trials, their clicks as rewards and profile events. 0: only at start (the replay).
+    # With feedback_dsn, every this many seconds learn what other replicas committed to the shared log
+    # (feedback.tail): their lists as bandit trials, their clicks as rewards and profile events. 0: only
+    # at start (the replay).
     feedback_follow_s: float = Field(1.0, ge=0.0)
     # How far the best-matching item's profile score lifts it, in units of normalised relevance
     # (pipeline.personalize), when the bandit is off; 0 turns personalisation off. With the bandit on,
