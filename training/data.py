@@ -58,10 +58,11 @@ def judgments(data: RerankData, split: str) -> pd.DataFrame:
     )
 
 
-def training_judgments(data: RerankData) -> pd.DataFrame:
+def training_judgments(data: RerankData, *, all_class_negatives: bool = False) -> pd.DataFrame:
     """Everything the trainer reads for gradient steps (train split only).
 
-    Negatives whose product class is never relevant to any train query are dropped: such classes
+    Unless ``all_class_negatives``, negatives whose product class is never relevant to any train query
+    are dropped: such classes
     would only ever be seen as negatives, and the model learns "this class is always irrelevant"
     instead of query-item matching (measured in round 1, before dev was spent: dev NDCG@10 on held-out
     classes fell below random; not re-measured on a selection set since).
@@ -72,7 +73,7 @@ def training_judgments(data: RerankData) -> pd.DataFrame:
     no training *query* names, not classes whose products training never reads.
     """
     train = judgments(data, "train")
-    if data.product_class is None:
+    if data.product_class is None or all_class_negatives:
         return train
     cls = data.product_class[train["product_id"].to_numpy()]
     positive = set(cls[train["rel"].to_numpy() > 0])
@@ -150,18 +151,22 @@ def score_judged(
 
 def training_sampler(
     tdata: RerankData, train: pd.DataFrame, *, list_size: int, mine_negatives: bool = True,
-    candidate_fraction: float = 0.5, depth: int = 100, progress: bool = False,
+    candidate_fraction: float = 0.5, depth: int = 100, all_class_negatives: bool = False,
+    progress: bool = False,
 ) -> ListSampler:
     """The list sampler over ``train`` rows, drawing ``candidate_fraction`` of its lists from the served
-    retriever's top ``depth`` for each train query (`mine_training_lists`)."""
+    retriever's top ``depth`` for each train query (`mine_training_lists`). ``all_class_negatives``: see
+    `training_judgments`; the mined negatives follow the same rule."""
     from training.mining import mine_training_lists  # faiss: only where lists are mined
 
-    sampler = ListSampler.from_judgments(train, tdata.product_class, list_size=list_size, mine=mine_negatives)
+    sampler = ListSampler.from_judgments(train, tdata.product_class, list_size=list_size, mine=mine_negatives,
+                                         all_class_negatives=all_class_negatives)
     if not sampler.lists:
         raise ValueError("no train query has a relevant judged product")
     if candidate_fraction > 0 and tdata.products is not None:
         pc = tdata.product_class
-        allowed = set(pc[train["product_id"].to_numpy()]) if pc is not None else None
+        keep_all = pc is None or all_class_negatives
+        allowed = None if keep_all else set(pc[train["product_id"].to_numpy()])
         mined = mine_training_lists(tdata.queries, tdata.labels, tdata.products, list(tdata.texts),
                                     depth=depth, allowed_classes=allowed, progress=progress)
         sampler = sampler.with_candidates(mined, candidate_fraction)

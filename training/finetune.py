@@ -55,6 +55,8 @@ class FinetuneConfig:
     bce_weight: float = 0.0  # 0 = ListNet only
     candidate_fraction: float = 0.5  # share of lists drawn from the served retriever's top 100
     swap_negatives: int = 2
+    # Keep negatives of classes no train query finds relevant (training.data.training_judgments).
+    all_class_negatives: bool = False
     max_length: int = 64
     max_query_tokens: int = 16
     layers: int = 0  # 0 keeps every encoder layer; n keeps the first n (a shallower student)
@@ -119,8 +121,10 @@ def finetune_inputs(data: RerankData, cfg: FinetuneConfig, *, seed: int = 0, pro
     """The train-list sampler (judged + retriever-mined lists of train queries) and val's served lists."""
     tdata, augment = augmented_data(data, cfg.augment_queries, cfg.augment_per_query, seed=seed,
                                     progress=progress)
-    sampler = training_sampler(tdata, training_judgments(tdata), list_size=cfg.list_size,
-                               candidate_fraction=cfg.candidate_fraction, progress=progress)
+    rule = cfg.all_class_negatives
+    sampler = training_sampler(tdata, training_judgments(tdata, all_class_negatives=rule),
+                               list_size=cfg.list_size, candidate_fraction=cfg.candidate_fraction,
+                               all_class_negatives=rule, progress=progress)
     val = labelled_candidate_lists(data, ("val",), progress=progress)["val"]
     return FinetuneInputs(sampler, tdata.texts, tdata.product_class, val, data.texts, augment)
 

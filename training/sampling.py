@@ -28,7 +28,8 @@ class ListSampler:
 
     @classmethod
     def from_judgments(
-        cls, judged: pd.DataFrame, product_class: np.ndarray | None, *, list_size: int = 8, mine: bool = True
+        cls, judged: pd.DataFrame, product_class: np.ndarray | None, *, list_size: int = 8, mine: bool = True,
+        all_class_negatives: bool = False,
     ) -> ListSampler:
         if list_size < 6:
             raise ValueError("list_size must be >= 6 (up to 2 Exact + 2 Partial + 1 mined + 1 Irrelevant)")
@@ -37,7 +38,8 @@ class ListSampler:
             by_rel = {r: g.loc[g["rel"] == r, "product_id"].to_numpy() for r in (0, 1, 2)}
             if len(by_rel[1]) + len(by_rel[2]) > 0:
                 lists[int(qid)] = (str(g["query"].iloc[0]), by_rel)
-        mined = mine_hard_negatives(judged, product_class) if mine else {}
+        mined = (mine_hard_negatives(judged, product_class, all_class_negatives=all_class_negatives)
+                 if mine else {})
         return cls(lists, mined, list_size)
 
     def with_candidates(self, mined_lists: pd.DataFrame, fraction: float) -> ListSampler:
@@ -125,11 +127,13 @@ def swap_negatives(
     return out
 
 
-def mine_hard_negatives(judged: pd.DataFrame, product_class: np.ndarray | None) -> dict[int, np.ndarray]:
+def mine_hard_negatives(judged: pd.DataFrame, product_class: np.ndarray | None, *,
+                        all_class_negatives: bool = False) -> dict[int, np.ndarray]:
     """Products judged for *other* train queries that share a query word but not the query's class.
 
     Different class makes a false negative unlikely (another query's Exact item may fit this one
-    too when the class is the same), while the shared word makes the negative hard.
+    too when the class is the same), while the shared word makes the negative hard. Unless
+    ``all_class_negatives``, only classes relevant to some train query (training.data.training_judgments).
     """
     if product_class is None:
         return {}
@@ -151,8 +155,8 @@ def mine_hard_negatives(judged: pd.DataFrame, product_class: np.ndarray | None) 
             continue
         cand = np.unique(np.concatenate([pids_of[o] for o in sorted(others)]))
         cand = cand[product_class[cand] != qclass]
-        # Only classes that are also positives somewhere (see training.data.training_judgments).
-        cand = cand[np.isin(product_class[cand], list(positive))]
+        if not all_class_negatives:
+            cand = cand[np.isin(product_class[cand], list(positive))]
         if len(cand):
             out[int(qid)] = cand
     return out

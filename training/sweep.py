@@ -47,12 +47,14 @@ def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneC
         mask = held_out_class_mask(data.queries, holdout_classes)
         held = labelled_candidate_lists(replace(data, queries=data.queries[mask]), ("train",))["train"]
         data = replace(data, queries=data.queries[~mask])
-    # Both training sets a grid can pick (`augment_queries`): with synthetic queries, and without.
+    # The training sets a grid can pick: with synthetic queries (`augment_queries`) and without, and
+    # without them and with every class's negatives (`all_class_negatives`).
     inputs = finetune_inputs(data, replace(cfg, augment_queries=PREPARED_AUGMENT), progress=True)
     plain = finetune_inputs(data, replace(cfg, augment_queries=0), progress=True)
+    all_neg = finetune_inputs(data, replace(cfg, augment_queries=0, all_class_negatives=True), progress=True)
     # Reported beside val, never used to choose: name -> lists (the `fresh*` ones over `fresh_texts`).
     report = {"dev": labelled_candidate_lists(data, ("dev",))["dev"]}
-    blob: dict = {"inputs": inputs, "plain": plain, "report": report}
+    blob: dict = {"inputs": inputs, "plain": plain, "plain_all_class_negatives": all_neg, "report": report}
     if held:
         blob["select"] = {"held_out_classes": held}
     if fresh_catalog is not None:
@@ -78,6 +80,17 @@ def grid_points(grid: dict | list[dict]) -> list[dict]:
     return out
 
 
+def prepared_key(cfg: FinetuneConfig) -> str:
+    """Which of `prepare`'s training sets a config reads (an error for one it did not build)."""
+    if cfg.augment_queries not in (0, PREPARED_AUGMENT):
+        raise ValueError(f"augment_queries must be 0 or {PREPARED_AUGMENT} (what `prepare` built)")
+    if cfg.augment_queries and cfg.all_class_negatives:
+        raise ValueError("`prepare` builds all_class_negatives without augment_queries only")
+    if cfg.augment_queries:
+        return "inputs"
+    return "plain_all_class_negatives" if cfg.all_class_negatives else "plain"
+
+
 def run(inputs_file: Path, base: Path, grid: dict | list[dict], out: Path, device: str, seed: int
         ) -> list[dict]:
     with (lzma.open if inputs_file.suffix == ".xz" else open)(inputs_file, "rb") as f:
@@ -86,10 +99,7 @@ def run(inputs_file: Path, base: Path, grid: dict | list[dict], out: Path, devic
     results = []
     for point in grid_points(grid):
         cfg = replace(FinetuneConfig(device=device, evals=3), **point)
-        # The prepared inputs: augmented, or the served catalog's train queries only.
-        if cfg.augment_queries not in (0, PREPARED_AUGMENT):
-            raise ValueError(f"augment_queries must be 0 or {PREPARED_AUGMENT} (what `prepare` built)")
-        inputs: FinetuneInputs = blob["inputs" if cfg.augment_queries else "plain"]
+        inputs: FinetuneInputs = blob[prepared_key(cfg)]
         t0 = time.perf_counter()
         model, rep = finetune(base, inputs, cfg, seed=seed, progress=False)
         model.to(device)
