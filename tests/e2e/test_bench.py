@@ -36,32 +36,27 @@ def test_recorder_percentiles_of_known_values() -> None:
 
 
 def test_open_loop_charges_queueing_from_the_scheduled_time() -> None:
-    """A server that serves one request at a time, 20 ms each, stalls for 400 ms after the 10th request.
+    """The client's own loop stalls for 400 ms inside the 10th call (a GC pause, a busy box); each call
+    then takes 20 ms.
 
-    Requests go out every 40 ms whatever is in flight, so those scheduled during the stall queue behind
-    it. The recorder must report completion minus *scheduled* time (the server's own completion stamps
-    give the truth, so timer jitter on a busy box cannot fake a pass or a failure), and that differs from
-    completion minus the actual send, which is what a coordinated-omission client would report.
+    Requests are scheduled every 40 ms, so those due during the stall go out late, all at once. The
+    recorder must report completion minus *scheduled* time (the calls' own completion stamps give the
+    truth, so timer jitter cannot fake a pass or a failure); completion minus the actual send, what a
+    coordinated-omission client reports, hides the stall, and the test tells the two apart.
     """
-    service, stall, stall_after, period, n = 0.020, 0.400, 10, 0.040, 40
+    service, stall, stall_at, period, n = 0.020, 0.400, 10, 0.040, 40
     schedule = uniform_schedule(1 / period, n * period)
     assert len(schedule) == n
     done: dict[int, float] = {}
     sent: dict[int, float] = {}
 
     async def run() -> tuple[LatencyRecorder, float]:
-        lock = asyncio.Lock()
-        served = 0
-
         async def call(i: int) -> Outcome:
-            nonlocal served
             sent[i] = time.perf_counter()
-            async with lock:
-                await asyncio.sleep(service)
-                served += 1
-                if served == stall_after:
-                    await asyncio.sleep(stall)
-                done[i] = time.perf_counter()
+            if i == stall_at:
+                time.sleep(stall)  # blocks the event loop: the sends due meanwhile cannot go out
+            await asyncio.sleep(service)
+            done[i] = time.perf_counter()
             return Outcome(first_item_s=0.0)
 
         rec = LatencyRecorder()
@@ -73,12 +68,12 @@ def test_open_loop_charges_queueing_from_the_scheduled_time() -> None:
     assert rec.ok == n
     truth = np.array([done[i] - (t0 + schedule[i]) for i in range(n)])
     omitted = np.array([done[i] - sent[i] for i in range(n)])
-    for q in (50, 90, 99):
+    for q in (50, 80, 90, 99):
         want = float(np.percentile(truth, q, method="inverted_cdf")) * 1e3
         assert abs(rec.percentile_ms(q) - want) < 5, (q, rec.percentile_ms(q), want)
-    # The stall and the queue behind it are visible.
-    assert rec.percentile_ms(99) > 350 and truth.max() >= stall
-    assert float(np.mean(truth)) >= float(np.mean(omitted)) - 1e-3
+    # The two accountings differ where the test looks: a recorder of send-to-done would fail above.
+    assert truth.max() >= stall and omitted[stall_at + 1:].max() < stall / 2
+    assert np.percentile(truth, 90) - np.percentile(omitted, 90) > 0.1
 
 
 def test_closed_loop_keeps_concurrency() -> None:
