@@ -25,7 +25,7 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
-from feedback.store import DECIDED_EVENTS, HIGH_WATER, decided_row, since_queries
+from feedback.queries import DECIDED_EVENTS, HIGH_WATER, decided_row, since_queries
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

@@ -31,7 +31,7 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
-from feedback.store import DECIDED_EVENTS, HIGH_WATER, decided_row, since_queries
+from feedback.queries import DECIDED_EVENTS, HIGH_WATER, decided_row, since_queries
 from feedback.wal import cut_torn_tail
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,34 @@
+"""The SQL both event stores share (SQLite and PostgreSQL speak it alike), and how its rows are read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from feedback.events import EVENT_COLUMNS, Event
+from feedback.policy import Decision
+
+# The events' columns, then their decision's (NULLs: none), joined on request_id: `replay_decided`.
+DECIDED_EVENTS = (
+    "SELECT " + ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
+    + ", d.request_id, d.user_id, d.context, d.arm, d.weight, d.explore "
+    "FROM events e LEFT JOIN decisions d ON d.request_id = e.request_id ORDER BY e.seq"
+)
+N_EVENT_COLUMNS = len(EVENT_COLUMNS.split(","))
+
+
+def since_queries(mark: str) -> tuple[str, str]:
+    """`EventStore.since`'s two queries (events, decisions), with the driver's placeholder ``mark``."""
+    events = f"SELECT seq, {EVENT_COLUMNS} FROM events WHERE seq > {mark} ORDER BY seq LIMIT {mark}"
+    decisions = ("SELECT seq, request_id, user_id, context, arm, weight, explore FROM decisions "
+                 f"WHERE seq > {mark} ORDER BY seq LIMIT {mark}")
+    return events, decisions
+
+
+HIGH_WATER = ("SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), "
+              "(SELECT COALESCE(MAX(seq), 0) FROM decisions)")
+
+
+def decided_row(row: Sequence) -> tuple[Event, Decision | None]:
+    """One `DECIDED_EVENTS` row as the event and its decision."""
+    decision = Decision.from_row(row[N_EVENT_COLUMNS:]) if row[N_EVENT_COLUMNS] is not None else None
+    return Event.from_row(row[:N_EVENT_COLUMNS]), decision
