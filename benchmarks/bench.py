@@ -21,7 +21,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 @dataclass(frozen=True)
 class BenchConfig:
     duration_s: float = 10.0  # per e2e load level
-    reranker_s: float = 5.0  # timing window per reranker engine
+    reranker_s: float = 5.0  # timing window per reranker engine (whole passes over the batches)
+    reranker_batches: int = 16  # real queries, each with its top-100 candidates: every engine's input
     retrieval_s: float = 1.0  # QPS window per retrieval point
     large_items: int = 1_000_000
     large_ef_construction: int = 40
@@ -39,7 +40,8 @@ class BenchConfig:
     @classmethod
     def quick(cls) -> BenchConfig:
         """CI smoke run: every code path, small sizes, short windows (well under 90 s on 2 cores)."""
-        return cls(duration_s=1.0, reranker_s=0.4, retrieval_s=0.1, large_items=20_000, efs=(100, 256))
+        return cls(duration_s=1.0, reranker_s=0.4, reranker_batches=4, retrieval_s=0.1, large_items=20_000,
+                   efs=(100, 256))
 
 
 def machine_info() -> dict:
@@ -118,6 +120,7 @@ def targets(report: dict) -> dict:
     at_sat = next((r for r in report["open_loop"] if r["x_saturation"] == 1.0), None)
     over = max(report["open_loop"], key=lambda r: r["x_saturation"], default=None)
     demo, large = ret["demo"], ret["large"]
+    unloaded_p99 = min(report["e2e"], key=lambda r: r["concurrency"])["p99_ms"]
     return {
         "triton_vs_torch_eager": _target(ratios["triton_vs_torch_eager"], 3.0),
         "triton_vs_st_crossencoder": _target(ratios["triton_vs_st_crossencoder"], 3.0),
@@ -128,8 +131,9 @@ def targets(report: dict) -> dict:
         "open_loop_p99_over_p50_at_1x": _target(at_sat["p99_ms"] / at_sat["p50_ms"], 2.5, at_most=True)
         if at_sat and at_sat["ok"] else None,
         "overload_sheds": {"value": over["shed_share"] if over else None,
-                           "met": bool(over and over["shed"] > 0 and over["p99_ms"] < 30_000),
-                           "note": "at the highest open-loop rate: RESOURCE_EXHAUSTED share, p99 bounded"},
+                           "met": bool(over and over["shed"] > 0 and over["p99_ms"] <= 3 * unloaded_p99),
+                           "note": "at the highest open-loop rate: some RESOURCE_EXHAUSTED, and the admitted "
+                                   "p99 within 3x the unloaded (lowest-concurrency) p99"},
         "ann_vs_flat_qps_demo": {
             **_target(demo["served_vs_flat_qps"], 5.0), "recall": demo["served"]["recall"],
             "recall_min": 0.95,
@@ -206,7 +210,8 @@ def _run(catalog: Path, model: Path, cfg: BenchConfig, workdir: Path, json_out: 
             bar.console.log(msg)
 
         report["reranker"] = run_reranker_bench(catalog, model, workdir, seconds=cfg.reranker_s,
-                                                gemm_n=cfg.gemm_n, progress=note)
+                                                n_batches=cfg.reranker_batches, gemm_n=cfg.gemm_n,
+                                                progress=note)
         report["retrieval"] = run_retrieval_bench(
             catalog, ef_search=Settings().ef_search, large_items=cfg.large_items,
             large_ef_construction=cfg.large_ef_construction, seconds=cfg.retrieval_s, efs=cfg.efs,
@@ -260,6 +265,7 @@ def print_summary(report: dict, console: Console) -> None:
     console.print("reranker pairs/s: " + ", ".join(
         f"{k.removesuffix('_pairs_s')} {rr[k]:.0f}" for k in
         ("torch_eager_pairs_s", "st_crossencoder_pairs_s", "ort_fp32_pairs_s", "ort_int8_pairs_s",
-         "ort_int8_tuned_pairs_s", "triton_int8_baseline_pairs_s", "triton_int8_pairs_s")))
+         "ort_int8_tuned_pairs_s", "triton_int8_baseline_pairs_s", "triton_int8_c1_pairs_s",
+         "triton_int8_pairs_s")))
     console.print(f"e2e saturation {report['e2e_detail']['saturation_qps']:.1f} req/s; "
                   f"wall {report['wall_s']:.0f}s")

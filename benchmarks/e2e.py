@@ -272,8 +272,9 @@ async def _load(target: str, queries: Sequence[str], server: ServerProcess, *, d
                 summary = rec.summary(wall)
                 summary["qps"] = rec.ok / duration_s  # offered window, not the drain after it
                 shed = rec.codes.get("RESOURCE_EXHAUSTED", 0)
-                opened.append({"x_saturation": x, "offered_rps": rate, "sent": len(schedule),
-                               "shed": shed, "shed_share": shed / max(rec.total, 1), **summary})
+                opened.append({"x_saturation": x, "offered_rps": len(schedule) / duration_s,
+                               "sent": len(schedule), "shed": shed, "shed_share": shed / max(rec.total, 1),
+                               **summary})
             overload = None
             if overload_x:
                 note(f"e2e: overload, {overload_x:g}x saturation = {saturation * overload_x:.1f} req/s")

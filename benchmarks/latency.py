@@ -104,13 +104,14 @@ def uniform_schedule(rate: float, duration_s: float) -> np.ndarray:
 
 
 def poisson_schedule(rate: float, duration_s: float, seed: int = 0) -> np.ndarray:
-    """Send offsets (seconds) of a Poisson process: exponential gaps, as independent users arrive."""
+    """Send offsets (seconds) of a Poisson process, as independent users arrive, with exactly
+    ``round(rate * duration_s)`` arrivals (at least one): given their count, a Poisson process's arrival
+    times are uniform and independent. So the rate offered is the rate asked for, not one draw of it
+    (in an 8 s window a free count ran from 0.85 to 1.46 times the rate: "1.0x saturation" was 1.13x)."""
     if rate <= 0:
         raise ValueError("rate must be positive")
     rng = np.random.default_rng(seed)
-    gaps = rng.exponential(1.0 / rate, size=int(rate * duration_s * 1.5) + 16)
-    at = np.cumsum(gaps) - gaps[0]
-    return at[at < duration_s]
+    return np.sort(rng.uniform(0.0, duration_s, size=max(1, round(rate * duration_s))))
 
 
 Call = Callable[[int], Awaitable[Outcome]]

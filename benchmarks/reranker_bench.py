@@ -50,19 +50,27 @@ class PairBatches:
 
 
 def real_pair_batches(
-    catalog_dir: Path, tokenizer: PairTokenizer, *, batch: int = 100, max_batches: int = 64
+    catalog_dir: Path, tokenizer: PairTokenizer, *, batch: int = 100, max_batches: int = 16
 ) -> PairBatches:
-    """Each catalog query with its top-`batch` candidates from the served index."""
+    """The first `max_batches` catalog queries, each with its top-`batch` candidates from the served
+    retriever (`Settings().retrieval` over the served index: hybrid by default, as the server)."""
     from catalog.io import item_texts, load_catalog
     from retrieval.embed import WordLlamaEmbedder
     from retrieval.index import load_item_index
+    from retrieval.retrieve import select_retriever
+    from server.config import Settings
 
+    settings = Settings()
     catalog = load_catalog(catalog_dir)
     texts = item_texts(catalog.products)
-    index = load_item_index(catalog_dir).item_index
+    index = load_item_index(catalog_dir, ef_search=settings.ef_search).item_index
+    retriever = select_retriever(settings.retrieval, index, catalog.products)
     queries = catalog.queries["query"].astype(str).tolist()[:max_batches]
-    cand, _ = index.search(WordLlamaEmbedder().embed(queries), batch)
-    docs = [[texts[int(i)] for i in row if i >= 0] for row in cand]
+    qvecs = WordLlamaEmbedder().embed(queries)
+    docs = []
+    for q, v in zip(queries, qvecs, strict=True):
+        ids, _ = retriever.retrieve(q, v.reshape(1, -1), batch)
+        docs.append([texts[int(i)] for i in ids[0] if i >= 0])
     encoded = [tokenizer.encode(q, d) for q, d in zip(queries, docs, strict=True)]
     return PairBatches(queries, docs, [e[0] for e in encoded], [e[1] for e in encoded])
 
@@ -76,13 +84,16 @@ def ops_per_pair(bert_config: dict, length: float) -> float:
     return n * per_layer + 2 * h * h + 2 * h  # + pooler and classifier
 
 
-def time_loop(run: Callable[[int], int], seconds: float, *, warmup: int = 2, min_calls: int = 3) -> float:
-    """Items/s of `run(i)` (returns items done) called for at least `seconds`, after `warmup` calls."""
+def time_loop(run: Callable[[int], int], seconds: float, *, cycle: int = 1, warmup: int = 2,
+              min_calls: int = 3) -> float:
+    """Items/s of `run(i)` (returns items done) called for at least `seconds`, after `warmup` calls, and
+    for whole cycles of `cycle` calls: every engine is timed on the same batches, however fast it is (a
+    slow one stopped on time covered only the first, shorter, batches)."""
     for i in range(warmup):
         run(i)
     done, calls = 0, 0
     start = time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < seconds:
+    while calls < min_calls or time.perf_counter() - start < seconds or calls % cycle:
         done += run(calls)
         calls += 1
     return done / (time.perf_counter() - start)
@@ -156,7 +167,7 @@ def torch_eager_pairs_s(model_dir: Path, batches: PairBatches, seconds: float, t
         model(torch.from_numpy(ids), torch.from_numpy(mask))
         return len(ids)
 
-    return time_loop(run, seconds)
+    return time_loop(run, seconds, cycle=len(batches.ids))
 
 
 def st_crossencoder_pairs_s(model_dir: Path, batches: PairBatches, seconds: float, threads: int) -> float:
@@ -176,7 +187,7 @@ def st_crossencoder_pairs_s(model_dir: Path, batches: PairBatches, seconds: floa
         model.predict(batch, batch_size=len(batch), show_progress_bar=False)
         return len(batch)
 
-    return time_loop(run, seconds)
+    return time_loop(run, seconds, cycle=k)
 
 
 def ort_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, threads: int) -> float:
@@ -190,7 +201,7 @@ def ort_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, threads: 
         ort_scores(sess, ids, mask)
         return len(ids)
 
-    return time_loop(run, seconds)
+    return time_loop(run, seconds, cycle=len(batches.ids))
 
 
 def ort_tuned_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, threads: int,
@@ -213,7 +224,7 @@ def ort_tuned_pairs_s(onnx_path: Path, batches: PairBatches, seconds: float, thr
             score_bucketed(sess, ids, mask, bucket_rows, pool)
             return len(ids)
 
-        return time_loop(run, seconds)
+        return time_loop(run, seconds, cycle=len(batches.ids))
 
 
 def write_bench_repo(onnx_int8: Path, repo: Path, **kwargs) -> Path:
@@ -230,31 +241,34 @@ def tokenize_pairs_s(tokenizer: PairTokenizer, batches: PairBatches, seconds: fl
         tokenizer.encode(batches.queries[i % k], batches.docs[i % k])
         return len(batches.docs[i % k])
 
-    return time_loop(run, seconds)
+    return time_loop(run, seconds, cycle=k)
 
 
 async def _triton_load(url: str, batches: PairBatches, seconds: float, concurrency: int) -> float:
+    """Pairs/s of `concurrency` clients sending the batches in turn for at least `seconds` and whole
+    passes over them (as `time_loop`)."""
     from engines.triton_rerank import TritonRerankerClient
 
     client = TritonRerankerClient(url, timeout_s=30.0)
     get = _cycle(batches)
+    k = len(batches.ids)
     try:
         for i in range(2 * concurrency):  # warm-up: channel, model instance, allocator
             await client.score(*get(i))
-        done = 0
+        done = sent = 0
         start = time.perf_counter()
         stop_at = start + seconds
 
-        async def worker(w: int) -> None:
-            nonlocal done
-            i = w
-            while time.perf_counter() < stop_at:
+        async def worker() -> None:
+            nonlocal done, sent
+            # The next batch goes to whichever client is free; past the window, none starts a new pass.
+            while sent % k or time.perf_counter() < stop_at:
+                i, sent = sent, sent + 1
                 ids, mask = get(i)
                 await client.score(ids, mask)
                 done += len(ids)
-                i += concurrency
 
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
         return done / (time.perf_counter() - start)
     finally:
         await client.close()
@@ -283,9 +297,12 @@ def _triton_stats(url: str, model: str) -> dict:
 
 
 def triton_pairs_s(
-    repo: Path, batches: PairBatches, seconds: float, *, concurrency: int = 4, runtime_dir: Path | None = None
-) -> tuple[float, dict]:
-    """INT8 pairs/s through a Triton we start on loopback (stopped before returning) + its statistics."""
+    repo: Path, batches: PairBatches, seconds: float, *, concurrency: int = 4,
+    runtime_dir: Path | None = None, one_at_a_time: bool = False,
+) -> tuple[float, dict, float | None]:
+    """INT8 pairs/s through a Triton we start on loopback (stopped before returning) at `concurrency`
+    requests in flight, its statistics for that run, and (with `one_at_a_time`) pairs/s at one request in
+    flight: the in-process engines' way of working, what their ratios compare against."""
     from engines.triton.repository import MODEL_NAME
     from engines.triton.server import TritonServer
 
@@ -296,7 +313,8 @@ def triton_pairs_s(
                                                handle_signals=False))
         rate = asyncio.run(_triton_load(srv.url, batches, seconds, concurrency))
         stats = _triton_stats(srv.url, MODEL_NAME)
-    return rate, stats
+        single = asyncio.run(_triton_load(srv.url, batches, seconds, 1)) if one_at_a_time else None
+    return rate, stats, single
 
 
 def perf_analyzer_status() -> tuple[float | None, str]:
@@ -319,6 +337,7 @@ def run_reranker_bench(
     seconds: float = 5.0,
     threads: int | None = None,
     batch: int = 100,
+    n_batches: int = 16,
     gemm_n: int = 1024,
     triton_concurrency: int = 4,
     bucket_rows: int = DEFAULT_BUCKET_ROWS,
@@ -331,7 +350,7 @@ def run_reranker_bench(
     note = progress or (lambda _: None)
     bert_config = json.loads((model_dir / "hf" / "config.json").read_text())
     tokenizer = pair_tokenizer_for(model_dir)
-    batches = real_pair_batches(catalog_dir, tokenizer, batch=batch)
+    batches = real_pair_batches(catalog_dir, tokenizer, batch=batch, max_batches=n_batches)
     out: dict = {"batch": batch, "threads": threads, "batches": len(batches.ids),
                  "seconds_per_engine": seconds, "mean_length": batches.mean_length(),
                  "mean_padded_length": batches.mean_padded_length()}
@@ -354,24 +373,30 @@ def run_reranker_bench(
     note("reranker: Triton INT8 (baseline config)")
     base = write_bench_repo(model_dir / "model.onnx", workdir / "repo_baseline",
                             parameters={"bucket_rows": "0", "ort_spinning": "1"})
-    out["triton_int8_baseline_pairs_s"], out["triton_baseline_stats"] = triton_pairs_s(
+    out["triton_int8_baseline_pairs_s"], out["triton_baseline_stats"], _ = triton_pairs_s(
         base, batches, seconds, concurrency=triton_concurrency, runtime_dir=workdir / "rt_baseline")
     note("reranker: Triton INT8")
     repo = model_dir / "triton"
-    out["triton_int8_pairs_s"], out["triton_stats"] = triton_pairs_s(
-        repo, batches, seconds, concurrency=triton_concurrency, runtime_dir=workdir / "rt_served")
+    out["triton_int8_pairs_s"], out["triton_stats"], out["triton_int8_c1_pairs_s"] = triton_pairs_s(
+        repo, batches, seconds, concurrency=triton_concurrency, runtime_dir=workdir / "rt_served",
+        one_at_a_time=True)
     out["bucket_rows"] = bucket_rows
     out["triton_concurrency"] = triton_concurrency
     out["perf_analyzer_pairs_s"], out["perf_analyzer_note"] = perf_analyzer_status()
     out["ops_per_pair"] = ops_per_pair(bert_config, out["mean_length"])
     out["reranker_gops"] = out["triton_int8_pairs_s"] * out["ops_per_pair"] / 1e9
     out["ort_int8_gops"] = out["ort_int8_pairs_s"] * out["ops_per_pair"] / 1e9
+    # Engine against engine at one request of `batch` pairs in flight, as the in-process engines run:
+    # Triton's dynamic batcher merges concurrent requests into larger executions, which the others are
+    # not given (at 4 in flight, ~150-190 pairs an execution). Its served rate is reported beside.
+    single = out["triton_int8_c1_pairs_s"]
     out["ratios"] = {
-        "triton_vs_torch_eager": out["triton_int8_pairs_s"] / out["torch_eager_pairs_s"],
-        "triton_vs_st_crossencoder": out["triton_int8_pairs_s"] / out["st_crossencoder_pairs_s"],
+        "triton_vs_torch_eager": single / out["torch_eager_pairs_s"],
+        "triton_vs_st_crossencoder": single / out["st_crossencoder_pairs_s"],
         # Same session options and buckets on both sides: what Triton itself costs.
-        "triton_overhead_vs_ort_int8": 1.0 - out["triton_int8_pairs_s"] / out["ort_int8_tuned_pairs_s"],
-        "triton_vs_plain_ort_int8": out["triton_int8_pairs_s"] / out["ort_int8_pairs_s"],
+        "triton_overhead_vs_ort_int8": 1.0 - single / out["ort_int8_tuned_pairs_s"],
+        "triton_vs_plain_ort_int8": single / out["ort_int8_pairs_s"],
+        "triton_concurrent_vs_one_at_a_time": out["triton_int8_pairs_s"] / single,
         "triton_tuned_vs_baseline": out["triton_int8_pairs_s"] / out["triton_int8_baseline_pairs_s"],
         "reranker_gops_vs_gemm_int8": out["reranker_gops"] / out["gemm_int8_gops"],
         "ort_int8_vs_fp32": out["ort_int8_pairs_s"] / out["ort_fp32_pairs_s"],

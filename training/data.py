@@ -62,10 +62,10 @@ def training_judgments(data: RerankData, *, all_class_negatives: bool = False) -
     """Everything the trainer reads for gradient steps (train split only).
 
     Unless ``all_class_negatives``, negatives whose product class is never relevant to any train query
-    are dropped: such classes
-    would only ever be seen as negatives, and the model learns "this class is always irrelevant"
-    instead of query-item matching (measured in round 1, before dev was spent: dev NDCG@10 on held-out
-    classes fell below random; not re-measured on a selection set since).
+    are dropped: such classes would only ever be seen as negatives, and the model could learn "this
+    class is always irrelevant" instead of query-item matching. Decided in round 1 on dev (before dev was
+    spent), re-decided in session 14 on val and the held-out-class selection set (two seeds each: keeping
+    those negatives lost 0.007 on val and 0.008 on the held-out classes; docs/quality.md).
 
     A class no train query names (a dev or head-held-out class) can still be read here: as a train
     query's Partial of a related class (the builder draws those from every class, as a real catalog's

@@ -12,11 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.latency import LatencyRecorder, Outcome, closed_loop, open_loop, uniform_schedule
+from benchmarks.latency import (
+    LatencyRecorder,
+    Outcome,
+    closed_loop,
+    open_loop,
+    poisson_schedule,
+    uniform_schedule,
+)
+from benchmarks.reranker_bench import time_loop
 from tests.conftest import Artifacts, rankserve_bin, tritonserver_pids
 
 RERANKER_KEYS = ("torch_eager_pairs_s", "st_crossencoder_pairs_s", "ort_fp32_pairs_s", "ort_int8_pairs_s",
-                 "triton_int8_pairs_s", "gemm_fp32_gflops", "gemm_int8_gops", "reranker_gops")
+                 "triton_int8_pairs_s", "triton_int8_c1_pairs_s", "gemm_fp32_gflops", "gemm_int8_gops",
+                 "reranker_gops")
 E2E_KEYS = ("qps", "p50_ms", "p95_ms", "p99_ms", "first_item_p50_ms")
 BENCH_MARKER = "rankserve-bench-"  # the bench's work dir prefix: in every Triton command line it starts
 
@@ -74,6 +83,29 @@ def test_open_loop_charges_queueing_from_the_scheduled_time() -> None:
     # The two accountings differ where the test looks: a recorder of send-to-done would fail above.
     assert truth.max() >= stall and omitted[stall_at + 1:].max() < stall / 2
     assert np.percentile(truth, 90) - np.percentile(omitted, 90) > 0.1
+
+
+def test_a_poisson_schedule_offers_exactly_the_rate_asked_for() -> None:
+    at = poisson_schedule(1000.0, 10.0, seed=3)
+    assert len(at) == 10_000 and np.all(np.diff(at) >= 0) and at[0] >= 0 and at[-1] < 10.0
+    gaps = np.diff(at)  # independent arrivals: exponential gaps, standard deviation ~ mean
+    assert abs(gaps.std() / gaps.mean() - 1.0) < 0.05
+    assert np.array_equal(at, poisson_schedule(1000.0, 10.0, seed=3))
+    assert len(poisson_schedule(0.5, 1.0)) == 1  # never an empty window
+
+
+def test_every_engine_is_timed_on_whole_passes_over_the_batches() -> None:
+    calls: list[int] = []
+
+    def run(i: int) -> int:
+        calls.append(i)
+        return 1
+
+    time_loop(run, 0.0, cycle=7, warmup=0, min_calls=3)
+    assert calls == list(range(7))  # stopped on time after 3 calls, but only at the end of a pass
+    calls.clear()
+    time_loop(run, 0.0, warmup=0, min_calls=3)
+    assert calls == [0, 1, 2]
 
 
 def test_closed_loop_keeps_concurrency() -> None:
