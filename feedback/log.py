@@ -61,6 +61,11 @@ class EventLog:
             return await loop.run_in_executor(self._writer, query, self.store)
         return await loop.run_in_executor(self._reads, query, self.reader)
 
+    async def between_commits(self, query: Callable[[EventStore], T]) -> T:
+        """``query(store)`` on the writer's connection and thread, between two commits: it sees every
+        commit whose callback has run or runs before the query's caller resumes (feedback.tail)."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, query, self.store)
+
     def note(self, decision: Decision) -> None:
         """Log a policy decision with the next commit; nobody waits for it (a crash may lose the last
         few, and then only the learning from their feedback)."""

@@ -7,9 +7,10 @@ bandit and the propensities are rebuilt by `Policy.rebuild` on start: the log is
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,9 +38,6 @@ class Decision:
         return cls(row[0], row[1], int(row[2]), int(row[3]), float(row[4]), bool(row[5]))
 
 
-IMPRESSIONS_PER_LIST = 10  # the impression window holds this many (list, item) keys per tracked list
-
-
 def request_seed(request_id: str, salt: str = "") -> int:
     return int.from_bytes(hashlib.sha1(f"{salt}:{request_id}".encode()).digest()[:8], "big")
 
@@ -59,7 +57,8 @@ class Policy:
         # click counts once per (list, item) the list's logged impressions showed, so CTR stays a share.
         self.shown: Counter[str] = Counter()
         self.clicked: Counter[str] = Counter()
-        self._impressed: OrderedDict[tuple[str, int], bool] = OrderedDict()  # -> clicked yet
+        # (list, item) shown -> the arm it was counted under; None once clicked. The newest ``tracked``.
+        self._impressed: OrderedDict[tuple[str, int], str | None] = OrderedDict()
 
     def draw(self, request_id: str, user_id: str, interactions: int) -> Decision:
         """How to personalise this list, not yet counted (``interactions``: the profile's, the bandit's
@@ -123,12 +122,14 @@ class Policy:
         if e.type == EventType.IMPRESSION:
             if key not in self._impressed:
                 self.shown[arm] += 1
-                self._impressed[key] = False
-                if len(self._impressed) > IMPRESSIONS_PER_LIST * self._tracked:
+                self._impressed[key] = arm
+                if len(self._impressed) > self._tracked:
                     self._impressed.popitem(last=False)
-        elif e.type == EventType.CLICK and self._impressed.get(key) is False:
-            self.clicked[arm] += 1  # the first click on an item the list showed: CTR stays a share
-            self._impressed[key] = True
+        elif e.type == EventType.CLICK and (shown_under := self._impressed.get(key)) is not None:
+            # The first click on an item the list showed, under the arm its impression was counted
+            # under (a replica may learn the list's decision between the two): CTR stays a share.
+            self.clicked[shown_under] += 1
+            self._impressed[key] = None
         if d is None or e.type not in INTERACTIONS:
             return
         if d.explore and e.type == EventType.CLICK:
@@ -141,6 +142,12 @@ class Policy:
     def ctr(self) -> dict[str, float]:
         """Clicks per impression by arm, for the arms that have impressions."""
         return {arm: self.clicked[arm] / n for arm, n in self.shown.items() if n}
+
+    def frozen_click_weight(self) -> Callable[[int], float]:
+        """`click_weight` as the propensities stand now, for work on another thread (a profile read
+        back beside the event loop, which goes on learning)."""
+        frozen = copy.deepcopy(self.propensities)
+        return frozen.weight
 
     def click_weight(self, position: int) -> float:
         """Inverse-propensity weight of an interaction shown at ``position``."""

@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NUL
 INSERT INTO counters VALUES ('duplicates', 0) ON CONFLICT DO NOTHING;
 """
 INSERT = ("INSERT INTO events (event_id, request_id, user_id, item_id, type, position, timestamp_ms) "
-          "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+          "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq")
 INSERT_DECISION = ("INSERT INTO decisions (request_id, user_id, context, arm, weight, explore) "
                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING")
 
@@ -86,23 +86,23 @@ class PostgresEventStore:
             with self._db.transaction(), self._db.cursor() as cur:
                 if decisions:
                     cur.executemany(INSERT_DECISION, [d.row() for d in decisions])
-                inserted: set[str] = set()
+                seq_of: dict[str, int] = {}
                 if events:
                     cur.executemany(INSERT, [e.row() for e in events], returning=True)
                     while True:
                         row = cur.fetchone()
                         if row is not None:
-                            inserted.add(row[0])
+                            seq_of[row[0]] = int(row[1])
                         if not cur.nextset():
                             break
-                new = first_occurrences(events, inserted)  # a repeated id inserted here is new once
+                new = first_occurrences(events, set(seq_of))  # a repeated id inserted here is new once
                 duplicates = len(events) - len(new)
                 if duplicates:
                     cur.execute("UPDATE counters SET value = value + %s WHERE name = 'duplicates'",
                                 (duplicates,))
         except self._errors as exc:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
-        return AppendResult(tuple(new), duplicates)
+        return AppendResult(tuple(new), duplicates, tuple(seq_of[e.event_id] for e in new))
 
     def _rows(self, sql: str) -> Iterator[tuple]:
         """Stream a query's rows through a server-side cursor (a log may not fit in memory twice)."""
@@ -123,7 +123,7 @@ class PostgresEventStore:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
         return rows_by_user(user_ids, rows)
 
-    def replay_decided(self) -> Iterator[tuple[Event, Decision | None]]:
+    def replay_decided(self) -> Iterator[tuple[int, Event, Decision | None]]:
         for row in self._rows(DECIDED_EVENTS):
             yield decided_row(row)
 
@@ -132,8 +132,7 @@ class PostgresEventStore:
                               "FROM decisions ORDER BY seq"):
             yield Decision.from_row(row)
 
-    def since(self, events_after: int, decisions_after: int, limit: int
-              ) -> tuple[list[tuple[int, Event]], list[tuple[int, Decision]]]:
+    def since(self, events_after: int, decisions_after: int, limit: int) -> tuple[list[tuple], list[tuple]]:
         events_sql, decisions_sql = since_queries("%s")
         try:
             with self._db.cursor() as cur:
@@ -141,8 +140,7 @@ class PostgresEventStore:
                 decisions = cur.execute(decisions_sql, (decisions_after, limit)).fetchall()
         except self._errors as exc:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
-        return ([(int(r[0]), Event.from_row(r[1:])) for r in events],
-                [(int(r[0]), Decision.from_row(r[1:])) for r in decisions])
+        return events, decisions
 
     def high_water(self) -> tuple[int, int]:
         with self._db.cursor() as cur:

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from feedback.events import EVENT_COLUMNS, Event
 from feedback.policy import Decision
 
-# The events' columns, then their decision's (NULLs: none), joined on request_id: `replay_decided`.
+# The events' positions and columns, then their decision's (NULLs: none), joined on request_id:
+# `replay_decided`.
 DECIDED_EVENTS = (
-    "SELECT " + ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
+    "SELECT e.seq, " + ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
     + ", d.request_id, d.user_id, d.context, d.arm, d.weight, d.explore "
     "FROM events e LEFT JOIN decisions d ON d.request_id = e.request_id ORDER BY e.seq"
 )
@@ -28,7 +29,8 @@ HIGH_WATER = ("SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), "
               "(SELECT COALESCE(MAX(seq), 0) FROM decisions)")
 
 
-def decided_row(row: Sequence) -> tuple[Event, Decision | None]:
-    """One `DECIDED_EVENTS` row as the event and its decision."""
-    decision = Decision.from_row(row[N_EVENT_COLUMNS:]) if row[N_EVENT_COLUMNS] is not None else None
-    return Event.from_row(row[:N_EVENT_COLUMNS]), decision
+def decided_row(row: Sequence) -> tuple[int, Event, Decision | None]:
+    """One `DECIDED_EVENTS` row as the event's position, the event and its decision."""
+    n = N_EVENT_COLUMNS + 1
+    decision = Decision.from_row(row[n:]) if row[n] is not None else None
+    return int(row[0]), Event.from_row(row[1:n]), decision

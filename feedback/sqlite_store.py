@@ -114,11 +114,12 @@ class SqliteEventStore:
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(INSERT_DECISION, [d.row() for d in decisions])
-            new = []
+            new, seqs = [], []
             for e in events:
                 row = db.execute(INSERT, e.row()).fetchone()
                 if row is not None:
                     new.append(e)
+                    seqs.append(int(row[0]))
             duplicates = len(events) - len(new)
             if duplicates:
                 db.execute("UPDATE counters SET value = value + ? WHERE name = 'duplicates'", (duplicates,))
@@ -127,7 +128,7 @@ class SqliteEventStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
-        return AppendResult(tuple(new), duplicates)
+        return AppendResult(tuple(new), duplicates, tuple(seqs))
 
     def replay(self) -> Iterator[Event]:
         cur = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
@@ -144,7 +145,7 @@ class SqliteEventStore:
             raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
         return rows_by_user(users, rows)
 
-    def replay_decided(self) -> Iterator[tuple[Event, Decision | None]]:
+    def replay_decided(self) -> Iterator[tuple[int, Event, Decision | None]]:
         for row in self._db.execute(DECIDED_EVENTS):
             yield decided_row(row)
 
@@ -154,16 +155,14 @@ class SqliteEventStore:
         for row in cur:
             yield Decision.from_row(row)
 
-    def since(self, events_after: int, decisions_after: int, limit: int
-              ) -> tuple[list[tuple[int, Event]], list[tuple[int, Decision]]]:
+    def since(self, events_after: int, decisions_after: int, limit: int) -> tuple[list[tuple], list[tuple]]:
         events_sql, decisions_sql = since_queries("?")
         try:
             events = self._db.execute(events_sql, (events_after, limit)).fetchall()
             decisions = self._db.execute(decisions_sql, (decisions_after, limit)).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
-        return ([(int(r[0]), Event.from_row(r[1:])) for r in events],
-                [(int(r[0]), Decision.from_row(r[1:])) for r in decisions])
+        return events, decisions
 
     def high_water(self) -> tuple[int, int]:
         events, decisions = self._db.execute(HIGH_WATER).fetchone()

@@ -34,14 +34,15 @@ class EventStore(Protocol):
 
     def replay_decisions(self) -> Iterator[Decision]: ...
 
-    def replay_decided(self) -> Iterator[tuple[Event, Decision | None]]:
-        """`replay`, each event with the logged decision of its request (None: an undecided list)."""
+    def replay_decided(self) -> Iterator[tuple[int, Event, Decision | None]]:
+        """`replay`, each event with its position and the logged decision of its request (None: an
+        undecided list)."""
         ...
 
-    def since(self, events_after: int, decisions_after: int, limit: int
-              ) -> tuple[list[tuple[int, Event]], list[tuple[int, Decision]]]:
-        """Up to ``limit`` events and decisions past those positions (``seq``), in order, with theirs:
-        how a replica follows what the others commit to a shared log (feedback.tail)."""
+    def since(self, events_after: int, decisions_after: int, limit: int) -> tuple[list[tuple], list[tuple]]:
+        """Up to ``limit`` event rows and decision rows past those positions (``seq``), in order, each
+        row its position and then its columns: how a replica follows what the others commit to a
+        shared log (feedback.tail parses them, skipping a row it cannot read)."""
         ...
 
     def high_water(self) -> tuple[int, int]:

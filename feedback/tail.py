@@ -1,70 +1,99 @@
 """Follow a shared log: what the other replicas commit reaches this replica's policy and profiles.
 
-With the PostgreSQL log several replicas write one log. Each learns its own commits as it makes them
-(`FeedbackHub.learn`); `LogTail` reads the rows the others committed, so a click that the gateway sends
-to another replica than the one that ranked the list still rewards that list's arm, and reaches the
-user's profile on the replica that holds it.
+With the PostgreSQL log several replicas write one log. Each learns its own commits as it makes them;
+`LogTail` reads the rows past where it has read, so a click that the gateway sends to another replica
+than the one that ranked the list still rewards that list's arm, and reaches the user's profile on the
+replica that holds it (`FeedbackHub.catch_up`).
 
-PostgreSQL hands out ``seq`` at insert, not at commit, so a transaction can become visible after one
-with a higher seq. Each read therefore goes back ``lookback`` positions behind the highest it has seen
-(the store's `reorder_window`: 0 for SQLite, whose writers take turns), and an event already learnt (by
-id: this replica's own commits, the start's replay, earlier reads) is skipped. A transaction that
-becomes visible more than ``lookback`` positions late is learnt at the next start, by the replay.
+Rows are told apart by their log position (``seq``), never by a bounded memory of ids: the replica's own
+commits report theirs (`AppendResult.seqs`), the start's replay and every read mark theirs as seen here.
+PostgreSQL hands ``seq`` out at insert, not at commit, so a transaction can become visible after one with
+a higher seq. Each read therefore goes back ``lookback`` positions behind the highest it has seen (the
+store's `reorder_window`: 0 for SQLite, whose writers take turns) and skips the positions it delivered
+already. A transaction visible more than ``lookback`` positions late is learnt at the next start.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 from feedback.events import Event
 from feedback.policy import Decision
 from feedback.store import EventStore
 
-READ_LIMIT = 10_000  # rows of each table per read: a replica far behind catches up over several reads
-LEARNT_IDS = 4 * READ_LIMIT  # event ids remembered as learnt: more than one read's look back and rows
+logger = logging.getLogger(__name__)
 
-
-class RecentIds:
-    """The ids of the ``capacity`` most recently learnt events: a bounded set."""
-
-    def __init__(self, capacity: int = LEARNT_IDS) -> None:
-        self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, event_id: str) -> bool:
-        """Remember ``event_id``; False when it was already there (learnt: skip it)."""
-        if event_id in self._ids:
-            return False
-        self._ids[event_id] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-        return True
-
-    def __len__(self) -> int:
-        return len(self._ids)
+READ_LIMIT = 10_000  # rows of each table per read; a caller reads again while pages come back full
 
 
 @dataclass
+class _Positions:
+    """The highest position read, and the positions delivered in the look-back window below it."""
+
+    high: int
+    lookback: int
+    seen: set[int] = field(default_factory=set)
+
+    @property
+    def floor(self) -> int:
+        """Positions at or below this are never read again."""
+        return max(0, self.high - self.lookback)
+
+    def fresh(self, rows: list[tuple]) -> list[tuple]:
+        """The rows not delivered before; moves the high mark and forgets what falls below the floor."""
+        out = [r for r in rows if int(r[0]) not in self.seen]
+        self.seen.update(int(r[0]) for r in out)
+        if rows:
+            self.high = max(self.high, int(rows[-1][0]))
+        self.seen = {s for s in self.seen if s > self.floor}
+        return out
+
+
+@dataclass
+class TailRead:
+    """One read: the events (with their positions) and decisions not delivered before."""
+
+    events: list[tuple[int, Event]]
+    decisions: list[Decision]
+    full: bool  # a page came back full: more may be waiting
+
+
 class LogTail:
-    """Where this replica has read the log up to: the highest event and decision positions seen."""
+    """Where this replica has read the log up to. `read` runs on one thread at a time (the log's writer:
+    between its commits), and `mark_seen` only before the first read."""
 
-    events_seq: int
-    decisions_seq: int
-    lookback: int = 0
-    limit: int = READ_LIMIT
+    def __init__(self, events_seq: int, decisions_seq: int, *, lookback: int = 0,
+                 limit: int = READ_LIMIT) -> None:
+        if limit <= lookback:
+            raise ValueError(f"limit ({limit}) must exceed lookback ({lookback}) to make progress")
+        self.events = _Positions(events_seq, lookback)
+        self.decisions = _Positions(decisions_seq, lookback)
+        self.limit = limit
+        self.skipped = 0  # rows that could not be read (e.g. an event type a newer replica wrote)
 
-    def __post_init__(self) -> None:
-        if self.limit <= self.lookback:
-            raise ValueError(f"limit ({self.limit}) must exceed lookback ({self.lookback}) to make progress")
+    @property
+    def floor(self) -> int:
+        """Event positions at or below this are never read again."""
+        return self.events.floor
 
-    def read(self, store: EventStore) -> tuple[list[Event], list[Decision]]:
-        """The events and decisions past the marks (less the look back), in log order; moves the marks.
-        Runs on the log's reader thread: the marks are only ever touched there."""
-        events, decisions = store.since(max(0, self.events_seq - self.lookback),
-                                        max(0, self.decisions_seq - self.lookback), self.limit)
-        if events:
-            self.events_seq = max(self.events_seq, events[-1][0])
-        if decisions:
-            self.decisions_seq = max(self.decisions_seq, decisions[-1][0])
-        return [e for _, e in events], [d for _, d in decisions]
+    def mark_seen(self, seq: int) -> None:
+        """The start's replay learnt the event at ``seq``: a read must not deliver it again."""
+        if seq > self.events.floor:
+            self.events.seen.add(seq)
+
+    def read(self, store: EventStore) -> TailRead:
+        event_rows, decision_rows = store.since(self.events.floor, self.decisions.floor, self.limit)
+        full = len(event_rows) == self.limit or len(decision_rows) == self.limit
+        events = [(int(r[0]), e) for r in self.events.fresh(event_rows) if (e := self._parse(Event, r))]
+        decisions = [d for r in self.decisions.fresh(decision_rows) if (d := self._parse(Decision, r))]
+        return TailRead(events, decisions, full)  # type: ignore[arg-type]
+
+    def _parse(self, kind: type[Event] | type[Decision], row: tuple) -> Event | Decision | None:
+        try:
+            return kind.from_row(row[1:])
+        except (ValueError, TypeError, IndexError) as exc:
+            self.skipped += 1
+            logger.warning("feedback log: skipped %s at position %s that cannot be read: %s",
+                           kind.__name__, row[0], exc)
+            return None

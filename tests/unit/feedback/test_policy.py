@@ -126,7 +126,7 @@ def test_decisions_and_events_rebuild_the_same_policy_from_the_log(tmp_path: Pat
     with closing(open_store(tmp_path)) as reopened:
         assert list(reopened.replay_decisions()) == decided
         rebuilt = Policy(explore_share=0.3)
-        rebuilt.rebuild(reopened.replay_decisions(), reopened.replay_decided())
+        rebuilt.rebuild(reopened.replay_decisions(), ((e, d) for _, e, d in reopened.replay_decided()))
     assert np.array_equal(rebuilt.bandit.trials, online.bandit.trials)
     assert np.array_equal(rebuilt.bandit.successes, online.bandit.successes)
     assert np.array_equal(rebuilt.propensities.clicks, online.propensities.clicks)
@@ -157,7 +157,7 @@ def test_a_restart_keeps_the_rewards_of_lists_older_than_the_tracked_window(tmp_
             online.learn(clicked)
     with closing(open_store(tmp_path)) as reopened:
         rebuilt = Policy(explore_share=0.0, tracked=3)
-        rebuilt.rebuild(reopened.replay_decisions(), reopened.replay_decided())
+        rebuilt.rebuild(reopened.replay_decisions(), ((e, d) for _, e, d in reopened.replay_decided()))
     assert online.bandit.successes.sum() == rebuilt.bandit.successes.sum() == 6
     assert np.array_equal(rebuilt.bandit.successes, online.bandit.successes)
     # Another click on a list still in the window is no second reward, after the restart as before it.
@@ -181,3 +181,13 @@ def test_feedback_naming_another_users_list_rewards_nothing() -> None:
     assert policy.bandit.successes.sum() == 0
     policy.learn([Event("a1", "alice-list", "alice", 1, EventType.CLICK, 1, 0)])
     assert policy.bandit.successes.sum() == 1
+
+
+def test_a_click_counts_under_the_arm_its_impression_was_counted_under() -> None:
+    # A replica may learn a list's impressions before the list's decision (logged by the replica that
+    # ranked it) and its click after: the click must not count for an arm that never counted the view.
+    policy = Policy(bandit=False, fixed_weight=0.5, explore_share=0.0)
+    policy.learn([Event(f"i{k}", "elsewhere", "u", k, EventType.IMPRESSION, k + 1, 0) for k in range(4)])
+    policy.record([Decision("elsewhere", "u", 0, -1, 0.5, False)])
+    policy.learn([Event("c", "elsewhere", "u", 1, EventType.CLICK, 2, 0)])
+    assert policy.ctr() == {"unpersonalised": 0.25}

@@ -163,4 +163,19 @@ def test_replay_decided_joins_each_event_to_its_lists_decision(opener: Opener) -
     events = [event(1), Event("e2", "r-none", "u1", 3, EventType.CLICK, 1, 5)]
     store.append(events[:1], [decided])
     store.append(events[1:], [Decision("r-other", "u2", 0, 0, 0.0, False)])
-    assert list(opener().replay_decided()) == [(events[0], decided), (events[1], None)]
+    rows = list(opener().replay_decided())
+    assert [(e, d) for _, e, d in rows] == [(events[0], decided), (events[1], None)]
+    assert rows[0][0] < rows[1][0]  # with their log positions, in commit order
+
+
+def test_append_reports_the_positions_of_its_new_events_and_since_reads_past_one(opener: Opener) -> None:
+    store = opener()
+    first = store.append([event(1), event(2)])
+    again = store.append([event(2), event(3)], [Decision("r9", "u1", 0, 0, 0.0, False)])
+    assert len(first.seqs) == 2 and first.seqs[0] < first.seqs[1] < again.seqs[0]
+    assert [e.event_id for e in again.new] == ["e3"] and len(again.seqs) == 1  # e2 was a replay
+    events, decisions = store.since(first.seqs[0], 0, 10)
+    assert [int(r[0]) for r in events] == [first.seqs[1], again.seqs[0]]
+    assert [Decision.from_row(r[1:]).request_id for r in decisions] == ["r9"]
+    assert store.high_water() == (again.seqs[0], int(decisions[0][0]))
+    assert [int(r[0]) for r in store.since(0, 0, 1)[0]] == [first.seqs[0]]  # at most ``limit`` rows
