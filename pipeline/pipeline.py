@@ -228,14 +228,16 @@ class RankingPipeline:
             summary.degraded, summary.degraded_reason = True, "reranker_unavailable"
             summary.timings_ms["rerank"] = (time.perf_counter() - t) * 1e3
             return retrieval_scores
-        gate.succeeded()
         summary.timings_ms["tokenize"] = float(result.timings.get("tokenize_ms", 0.0))
         summary.timings_ms["rerank"] = float(result.timings.get("infer_ms", (time.perf_counter() - t) * 1e3))
         scores = np.asarray(result.scores, dtype=np.float32).reshape(-1)
         if scores.size != cand_ids.size or not np.isfinite(scores).all():
             # One NaN (an FP16 overflow) would make every relevance NaN and serve retrieval order as if
-            # reranked, and the cache would keep it: serve the retrieval order, marked degraded.
+            # reranked, and the cache would keep it: serve the retrieval order, marked degraded. The gate
+            # counts it as a failure, so a reranker that keeps doing it is skipped while it cools down.
+            gate.failed()
             summary.degraded, summary.degraded_reason = True, "reranker_bad_scores"
             return retrieval_scores
+        gate.succeeded()
         summary.candidates_reranked = int(cand_ids.size)
         return scores

@@ -128,19 +128,26 @@ class BadScores:
 
     def __init__(self, short: bool) -> None:
         self.short = short
+        self.calls = 0
 
     async def rerank(self, query: str, docs: Sequence[str], *, timeout_s: float | None = None,
                      version: str = "") -> RerankResult:
+        self.calls += 1
         scores = np.array([0.0, 1.0, np.nan, 5.0], np.float32)[: len(docs)]
         return RerankResult(scores[:-1] if self.short else scores, {})
 
 
 @pytest.mark.parametrize("short", [False, True])
 def test_unusable_reranker_scores_degrade_to_retrieval_order(short: bool) -> None:
-    pipe = RankingPipeline(FixedEmbedder(), FixedRetriever(), items_table(), BadScores(short))
+    stage = BadScores(short)
+    pipe = RankingPipeline(FixedEmbedder(), FixedRetriever(), items_table(), stage,  # type: ignore[arg-type]
+                           reranker_retry_after_s=60.0)
     ids, summary = run_once(pipe)
     assert ids == [0, 1, 2, 3] and summary.degraded and summary.degraded_reason == "reranker_bad_scores"
     assert summary.candidates_reranked == 0
+    # A reranker that answers with unusable scores is skipped while it cools down, as a failed one.
+    _, summary = run_once(pipe)
+    assert summary.degraded and stage.calls == 1
 
 
 def test_no_reranker_is_reported() -> None:
