@@ -56,7 +56,7 @@ class FinetuneConfig:
     candidate_fraction: float = 0.5  # share of lists drawn from the served retriever's top 100
     swap_negatives: int = 2
     # Keep negatives of classes no train query finds relevant (training.data.training_judgments). Off:
-    # val 0.849 vs 0.843, held-out classes 0.769 vs 0.761, mean of two seeds (docs/quality.md, session 14).
+    # val 0.849 vs 0.842, held-out classes 0.769 vs 0.761, mean of two seeds (docs/quality.md, session 14).
     all_class_negatives: bool = False
     max_length: int = 64
     max_query_tokens: int = 16
