@@ -72,10 +72,6 @@ class AppendResult:
 
     new: tuple[Event, ...]
     duplicates: int
-    # The log positions (``seq``) of ``new``, aligned, for a whole transaction's result (the one the
-    # commit callback gets; a caller's share leaves them out): how a replica tells its own rows apart
-    # when it reads the shared log back (feedback.tail).
-    seqs: tuple[int, ...] = ()
 
     @property
     def accepted(self) -> int:

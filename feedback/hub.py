@@ -47,7 +47,6 @@ class FeedbackHub:
         self.policy = policy
         self.tail = tail  # where the shared log has been read up to (feedback.tail)
         self._following = False
-        self._own: set[int] = set()  # positions of this replica's commits that reads may still deliver
         self._catching_up = asyncio.Lock()
         self._follower: asyncio.Task[None] | None = None
         self.loads = 0  # profiles rebuilt from the log
@@ -58,13 +57,6 @@ class FeedbackHub:
     async def ingest(self, events: Sequence[Event]) -> AppendResult:
         return await self.log.append(events)
 
-    def committed(self, result: AppendResult) -> None:
-        """This replica's commit (the log's callback, in commit order): learnt now, and, when following,
-        its positions kept so that reading the log back skips them."""
-        if self._following:
-            self._own.update(result.seqs)
-        self.learn(result.new)
-
     def learn(self, events: Sequence[Event]) -> None:
         """Committed events reach the policy and then the profiles (in that order: a profile weighs a
         click by the propensities the policy has learnt)."""
@@ -73,20 +65,18 @@ class FeedbackHub:
             self.profiles.apply(events, self.policy.click_weight)
 
     async def catch_up(self) -> bool:
-        """Read what other replicas committed to the shared log since the last read, until a page comes
-        back short, and learn it: their decisions as trials, then their events. Reads run between this
-        replica's commits (on the log's writer), so a commit's callback has run, and its positions are
-        known, before a read that sees it is learnt. True when anything was new."""
+        """Read what other replicas committed to the shared log since the last read, on the log's
+        reader, until a page comes back short, and learn it: their decisions as trials, then their
+        events (this replica's own rows are told apart by the positions they claimed before they
+        committed, feedback.tail). True when anything was new."""
         if self.tail is None:
             return False
         new = False
         async with self._catching_up:
             while True:
-                read = await self.log.between_commits(self.tail.read)
+                read = await self.log.read(self.tail.read)
                 trials = self.policy.record(read.decisions)
-                events = [e for seq, e in read.events if seq not in self._own]
-                floor = self.tail.floor
-                self._own = {s for s in self._own if s > floor}  # below the floor, never read again
+                events = [e for _, e in read.events]
                 for i in range(0, len(events), LEARN_CHUNK):
                     self.learn(events[i : i + LEARN_CHUNK])
                     await asyncio.sleep(0)
@@ -101,6 +91,7 @@ class FeedbackHub:
         if self.tail is None or self._following:
             return
         self._following = True
+        self.tail.own.active = True  # this replica's commits claim their positions from now on
 
         async def loop() -> None:
             while True:
@@ -201,18 +192,19 @@ def open_hub(state_dir: Path, items: ItemColumns, *, policy: Policy, capacity: i
     ``capacity`` most recently used are held."""
     store = open_store(state_dir, sync=sync, dsn=dsn)
     reader = open_store(state_dir, dsn=dsn, read_only=True)  # the profile reads' own connection
-    # The marks before the replay: a read of the tail delivers what is committed during the replay again,
-    # unless the replay marked it seen.
-    tail = LogTail(*store.high_water(), lookback=store.reorder_window)
-    policy.rebuild(store.replay_decisions(), _marked(store.replay_decided(), tail))
+    # The marks and the replays in one snapshot; the tail reads on from the marks.
+    with store.consistent_reads():  # a list committed during the start: in all three reads, or none
+        tail = LogTail(*store.high_water(), lookback=store.reorder_window)
+        policy.rebuild(store.replay_decisions(), _marked(store.replay_decided(), tail))
     profiles = ProfileBook(items, half_life_s=half_life_s, capacity=capacity)
 
     def committed(result: AppendResult, seconds: float) -> None:
-        hub.committed(result)
+        hub.learn(result.new)
         if on_commit is not None:
             on_commit(result, seconds)
 
-    hub = FeedbackHub(EventLog(store, reader=reader, on_commit=committed), profiles, policy, tail=tail)
+    log = EventLog(store, reader=reader, on_commit=committed, claim=tail.own.claim)
+    hub = FeedbackHub(log, profiles, policy, tail=tail)
     return hub
 
 

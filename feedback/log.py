@@ -8,6 +8,7 @@ is running go into the next one together: under load one fsync covers every wait
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +23,10 @@ T = TypeVar("T")
 
 class EventLog:
     def __init__(self, store: EventStore, *, reader: EventStore | None = None,
-                 on_commit: Callable[[AppendResult, float], None] | None = None) -> None:
+                 on_commit: Callable[[AppendResult, float], None] | None = None,
+                 claim: Callable[[list[int]], None] | None = None) -> None:
         self.store = store
+        self._claim = claim  # each transaction's new positions, before it commits (feedback.tail)
         # Reads (a user's events, when their profile is not held) on a connection and a thread of their
         # own, so a read never waits for a commit nor a commit for a read: on the writer thread, every
         # search by a user not held took ~1 ms of it, and with one search per ten events ingest fell to
@@ -61,11 +64,6 @@ class EventLog:
             return await loop.run_in_executor(self._writer, query, self.store)
         return await loop.run_in_executor(self._reads, query, self.reader)
 
-    async def between_commits(self, query: Callable[[EventStore], T]) -> T:
-        """``query(store)`` on the writer's connection and thread, between two commits: it sees every
-        commit whose callback has run or runs before the query's caller resumes (feedback.tail)."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, query, self.store)
-
     def note(self, decision: Decision) -> None:
         """Log a policy decision with the next commit; nobody waits for it (a crash may lose the last
         few, and then only the learning from their feedback)."""
@@ -86,7 +84,8 @@ class EventLog:
                 flat = [e for events, _ in batch for e in events]
                 t0 = time.perf_counter()
                 try:
-                    result = await loop.run_in_executor(self._writer, self.store.append, flat, decisions)
+                    append = functools.partial(self.store.append, flat, decisions, claim=self._claim)
+                    result = await loop.run_in_executor(self._writer, append)
                 except Exception as exc:  # nothing of the transaction committed: every caller hears it
                     for _, fut in batch:
                         if not fut.done():

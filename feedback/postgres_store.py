@@ -10,8 +10,8 @@ user's events in the order one replica committed them). Durability is the server
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
 
 from feedback.events import (
     EVENT_COLUMNS,
@@ -25,7 +25,7 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
-from feedback.queries import DECIDED_EVENTS, HIGH_WATER, decided_row, since_queries
+from feedback.queries import DECIDED_EVENTS, HIGH_WATER, decided_row, since_query
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -79,7 +79,8 @@ class PostgresEventStore:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
         self._db.autocommit = True  # transactions are explicit below
 
-    def append(self, events: Sequence[Event], decisions: Sequence[Decision] = ()) -> AppendResult:
+    def append(self, events: Sequence[Event], decisions: Sequence[Decision] = (), *,
+               claim: Callable[[list[int]], None] | None = None) -> AppendResult:
         if not events and not decisions:
             return AppendResult((), 0)
         try:
@@ -100,9 +101,11 @@ class PostgresEventStore:
                 if duplicates:
                     cur.execute("UPDATE counters SET value = value + %s WHERE name = 'duplicates'",
                                 (duplicates,))
+                if claim is not None:
+                    claim(list(seq_of.values()))  # before the commit, at the end of this block
         except self._errors as exc:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
-        return AppendResult(tuple(new), duplicates, tuple(seq_of[e.event_id] for e in new))
+        return AppendResult(tuple(new), duplicates)
 
     def _rows(self, sql: str) -> Iterator[tuple]:
         """Stream a query's rows through a server-side cursor (a log may not fit in memory twice)."""
@@ -132,15 +135,19 @@ class PostgresEventStore:
                               "FROM decisions ORDER BY seq"):
             yield Decision.from_row(row)
 
-    def since(self, events_after: int, decisions_after: int, limit: int) -> tuple[list[tuple], list[tuple]]:
-        events_sql, decisions_sql = since_queries("%s")
+    def since(self, table: str, after: int, limit: int, skip: Sequence[int] = ()) -> list[tuple]:
+        sql = since_query(table, "%s", "seq = ANY(%s)" if skip else "")
         try:
             with self._db.cursor() as cur:
-                events = cur.execute(events_sql, (events_after, limit)).fetchall()
-                decisions = cur.execute(decisions_sql, (decisions_after, limit)).fetchall()
+                return cur.execute(sql, (after, list(skip), limit) if skip else (after, limit)).fetchall()
         except self._errors as exc:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
-        return events, decisions
+
+    @contextmanager
+    def consistent_reads(self) -> Iterator[None]:
+        with self._db.transaction():
+            self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield
 
     def high_water(self) -> tuple[int, int]:
         with self._db.cursor() as cur:

@@ -17,12 +17,15 @@ DECIDED_EVENTS = (
 N_EVENT_COLUMNS = len(EVENT_COLUMNS.split(","))
 
 
-def since_queries(mark: str) -> tuple[str, str]:
-    """`EventStore.since`'s two queries (events, decisions), with the driver's placeholder ``mark``."""
-    events = f"SELECT seq, {EVENT_COLUMNS} FROM events WHERE seq > {mark} ORDER BY seq LIMIT {mark}"
-    decisions = ("SELECT seq, request_id, user_id, context, arm, weight, explore FROM decisions "
-                 f"WHERE seq > {mark} ORDER BY seq LIMIT {mark}")
-    return events, decisions
+SINCE_COLUMNS = {"events": EVENT_COLUMNS, "decisions": "request_id, user_id, context, arm, weight, explore"}
+
+
+def since_query(table: str, mark: str, skip: str) -> str:
+    """`EventStore.since`: a table's rows past a position, less the positions in ``skip`` (a SQL
+    condition on ``seq``, or ""), with the driver's placeholder ``mark`` for the position and the limit."""
+    unless = f" AND NOT ({skip})" if skip else ""
+    return (f"SELECT seq, {SINCE_COLUMNS[table]} FROM {table} WHERE seq > {mark}{unless} "
+            f"ORDER BY seq LIMIT {mark}")
 
 
 HIGH_WATER = ("SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), "

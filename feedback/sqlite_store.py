@@ -15,8 +15,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,7 +31,7 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
-from feedback.queries import DECIDED_EVENTS, HIGH_WATER, decided_row, since_queries
+from feedback.queries import DECIDED_EVENTS, HIGH_WATER, decided_row, since_query
 from feedback.wal import cut_torn_tail
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,10 @@ class SqliteEventStore:
         fcntl.flock(lock, fcntl.LOCK_SH)  # others may open the log now
         return lock
 
-    def append(self, events: Sequence[Event], decisions: Sequence[Decision] = ()) -> AppendResult:
+    def append(self, events: Sequence[Event], decisions: Sequence[Decision] = (), *,
+               claim: Callable[[list[int]], None] | None = None) -> AppendResult:
         """Commit ``events`` (and the policy's ``decisions``) in one transaction; replays of a logged
-        event_id are counted, not stored."""
+        event_id are counted, not stored. ``claim`` gets the new events' positions before the commit."""
         if not events and not decisions:
             return AppendResult((), 0)
         db = self._db
@@ -123,12 +124,14 @@ class SqliteEventStore:
             duplicates = len(events) - len(new)
             if duplicates:
                 db.execute("UPDATE counters SET value = value + ? WHERE name = 'duplicates'", (duplicates,))
+            if claim is not None:
+                claim(seqs)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
-        return AppendResult(tuple(new), duplicates, tuple(seqs))
+        return AppendResult(tuple(new), duplicates)
 
     def replay(self) -> Iterator[Event]:
         cur = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
@@ -155,14 +158,20 @@ class SqliteEventStore:
         for row in cur:
             yield Decision.from_row(row)
 
-    def since(self, events_after: int, decisions_after: int, limit: int) -> tuple[list[tuple], list[tuple]]:
-        events_sql, decisions_sql = since_queries("?")
+    def since(self, table: str, after: int, limit: int, skip: Sequence[int] = ()) -> list[tuple]:
+        skipped = f"seq IN ({','.join('?' * len(skip))})" if skip else ""
         try:
-            events = self._db.execute(events_sql, (events_after, limit)).fetchall()
-            decisions = self._db.execute(decisions_sql, (decisions_after, limit)).fetchall()
+            return self._db.execute(since_query(table, "?", skipped), (after, *skip, limit)).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
-        return events, decisions
+
+    @contextmanager
+    def consistent_reads(self) -> Iterator[None]:
+        self._db.execute("BEGIN")  # deferred: WAL readers keep the snapshot of their first read
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
 
     def high_water(self) -> tuple[int, int]:
         events, decisions = self._db.execute(HIGH_WATER).fetchone()

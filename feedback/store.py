@@ -9,7 +9,8 @@ each with its list's decision: how the bandit and the position propensities are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +23,11 @@ class EventStore(Protocol):
     # turns (SQLite), more where a sequence hands positions out at insert (PostgreSQL; feedback.tail).
     reorder_window: int
 
-    def append(self, events: Sequence[Event], decisions: Sequence[Decision] = ()) -> AppendResult: ...
+    def append(self, events: Sequence[Event], decisions: Sequence[Decision] = (), *,
+               claim: Callable[[list[int]], None] | None = None) -> AppendResult:
+        """Commit in one transaction. ``claim`` is called with the new events' positions before the
+        commit, so no reader can see them before it knows them (feedback.tail)."""
+        ...
 
     def replay(self) -> Iterator[Event]: ...
 
@@ -39,10 +44,14 @@ class EventStore(Protocol):
         undecided list)."""
         ...
 
-    def since(self, events_after: int, decisions_after: int, limit: int) -> tuple[list[tuple], list[tuple]]:
-        """Up to ``limit`` event rows and decision rows past those positions (``seq``), in order, each
-        row its position and then its columns: how a replica follows what the others commit to a
-        shared log (feedback.tail parses them, skipping a row it cannot read)."""
+    def since(self, table: str, after: int, limit: int, skip: Sequence[int] = ()) -> list[tuple]:
+        """Up to ``limit`` rows of ``table`` ("events" or "decisions") past position ``after``, less the
+        positions in ``skip``, in order, each its position and then its columns: how a replica follows
+        what the others commit to a shared log (feedback.tail parses them)."""
+        ...
+
+    def consistent_reads(self) -> AbstractContextManager[None]:
+        """Reads inside see one snapshot of the log (the start's marks and replays agree)."""
         ...
 
     def high_water(self) -> tuple[int, int]:

@@ -40,10 +40,10 @@ def test_a_failed_commit_reaches_every_caller_and_the_log_recovers(tmp_path: Pat
     real_append = store.append
     failures = iter([True])
 
-    def flaky(batch: Sequence[Event], decisions: Sequence = ()) -> AppendResult:
+    def flaky(batch: Sequence[Event], decisions: Sequence = (), **kwargs: object) -> AppendResult:
         if next(failures, False):
             raise StoreUnavailable("disk full")
-        return real_append(batch, decisions)
+        return real_append(batch, decisions, **kwargs)
 
     store.append = flaky  # type: ignore[method-assign]
 
@@ -63,9 +63,9 @@ def test_a_read_runs_beside_a_commit_still_in_flight(tmp_path: Path) -> None:
     release = threading.Event()
     real_append = store.append
 
-    def stuck(batch: Sequence[Event], decisions: Sequence = ()) -> AppendResult:
+    def stuck(batch: Sequence[Event], decisions: Sequence = (), **kwargs: object) -> AppendResult:
         release.wait(30)  # a commit that takes long (a slow disk): it holds the writer thread
-        return real_append(batch, decisions)
+        return real_append(batch, decisions, **kwargs)
 
     store.append = stuck  # type: ignore[method-assign]
 

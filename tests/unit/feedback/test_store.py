@@ -168,14 +168,33 @@ def test_replay_decided_joins_each_event_to_its_lists_decision(opener: Opener) -
     assert rows[0][0] < rows[1][0]  # with their log positions, in commit order
 
 
-def test_append_reports_the_positions_of_its_new_events_and_since_reads_past_one(opener: Opener) -> None:
-    store = opener()
-    first = store.append([event(1), event(2)])
-    again = store.append([event(2), event(3)], [Decision("r9", "u1", 0, 0, 0.0, False)])
-    assert len(first.seqs) == 2 and first.seqs[0] < first.seqs[1] < again.seqs[0]
-    assert [e.event_id for e in again.new] == ["e3"] and len(again.seqs) == 1  # e2 was a replay
-    events, decisions = store.since(first.seqs[0], 0, 10)
-    assert [int(r[0]) for r in events] == [first.seqs[1], again.seqs[0]]
+def test_append_claims_its_positions_before_the_commit_and_since_reads_past_one(opener: Opener) -> None:
+    store, reader = opener(), opener()
+    claimed: list[list[int]] = []
+
+    def claim(seqs: list[int]) -> None:
+        visible = {int(r[0]) for r in reader.since("events", 0, 100)}
+        assert seqs and not visible & set(seqs)  # claimed before any reader can see the rows
+        claimed.append(list(seqs))
+
+    store.append([event(1), event(2)], claim=claim)
+    store.append([event(2), event(3)], [Decision("r9", "u1", 0, 0, 0.0, False)], claim=claim)
+    first, again = claimed
+    assert len(first) == 2 and first[0] < first[1] < again[0] and len(again) == 1  # e2 was a replay
+    rows = reader.since("events", first[0], 10)
+    assert [int(r[0]) for r in rows] == [first[1], again[0]] and rows[-1][1] == "e3"
+    assert [int(r[0]) for r in reader.since("events", 0, 10, skip=[first[1]])] == [first[0], again[0]]
+    decisions = reader.since("decisions", 0, 10)
     assert [Decision.from_row(r[1:]).request_id for r in decisions] == ["r9"]
-    assert store.high_water() == (again.seqs[0], int(decisions[0][0]))
-    assert [int(r[0]) for r in store.since(0, 0, 1)[0]] == [first.seqs[0]]  # at most ``limit`` rows
+    assert reader.high_water() == (again[0], int(decisions[0][0]))
+    assert [int(r[0]) for r in reader.since("events", 0, 1)] == [first[0]]  # at most ``limit`` rows
+
+
+def test_consistent_reads_keep_one_snapshot(opener: Opener) -> None:
+    store, other = opener(), opener()
+    store.append([event(1)])
+    with store.consistent_reads():
+        before = store.high_water()
+        other.append([event(2)], [Decision("r2", "u1", 0, 0, 0.0, False)])
+        assert store.high_water() == before and [e.event_id for _, e, _ in store.replay_decided()] == ["e1"]
+    assert store.high_water() != before

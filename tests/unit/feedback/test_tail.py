@@ -124,6 +124,24 @@ def test_a_replica_far_behind_reads_page_after_page_and_learns_each_event_once(t
     run_replicas(tmp_path, None, scenario)
 
 
+def test_decisions_are_caught_up_before_the_events_on_their_lists(tmp_path: Path, dsn: str | None) -> None:
+    # Far behind, with pages shorter than the backlog: an event read before its list's decision would be
+    # learnt as an undecided list's, and its reward lost.
+    async def scenario(ranker: FeedbackHub, other: FeedbackHub) -> None:
+        await other.ingest([click(0, "history", user="frank", item=0)])
+        profile = await other.profile_for("frank", (), 0)
+        for k in range(12):
+            other.served(other.draw(f"list{k}", "frank", profile))
+        await other.ingest([click(1 + k, f"list{k}", user="frank") for k in range(0, 12, 3)])
+        assert other.policy.bandit.successes.sum() == 4
+        ranker.tail.events.lookback = ranker.tail.decisions.lookback = 0  # pages of 5: 12 decisions, 3 pages
+        ranker.tail.limit = 5
+        assert await ranker.catch_up()
+        assert ranker.policy.bandit.trials.sum() == 12 and ranker.policy.bandit.successes.sum() == 4
+
+    run_replicas(tmp_path, dsn, scenario)
+
+
 def test_a_row_that_cannot_be_read_is_skipped_not_a_stuck_tail(tmp_path: Path) -> None:
     async def scenario(ranker: FeedbackHub, other: FeedbackHub) -> None:
         assert (await ranker.profile_for("erin", (), 0)) is None
