@@ -64,3 +64,15 @@ def postgres_server() -> Iterator[str]:
         subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
                        capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def fresh_database(server_dsn: str, name: str) -> str:
+    """An empty database ``name`` (made a valid identifier) on the server ``server_dsn`` names, dropped
+    first if it is there; returns its DSN."""
+    import psycopg
+
+    name = "".join(c if c.isalnum() else "_" for c in name).lower()
+    with psycopg.connect(server_dsn, autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.execute(f"CREATE DATABASE {name}")
+    return server_dsn.replace("dbname=postgres", f"dbname={name}")

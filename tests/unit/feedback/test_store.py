@@ -15,17 +15,9 @@ from feedback.events import Event, EventType
 from feedback.policy import Decision
 from feedback.sqlite_store import SqliteEventStore
 from feedback.store import EventStore, StoreUnavailable, open_store
-from tests.postgres import pg_bin, postgres_server
+from tests.postgres import fresh_database
 
 Opener = Callable[[], EventStore]
-
-
-@pytest.fixture(scope="module")
-def postgres_dsn() -> Iterator[str]:
-    if pg_bin() is None:
-        pytest.fail("PostgreSQL is not installed: `make test` installs it (apt-get install postgresql)")
-    with postgres_server() as dsn:
-        yield dsn
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -35,14 +27,8 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     if request.param == "sqlite":
         target: dict = {}
     else:
-        import psycopg
-
-        dsn = request.getfixturevalue("postgres_dsn")
         name = f"t_{abs(hash(request.node.nodeid)) % 10**12}"
-        with psycopg.connect(dsn, autocommit=True) as db:
-            db.execute(f"DROP DATABASE IF EXISTS {name}")
-            db.execute(f"CREATE DATABASE {name}")
-        target = {"dsn": dsn.replace("dbname=postgres", f"dbname={name}")}
+        target = {"dsn": fresh_database(request.getfixturevalue("postgres_dsn"), name)}
 
     def open_again() -> EventStore:
         opened.append(open_store(tmp_path, **target))
@@ -129,12 +115,7 @@ def test_read_only_store_reads_and_refuses_a_missing_log(tmp_path: Path) -> None
 
 
 def test_replicas_share_one_postgres_log(postgres_dsn: str) -> None:
-    import psycopg
-
-    with psycopg.connect(postgres_dsn, autocommit=True) as db:
-        db.execute("DROP DATABASE IF EXISTS replicas")
-        db.execute("CREATE DATABASE replicas")
-    dsn = postgres_dsn.replace("dbname=postgres", "dbname=replicas")
+    dsn = fresh_database(postgres_dsn, "replicas")
     a, b = open_store(Path("unused"), dsn=dsn), open_store(Path("unused"), dsn=dsn)
     assert a.append([event(1), event(2)]).accepted == 2
     replayed = b.append([event(2), event(3)])  # e2 came in through the other replica

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from feedback.hub import FeedbackHub, open_hub
 from feedback.policy import Policy
 from feedback.store import open_store
 from feedback.tail import LogTail, _Positions
-from tests.postgres import pg_bin, postgres_server
+from tests.postgres import fresh_database
 
 from .test_hub import ITEMS
 
@@ -61,16 +60,6 @@ def dsn(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
     return fresh_database(request.getfixturevalue("postgres_dsn"), f"tail_{request.node.name[-24:]}")
-
-
-def fresh_database(server_dsn: str, name: str) -> str:
-    import psycopg
-
-    name = "".join(c if c.isalnum() else "_" for c in name).lower()
-    with psycopg.connect(server_dsn, autocommit=True) as db:
-        db.execute(f"DROP DATABASE IF EXISTS {name}")
-        db.execute(f"CREATE DATABASE {name}")
-    return server_dsn.replace("dbname=postgres", f"dbname={name}")
 
 
 def test_a_click_sent_to_another_replica_reaches_the_one_that_ranked_the_list(
@@ -154,14 +143,6 @@ def test_a_row_that_cannot_be_read_is_skipped_not_a_stuck_tail(tmp_path: Path) -
         assert ranker.tail.skipped == 1 and ranker.profiles.get("erin").events == 2
 
     run_replicas(tmp_path, None, scenario)
-
-
-@pytest.fixture(scope="module")
-def postgres_dsn() -> Iterator[str]:
-    if pg_bin() is None:
-        pytest.fail("PostgreSQL is not installed: `make test` installs it (apt-get install postgresql)")
-    with postgres_server() as dsn:
-        yield dsn
 
 
 def test_a_commit_visible_after_later_positions_is_still_read(postgres_dsn: str) -> None:
