@@ -46,7 +46,6 @@ class FeedbackHub:
         self.profiles = profiles
         self.policy = policy
         self.tail = tail  # where the shared log has been read up to (feedback.tail)
-        self._following = False
         self._catching_up = asyncio.Lock()
         self._follower: asyncio.Task[None] | None = None
         self.loads = 0  # profiles rebuilt from the log
@@ -63,6 +62,10 @@ class FeedbackHub:
         if events:
             self.policy.learn(events)
             self.profiles.apply(events, self.policy.click_weight)
+
+    @property
+    def _following(self) -> bool:
+        return self._follower is not None
 
     async def catch_up(self) -> bool:
         """Read what other replicas committed to the shared log since the last read, on the log's
@@ -90,7 +93,6 @@ class FeedbackHub:
         commit: only this replica's commits from then on are known as its own."""
         if self.tail is None or self._following:
             return
-        self._following = True
         self.tail.own.active = True  # this replica's commits claim their positions from now on
 
         async def loop() -> None:

@@ -25,7 +25,7 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
-from feedback.queries import DECIDED_EVENTS, HIGH_WATER, decided_row, since_query
+from feedback.queries import DECIDED_EVENTS, HIGH_WATER, REPLAY_DECISIONS, decided_row, since_query
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -131,8 +131,7 @@ class PostgresEventStore:
             yield decided_row(row)
 
     def replay_decisions(self) -> Iterator[Decision]:
-        for row in self._rows("SELECT request_id, user_id, context, arm, weight, explore "
-                              "FROM decisions ORDER BY seq"):
+        for row in self._rows(REPLAY_DECISIONS):
             yield Decision.from_row(row)
 
     def since(self, table: str, after: int, limit: int, skip: Sequence[int] = ()) -> list[tuple]:

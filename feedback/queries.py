@@ -7,17 +7,24 @@ from collections.abc import Sequence
 from feedback.events import EVENT_COLUMNS, Event
 from feedback.policy import Decision
 
+DECISION_COLUMNS = "request_id, user_id, context, arm, weight, explore"  # Decision.row's order
+
+
+def _columns(columns: str, table: str) -> str:
+    return ", ".join(f"{table}.{c.strip()}" for c in columns.split(","))
+
+
 # The events' positions and columns, then their decision's (NULLs: none), joined on request_id:
 # `replay_decided`.
 DECIDED_EVENTS = (
-    "SELECT e.seq, " + ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
-    + ", d.request_id, d.user_id, d.context, d.arm, d.weight, d.explore "
+    f"SELECT e.seq, {_columns(EVENT_COLUMNS, 'e')}, {_columns(DECISION_COLUMNS, 'd')} "
     "FROM events e LEFT JOIN decisions d ON d.request_id = e.request_id ORDER BY e.seq"
 )
+REPLAY_DECISIONS = f"SELECT {DECISION_COLUMNS} FROM decisions ORDER BY seq"
 N_EVENT_COLUMNS = len(EVENT_COLUMNS.split(","))
 
 
-SINCE_COLUMNS = {"events": EVENT_COLUMNS, "decisions": "request_id, user_id, context, arm, weight, explore"}
+SINCE_COLUMNS = {"events": EVENT_COLUMNS, "decisions": DECISION_COLUMNS}
 
 
 def since_query(table: str, mark: str, skip: str) -> str:

@@ -31,7 +31,7 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
-from feedback.queries import DECIDED_EVENTS, HIGH_WATER, decided_row, since_query
+from feedback.queries import DECIDED_EVENTS, HIGH_WATER, REPLAY_DECISIONS, decided_row, since_query
 from feedback.wal import cut_torn_tail
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ SYNC = {"full": "FULL", "normal": "NORMAL"}
 
 class SqliteEventStore:
     reorder_window = 0  # BEGIN IMMEDIATE: one writer at a time, so positions become visible in order
+
     def __init__(self, path: Path, *, sync: str = "full", read_only: bool = False) -> None:
         if sync not in SYNC:
             raise ValueError(f"sync must be one of {sorted(SYNC)}, got {sync!r}")
@@ -153,9 +154,7 @@ class SqliteEventStore:
             yield decided_row(row)
 
     def replay_decisions(self) -> Iterator[Decision]:
-        cur = self._db.execute("SELECT request_id, user_id, context, arm, weight, explore FROM decisions "
-                               "ORDER BY seq")
-        for row in cur:
+        for row in self._db.execute(REPLAY_DECISIONS):
             yield Decision.from_row(row)
 
     def since(self, table: str, after: int, limit: int, skip: Sequence[int] = ()) -> list[tuple]:
