@@ -420,6 +420,39 @@ def feedback_stats(
         console.print(stats)
 
 
+@feedback_app.command("compact")
+def feedback_compact(
+    state_dir: StateDir = None,
+    dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN of a shared log (default: "
+                                                 "RANKSERVE_FEEDBACK_DSN, else the SQLite log).")] = None,
+    retention_days: Annotated[float | None, typer.Option(
+        help="Delete lists wholly older than this (default: RANKSERVE_FEEDBACK_RETENTION_DAYS).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Delete the lists older than the retention period from the event log, keeping what the bandit and
+    the position propensities learnt from them (what a server does every hour; safe beside running
+    servers)."""
+    import json
+
+    from feedback.events import Compacted
+    from feedback.retention import Retention, compact_all
+    from feedback.store import open_store
+
+    settings = settings_from(state_dir=state_dir, feedback_dsn=dsn, feedback_retention_days=retention_days)
+    directory = Path(settings.state_dir)  # type: ignore[arg-type]
+    if not settings.feedback_dsn and not (directory / "events.sqlite").exists():
+        console.print(f"[bold red]error:[/] no event log in {directory}")
+        raise typer.Exit(2)
+    cutoff = Retention(settings.feedback_retention_days).cutoff_ms(int(time.time() * 1e3))
+    store = open_store(directory, dsn=settings.feedback_dsn)
+    try:
+        done = Compacted() if cutoff is None else compact_all(store, cutoff)
+    finally:
+        store.close()
+    report = {"lists": done.lists, "events": done.events, "retention_days": settings.feedback_retention_days}
+    print(json.dumps(report) if as_json else f"deleted {done.lists} lists ({done.events} events)")
+
+
 def main() -> None:
     """The `rankserve` entry point: a user's mistake (a setting out of range, a missing or unreadable
     file, a port in use) ends in one line naming it and exit 2, a call the server refused in one line

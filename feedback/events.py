@@ -79,6 +79,17 @@ class AppendResult:
 
 
 @dataclass(frozen=True)
+class Compacted:
+    """Of one compaction (feedback.retention): the whole lists deleted, and their events."""
+
+    lists: int = 0
+    events: int = 0
+
+    def __add__(self, other: Compacted) -> Compacted:
+        return Compacted(self.lists + other.lists, self.events + other.events)
+
+
+@dataclass(frozen=True)
 class LogStats:
     events: int
     by_type: dict[str, int]

@@ -18,10 +18,11 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from feedback.events import AppendResult, Event
+from feedback.events import AppendResult, Compacted, Event
 from feedback.log import EventLog
 from feedback.policy import Decision, Policy
 from feedback.profile import ItemColumns, ProfileBook, ReadBack, UserProfile
+from feedback.retention import COMPACT_BATCH, FIND_BATCH, Retention, fold, kept_counts
 from feedback.store import EventStore, open_store
 from feedback.tail import LogTail
 
@@ -48,6 +49,8 @@ class FeedbackHub:
         self.tail = tail  # where the shared log has been read up to (feedback.tail)
         self._catching_up = asyncio.Lock()
         self._follower: asyncio.Task[None] | None = None
+        self._compactor: asyncio.Task[None] | None = None
+        self.compacted = Compacted()  # by this server since it started
         self.loads = 0  # profiles rebuilt from the log
         self._pending: dict[str, asyncio.Future[None]] = {}  # users being read back: queued or in flight
         self._queued: list[str] = []  # ... of which not read yet, in the order they were asked for
@@ -105,6 +108,41 @@ class FeedbackHub:
                     logger.warning("feedback log: reading other replicas' commits failed: %s", exc)
 
         self._follower = asyncio.get_running_loop().create_task(loop())
+
+    async def compact(self, before_ms: int) -> Compacted:
+        """Delete the lists wholly older than ``before_ms`` from the log, keeping what the policy learnt
+        from them (feedback.retention): found on the log's reader, deleted on its writer
+        ``COMPACT_BATCH`` lists per transaction, between the commits. The policy in memory has counted
+        them already and does not change."""
+        done = Compacted()
+        while True:
+            ids = await self.log.read(lambda store: store.expired_lists(before_ms, FIND_BATCH))
+            for i in range(0, len(ids), COMPACT_BATCH):
+                chunk = ids[i : i + COMPACT_BATCH]
+                done += await self.log.write(lambda store, chunk=chunk: store.compact(chunk, before_ms, fold))
+            if len(ids) < FIND_BATCH:
+                return done
+
+    def retain(self, retention: Retention, clock_ms: Callable[[], int]) -> None:
+        """Compact the log (`compact`) every ``retention.every_s`` while the server runs, first at once."""
+        if retention.days <= 0 or self._compactor is not None:
+            return
+
+        async def loop() -> None:
+            while True:
+                try:
+                    cutoff = retention.cutoff_ms(clock_ms())
+                    if cutoff is not None:
+                        done = await self.compact(cutoff)
+                        self.compacted += done
+                        if done.lists:
+                            logger.info("feedback log: compacted %d lists (%d events) older than %g days",
+                                        done.lists, done.events, retention.days)
+                except Exception as exc:  # the next round tries again; the server stays up
+                    logger.warning("feedback log: compaction failed: %s", exc)
+                await asyncio.sleep(retention.every_s)
+
+        self._compactor = asyncio.get_running_loop().create_task(loop())
 
     async def profile_for(self, user_id: str, recent_item_ids: Sequence[int], now_ms: int
                           ) -> UserProfile | None:
@@ -180,9 +218,10 @@ class FeedbackHub:
             self.log.note(decision)
 
     def close(self) -> None:
-        if self._follower is not None:
-            self._follower.cancel()  # its read, if one runs, finishes before the reader closes below
-            self._follower = None
+        for task in (self._follower, self._compactor):
+            if task is not None:
+                task.cancel()  # a read or a compaction that runs finishes before the log closes below
+        self._follower = self._compactor = None
         self.log.close()
 
 
@@ -197,7 +236,7 @@ def open_hub(state_dir: Path, items: ItemColumns, *, policy: Policy, capacity: i
     # The marks and the replays in one snapshot; the tail reads on from the marks.
     with store.consistent_reads():  # a list committed during the start: in all three reads, or none
         tail = LogTail(*store.high_water(), lookback=store.reorder_window)
-        policy.rebuild(store.replay_decisions(), _marked(store.replay_decided(), tail))
+        policy.rebuild(store.replay_decisions(), _marked(store.replay_decided(), tail), kept_counts(store))
     profiles = ProfileBook(items, half_life_s=half_life_s, capacity=capacity)
 
     def committed(result: AppendResult, seconds: float) -> None:

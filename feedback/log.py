@@ -64,6 +64,11 @@ class EventLog:
             return await loop.run_in_executor(self._writer, query, self.store)
         return await loop.run_in_executor(self._reads, query, self.reader)
 
+    async def write(self, job: Callable[[EventStore], T]) -> T:
+        """``job(store)`` on the writer's connection and thread, between two commits (maintenance that
+        changes the log: feedback.retention's compaction)."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, job, self.store)
+
     def note(self, decision: Decision) -> None:
         """Log a policy decision with the next commit; nobody waits for it (a crash may lose the last
         few, and then only the learning from their feedback)."""

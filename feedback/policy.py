@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,6 +39,39 @@ class Decision:
         return cls(row[0], row[1], int(row[2]), int(row[3]), float(row[4]), bool(row[5]))
 
 
+@dataclass
+class PolicyCounts:
+    """What a policy has counted, as sums: what compaction (feedback.retention) keeps of the lists it
+    deletes from the log, and a rebuild starts from. Each field adds, so the counts of two sets of
+    whole lists (a decision with all its events) are the counts of their union."""
+
+    trials: list[list[float]] | None = None  # the bandit's (context, arm) trials; None: no bandit
+    successes: list[list[float]] | None = None
+    position_clicks: list[float] = field(default_factory=list)  # clicks on randomised lists, by position
+    shown: dict[str, int] = field(default_factory=dict)  # impressions by arm (`Policy.ctr`)
+    clicked: dict[str, int] = field(default_factory=dict)
+
+    def __add__(self, other: PolicyCounts) -> PolicyCounts:
+        def grid(a: list[list[float]] | None, b: list[list[float]] | None) -> list[list[float]] | None:
+            if a is None or b is None:
+                return a if b is None else b
+            return (np.asarray(a) + np.asarray(b)).tolist()
+
+        clicks = np.zeros(max(len(self.position_clicks), len(other.position_clicks)))
+        clicks[: len(self.position_clicks)] += self.position_clicks
+        clicks[: len(other.position_clicks)] += other.position_clicks
+        return PolicyCounts(grid(self.trials, other.trials), grid(self.successes, other.successes),
+                            clicks.tolist(), dict(Counter(self.shown) + Counter(other.shown)),
+                            dict(Counter(self.clicked) + Counter(other.clicked)))
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PolicyCounts:
+        return cls(**json.loads(text))
+
+
 def request_seed(request_id: str, salt: str = "") -> int:
     return int.from_bytes(hashlib.sha1(f"{salt}:{request_id}".encode()).digest()[:8], "big")
 
@@ -59,6 +93,25 @@ class Policy:
         self.clicked: Counter[str] = Counter()
         # (list, item) shown -> the arm it was counted under; None once clicked. The newest ``tracked``.
         self._impressed: OrderedDict[tuple[str, int], str | None] = OrderedDict()
+
+    def counts(self) -> PolicyCounts:
+        b = self.bandit
+        trials, successes = (None, None) if b is None else (b.trials.tolist(), b.successes.tolist())
+        return PolicyCounts(trials, successes, self.propensities.clicks.tolist(), dict(self.shown),
+                            dict(self.clicked))
+
+    def add_counts(self, c: PolicyCounts) -> None:
+        """Add counts kept from lists no longer in the log (feedback.retention): as if replayed."""
+        b = self.bandit
+        if b is not None and c.trials is not None and c.successes is not None:
+            if np.shape(c.trials) != b.trials.shape:
+                raise ValueError(f"kept bandit counts have shape {np.shape(c.trials)}, the bandit "
+                                 f"{b.trials.shape}: its arms or contexts changed")
+            b.trials += np.asarray(c.trials)
+            b.successes += np.asarray(c.successes)
+        self.propensities.add_clicks(c.position_clicks)
+        self.shown.update(c.shown)
+        self.clicked.update(c.clicked)
 
     def draw(self, request_id: str, user_id: str, interactions: int) -> Decision:
         """How to personalise this list, not yet counted (``interactions``: the profile's, the bandit's
@@ -101,11 +154,15 @@ class Policy:
         for e in events:
             self._learn_one(e, self._decisions.get(e.request_id), self._rewarded)
 
-    def rebuild(self, decisions: Iterable[Decision], events: Iterable[tuple[Event, Decision | None]]) -> None:
-        """On start, from the log: every decision as a trial (`record`), then every event in commit order
-        with its list's decision as the log joins it. Not through the window: recording all decisions
-        first leaves only the newest ``tracked`` in it, and the feedback on older lists, rewarded while
-        the server ran, would find none."""
+    def rebuild(self, decisions: Iterable[Decision], events: Iterable[tuple[Event, Decision | None]],
+                kept: PolicyCounts | None = None) -> None:
+        """On start, from the log: the counts compaction kept of lists it deleted (``kept``), every
+        decision as a trial (`record`), then every event in commit order with its list's decision as
+        the log joins it. Not through the window: recording all decisions first leaves only the newest
+        ``tracked`` in it, and the feedback on older lists, rewarded while the server ran, would find
+        none."""
+        if kept is not None:
+            self.add_counts(kept)
         self.record(decisions)
         rewarded: set[str] = set()
         for e, d in events:

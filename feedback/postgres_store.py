@@ -10,12 +10,14 @@ user's events in the order one replica committed them). Durability is the server
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 
 from feedback.events import (
     EVENT_COLUMNS,
     AppendResult,
+    Compacted,
     Event,
     EventRow,
     EventType,
@@ -25,7 +27,18 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
-from feedback.queries import DECIDED_EVENTS, HIGH_WATER, REPLAY_DECISIONS, decided_row, since_query
+from feedback.queries import (
+    DECIDED_EVENTS,
+    DECISION_COLUMNS,
+    HIGH_WATER,
+    REPLAY_DECISIONS,
+    Fold,
+    decided_row,
+    expired_lists_query,
+    expiring,
+    list_rows_queries,
+    since_query,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -46,15 +59,30 @@ CREATE TABLE IF NOT EXISTS decisions (
     context    INTEGER NOT NULL,
     arm        INTEGER NOT NULL,
     weight     DOUBLE PRECISION NOT NULL,
-    explore    BOOLEAN NOT NULL
+    explore    BOOLEAN NOT NULL,
+    decided_ms BIGINT  NOT NULL DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint
 );
+-- A log from before retention: its decisions get the migration's time, and so do the decisions a
+-- replica of the previous version inserts during a rolling upgrade (the default), so neither is
+-- compacted before its feedback comes. Checked first: ALTER TABLE locks the table even when it changes
+-- nothing.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'decisions' AND column_name = 'decided_ms') THEN
+        ALTER TABLE decisions ADD COLUMN decided_ms BIGINT NOT NULL
+            DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO counters VALUES ('duplicates', 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS compacted (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_list ON events (request_id);
 """
+COMPACT_LOCK = 7342020  # one compaction at a time across replicas (the schema's lock is 7342019)
 INSERT = ("INSERT INTO events (event_id, request_id, user_id, item_id, type, position, timestamp_ms) "
           "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq")
-INSERT_DECISION = ("INSERT INTO decisions (request_id, user_id, context, arm, weight, explore) "
-                   "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING")
+INSERT_DECISION = (f"INSERT INTO decisions ({DECISION_COLUMNS}, decided_ms) "
+                   "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING")
 
 
 class PostgresEventStore:
@@ -86,7 +114,8 @@ class PostgresEventStore:
         try:
             with self._db.transaction(), self._db.cursor() as cur:
                 if decisions:
-                    cur.executemany(INSERT_DECISION, [d.row() for d in decisions])
+                    now_ms = int(time.time() * 1e3)
+                    cur.executemany(INSERT_DECISION, [(*d.row(), now_ms) for d in decisions])
                 seq_of: dict[str, int] = {}
                 if events:
                     cur.executemany(INSERT, [e.row() for e in events], returning=True)
@@ -152,6 +181,43 @@ class PostgresEventStore:
         with self._db.cursor() as cur:
             events, decisions = cur.execute(HIGH_WATER).fetchone()
         return int(events), int(decisions)
+
+    def expired_lists(self, before_ms: int, limit: int) -> list[str]:
+        try:
+            with self._db.cursor() as cur:
+                rows = cur.execute(expired_lists_query("%s"), (before_ms,) * 4 + (limit,)).fetchall()
+        except self._errors as exc:
+            raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
+        return [r[0] for r in rows]
+
+    def compact(self, request_ids: Sequence[str], before_ms: int, fold: Fold) -> Compacted:
+        if not request_ids:
+            return Compacted()
+        ids = list(request_ids)
+        read_decisions, read_events = list_rows_queries("= ANY(%s)", "%s")
+        try:
+            with self._db.transaction(), self._db.cursor() as cur:
+                # One compaction at a time; read committed, so once the lock is held the reads see another
+                # replica's compaction of the same lists, and fold nothing twice. Other replicas' commits
+                # go on: the deletes take exactly the rows read, so a row committed after the reads stays.
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (COMPACT_LOCK,))
+                old = expiring(cur.execute(read_decisions, (ids,)).fetchall(),
+                               cur.execute(read_events, (ids, before_ms)).fetchall(), before_ms)
+                if old.lists:
+                    prev = cur.execute("SELECT value FROM compacted WHERE name = 'policy'").fetchone()
+                    kept = fold(None if prev is None else prev[0], old.decisions, old.events)
+                    cur.execute("INSERT INTO compacted VALUES ('policy', %s) ON CONFLICT (name) DO UPDATE "
+                                "SET value = excluded.value", (kept,))
+                    cur.execute("DELETE FROM decisions WHERE seq = ANY(%s)", (old.decision_seqs,))
+                    cur.execute("DELETE FROM events WHERE seq = ANY(%s)", (old.event_seqs,))
+        except self._errors as exc:
+            raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
+        return Compacted(old.lists, len(old.events))
+
+    def kept(self) -> str | None:
+        with self._db.cursor() as cur:
+            row = cur.execute("SELECT value FROM compacted WHERE name = 'policy'").fetchone()
+        return None if row is None else row[0]
 
     def stats(self) -> LogStats:
         with self._db.cursor() as cur:

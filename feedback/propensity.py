@@ -34,6 +34,13 @@ class Propensities:
             self.clicks[position - 1] += 1
             self._ratios = None
 
+    def add_clicks(self, clicks: list[float]) -> None:
+        """Clicks counted elsewhere, by position (a compacted log's, feedback.retention)."""
+        n = min(len(clicks), self.positions)
+        if n:
+            self.clicks[:n] += clicks[:n]
+            self._ratios = None
+
     def ratios(self) -> np.ndarray:
         """p(r) / p(1) for r = 1..positions."""
         c = self.clicks + self.prior

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import BinaryIO
 from feedback.events import (
     EVENT_COLUMNS,
     AppendResult,
+    Compacted,
     Event,
     EventRow,
     EventType,
@@ -31,7 +33,18 @@ from feedback.events import (
     rows_by_user,
 )
 from feedback.policy import Decision
-from feedback.queries import DECIDED_EVENTS, HIGH_WATER, REPLAY_DECISIONS, decided_row, since_query
+from feedback.queries import (
+    DECIDED_EVENTS,
+    DECISION_COLUMNS,
+    HIGH_WATER,
+    REPLAY_DECISIONS,
+    Fold,
+    decided_row,
+    expired_lists_query,
+    expiring,
+    list_rows_queries,
+    since_query,
+)
 from feedback.wal import cut_torn_tail
 
 log = logging.getLogger(__name__)
@@ -55,15 +68,21 @@ CREATE TABLE IF NOT EXISTS decisions (
     context    INTEGER NOT NULL,
     arm        INTEGER NOT NULL,
     weight     REAL    NOT NULL,
-    explore    INTEGER NOT NULL
+    explore    INTEGER NOT NULL,
+    decided_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters VALUES ('duplicates', 0);
+CREATE TABLE IF NOT EXISTS compacted (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_list ON events (request_id);
 """
+# A log from before retention has decisions without their time: they get the migration's, so a list
+# decided just before the upgrade is not compacted before its feedback comes.
+MIGRATE = "ALTER TABLE decisions ADD COLUMN decided_ms INTEGER NOT NULL DEFAULT 0"
 INSERT = ("INSERT INTO events (event_id, request_id, user_id, item_id, type, position, timestamp_ms) "
           "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING seq")
-INSERT_DECISION = ("INSERT INTO decisions (request_id, user_id, context, arm, weight, explore) "
-                   "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING")
+INSERT_DECISION = (f"INSERT INTO decisions ({DECISION_COLUMNS}, decided_ms) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING")
 SYNC = {"full": "FULL", "normal": "NORMAL"}
 
 
@@ -88,8 +107,23 @@ class SqliteEventStore:
                     sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)))
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(f"PRAGMA synchronous={SYNC[sync]}")
+                self._migrate()
                 self._db.executescript(SCHEMA)
                 opening.pop_all()  # opened: the store owns both until close()
+
+    def _migrate(self) -> None:
+        db = self._db
+        columns = {r[1] for r in db.execute("PRAGMA table_info(decisions)")}
+        if columns and "decided_ms" not in columns:
+            db.execute("BEGIN IMMEDIATE")
+            try:  # another process may have migrated it since the look above
+                if "decided_ms" not in {r[1] for r in db.execute("PRAGMA table_info(decisions)")}:
+                    db.execute(MIGRATE)
+                    db.execute("UPDATE decisions SET decided_ms = ?", (int(time.time() * 1e3),))
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
 
     def _lock_and_repair(self) -> BinaryIO:
         lock = open(self.path.with_name(self.path.name + ".lock"), "a+b")  # noqa: SIM115 (held while open)
@@ -115,7 +149,8 @@ class SqliteEventStore:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(INSERT_DECISION, [d.row() for d in decisions])
+            now_ms = int(time.time() * 1e3)
+            db.executemany(INSERT_DECISION, [(*d.row(), now_ms) for d in decisions])
             new, seqs = [], []
             for e in events:
                 row = db.execute(INSERT, e.row()).fetchone()
@@ -175,6 +210,44 @@ class SqliteEventStore:
     def high_water(self) -> tuple[int, int]:
         events, decisions = self._db.execute(HIGH_WATER).fetchone()
         return int(events), int(decisions)
+
+    def expired_lists(self, before_ms: int, limit: int) -> list[str]:
+        try:
+            rows = self._db.execute(expired_lists_query("?"), (before_ms,) * 4 + (limit,)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
+        return [r[0] for r in rows]
+
+    def compact(self, request_ids: Sequence[str], before_ms: int, fold: Fold) -> Compacted:
+        if not request_ids:
+            return Compacted()
+        db = self._db
+        read_decisions, read_events = list_rows_queries(f"IN ({','.join('?' * len(request_ids))})", "?")
+        try:
+            db.execute("BEGIN IMMEDIATE")  # no commit can land between the reads and the deletes
+            old = expiring(db.execute(read_decisions, request_ids).fetchall(),
+                           db.execute(read_events, (*request_ids, before_ms)).fetchall(), before_ms)
+            if old.lists:
+                prev = db.execute("SELECT value FROM compacted WHERE name = 'policy'").fetchone()
+                kept = fold(None if prev is None else prev[0], old.decisions, old.events)
+                db.execute("INSERT INTO compacted VALUES ('policy', ?) ON CONFLICT (name) DO UPDATE "
+                           "SET value = excluded.value", (kept,))
+                db.executemany("DELETE FROM decisions WHERE seq = ?", [(q,) for q in old.decision_seqs])
+                db.executemany("DELETE FROM events WHERE seq = ?", [(q,) for q in old.event_seqs])
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
+        finally:  # a failed read, fold or delete leaves the log as it was
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        return Compacted(old.lists, len(old.events))
+
+    def kept(self) -> str | None:
+        db = self._db
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'compacted'").fetchone() is None:
+            return None  # a log from before retention, opened read-only
+        row = db.execute("SELECT value FROM compacted WHERE name = 'policy'").fetchone()
+        return None if row is None else row[0]
 
     def stats(self) -> LogStats:
         db = self._db

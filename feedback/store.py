@@ -14,8 +14,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from feedback.events import AppendResult, Event, EventRow, LogStats, StoreUnavailable
+from feedback.events import AppendResult, Compacted, Event, EventRow, LogStats, StoreUnavailable
 from feedback.policy import Decision
+from feedback.queries import Fold
 
 
 class EventStore(Protocol):
@@ -58,12 +59,27 @@ class EventStore(Protocol):
         """The highest event and decision positions committed (0: none)."""
         ...
 
+    def expired_lists(self, before_ms: int, limit: int) -> list[str]:
+        """Up to ``limit`` lists (request ids) whose decision and every event are older than
+        ``before_ms`` (event time; a decision's, when it was committed)."""
+        ...
+
+    def compact(self, request_ids: Sequence[str], before_ms: int, fold: Fold) -> Compacted:
+        """In one transaction: of ``request_ids``, the lists still wholly older than ``before_ms`` are
+        passed to ``fold`` with the counts kept so far, its result is kept in their place, and their
+        decisions and events are deleted."""
+        ...
+
+    def kept(self) -> str | None:
+        """What `compact` kept of the lists it deleted (None: nothing deleted yet)."""
+        ...
+
     def stats(self) -> LogStats: ...
 
     def close(self) -> None: ...
 
 
-__all__ = ["EventStore", "StoreUnavailable", "open_store"]
+__all__ = ["EventStore", "Fold", "StoreUnavailable", "open_store"]
 
 
 def open_store(state_dir: Path, *, sync: str = "full", read_only: bool = False, dsn: str | None = None

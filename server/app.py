@@ -20,6 +20,7 @@ from engines.rerank import RerankerUnavailable
 from engines.triton.server import TritonServer
 from engines.triton_rerank import TritonRerankerClient
 from feedback.events import AppendResult
+from feedback.retention import Retention
 from pipeline.types import RankParams
 from protos.ranking.v1 import ranking_pb2, ranking_pb2_grpc
 from retrieval.filters import Filters
@@ -107,9 +108,12 @@ class RankServer:
             served = [loaded.pipeline.model_version]
         self.service.check_experiments(served)
         if (hub := loaded.feedback) is not None:
-            self.metrics.watch_profiles(lambda: len(hub.profiles), lambda: hub.loads)
+            self.metrics.watch_feedback(lambda: len(hub.profiles), lambda: hub.loads,
+                                        lambda: hub.compacted.lists)
             if s.feedback_follow_s > 0 and s.feedback_dsn:  # a SQLite log is this server's own
                 hub.follow(s.feedback_follow_s, on_learn=self._learned)
+            hub.retain(Retention(s.feedback_retention_days, s.feedback_compact_every_s),
+                       lambda: int(time.time() * 1e3))
         await self._warm(loaded)
         self.service.loaded = loaded
         if s.reranker_engine == "triton":

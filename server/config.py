@@ -146,6 +146,11 @@ class Settings(_Locations):
     # (feedback.tail): their lists as bandit trials, their clicks as rewards and profile events. 0: only
     # at start (the replay).
     feedback_follow_s: float = Field(1.0, ge=0.0)
+    # Lists (a decision with its events) whose newest record is older than this leave the log, what the
+    # bandit and the position propensities learnt from them kept as counts (feedback.retention); 0 keeps
+    # everything. Checked every feedback_compact_every_s while serving, and first at start.
+    feedback_retention_days: float = Field(90.0, ge=0.0)
+    feedback_compact_every_s: float = Field(3600.0, gt=0.0)
     # How far the best-matching item's profile score lifts it, in units of normalised relevance
     # (pipeline.personalize), when the bandit is off; 0 turns personalisation off. With the bandit on,
     # Thompson sampling picks the weight per list (feedback.bandit). Interactions halve in weight every

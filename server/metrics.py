@@ -60,6 +60,9 @@ class Metrics:
                                    "recently used; Settings.profile_cache_users)", registry=self.registry)
         self.profile_reads = Gauge("rankserve_profile_reads", "User profiles read from the event log since "
                                    "start (a user not held, searching)", registry=self.registry)
+        self.compacted_lists = Gauge("rankserve_feedback_compacted_lists", "Lists (a decision and its "
+                                     "events) retention deleted from the event log since start",
+                                     registry=self.registry)
 
     def auth_call(self, client: str, outcome: str) -> None:
         self.auth.labels(client, outcome).inc()
@@ -78,10 +81,13 @@ class Metrics:
             for w, m in zip(weights, row, strict=True):
                 self.arm_rate.labels(str(ctx), f"{w:g}").set(float(m))
 
-    def watch_profiles(self, held: Callable[[], float], reads: Callable[[], float]) -> None:
-        """Read at each scrape: how many profiles are held, and how many were read from the log."""
+    def watch_feedback(self, held: Callable[[], float], reads: Callable[[], float],
+                       compacted: Callable[[], float]) -> None:
+        """Read at each scrape: how many profiles are held, how many were read from the log, and how
+        many lists retention deleted from it."""
         self.profiles_held.set_function(held)
         self.profile_reads.set_function(reads)
+        self.compacted_lists.set_function(compacted)
 
     def arm_ctr(self, ctr: dict[str, float]) -> None:
         for arm, value in ctr.items():

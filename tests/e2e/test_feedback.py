@@ -262,3 +262,32 @@ def test_a_full_disk_is_unavailable_without_corruption_and_a_restart_recovers(ar
             db.close()
     finally:
         subprocess.run(["umount", str(state)], check=True)
+
+
+def test_the_server_deletes_lists_past_retention_and_keeps_their_counts(artifacts: Artifacts,
+                                                                          tmp_path: Path) -> None:
+    from feedback.events import Event, EventType
+    from feedback.policy import Decision, PolicyCounts
+    from feedback.store import open_store
+
+    state, now_ms = tmp_path / "state", int(time.time() * 1e3)
+    old_ms = now_ms - 100 * 86_400_000  # 100 days ago: past the default 90
+    with closing(open_store(state)) as store:
+        store.append([Event(f"old-{i}", f"old-list-{i}", "ret-user", i, EventType.CLICK, 1, old_ms)
+                      for i in range(30)] + [Event("new-0", "new-list", "ret-user", 1, EventType.CLICK, 1,
+                                                   now_ms)],
+                     [Decision(f"old-list-{i}", "ret-user", 0, 2, 1.0, False) for i in range(30)])
+    with closing(sqlite3.connect(state / "events.sqlite")) as db, db:  # decided 100 days ago too
+        db.execute("UPDATE decisions SET decided_ms = ?", (old_ms,))
+    running = serve(artifacts, tmp_path, state)
+    try:
+        deadline = time.monotonic() + 30
+        while running.metric("rankserve_feedback_compacted_lists") < 30 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running.metric("rankserve_feedback_compacted_lists") == 30
+        assert stats(state)["events"] == 1  # the recent list stays
+    finally:
+        stop_server(running)
+    with closing(open_store(state)) as store:
+        kept = PolicyCounts.from_json(store.kept() or "")
+    assert kept.trials is not None and kept.trials[0][2] == 30 and kept.successes[0][2] == 30

@@ -24,6 +24,8 @@ def rankserve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     (["catalog", "build", "--queries", "/nonexistent/query.csv", "--out", "/tmp/unused"], {},
      "/nonexistent/query.csv"),
     (["feedback", "stats"], {"RANKSERVE_MAX_INFLIGHT": "0"}, "max_inflight"),  # a bad variable
+    (["feedback", "compact", "--state-dir", "/nonexistent/state"], {}, "no event log"),
+    (["feedback", "compact", "--retention-days", "-1"], {}, "feedback_retention_days"),
 ])
 def test_a_users_mistake_is_one_line_and_exit_2(args: list[str], env: dict[str, str], said: str) -> None:
     out = rankserve(*args, **env)
@@ -46,3 +48,28 @@ def test_the_installed_script_is_main() -> None:
     root = Path(__file__).resolve().parents[3]
     scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["rankserve"] == "cli.main:main"
+
+
+def test_feedback_compact_deletes_the_old_lists_and_keeps_their_counts(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+    from contextlib import closing
+
+    from feedback.events import Event, EventType
+    from feedback.policy import Decision, PolicyCounts
+    from feedback.store import open_store
+
+    old, recent = 1_000, 4_000_000_000_000  # event times: 1970, and 2096
+    with closing(open_store(tmp_path)) as store:
+        store.append([Event("a", "old", "u", 1, EventType.CLICK, 1, old),
+                      Event("b", "new", "u", 1, EventType.CLICK, 1, recent)],
+                     [Decision("old", "u", 0, 2, 1.0, False)])
+    with closing(sqlite3.connect(tmp_path / "events.sqlite")) as db, db:  # decided in 1970 too
+        db.execute("UPDATE decisions SET decided_ms = ?", (old,))
+    out = rankserve("feedback", "compact", "--state-dir", str(tmp_path), "--retention-days", "30", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"lists": 1, "events": 1, "retention_days": 30.0}
+    with closing(open_store(tmp_path)) as store:
+        assert [e.event_id for e in store.replay()] == ["b"]
+        kept = PolicyCounts.from_json(store.kept() or "")
+    assert kept.trials is not None and kept.trials[0][2] == 1 and kept.successes[0][2] == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -18,25 +18,6 @@ from feedback.store import EventStore, StoreUnavailable, open_store
 from tests.postgres import fresh_database
 
 Opener = Callable[[], EventStore]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens the same log again on each call (a fresh database per test); closes them all after."""
-    opened: list[EventStore] = []
-    if request.param == "sqlite":
-        target: dict = {}
-    else:
-        name = f"t_{abs(hash(request.node.nodeid)) % 10**12}"
-        target = {"dsn": fresh_database(request.getfixturevalue("postgres_dsn"), name)}
-
-    def open_again() -> EventStore:
-        opened.append(open_store(tmp_path, **target))
-        return opened[-1]
-
-    yield open_again
-    for store in opened:
-        store.close()
 
 
 def event(i: int, user: str = "u1", type_: EventType = EventType.CLICK) -> Event:
