@@ -103,4 +103,3 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
                        capacity=settings.profile_cache_users, on_commit=on_commit)
     return Loaded(pipeline, loaded.columns.categories(), str(loaded.meta.get("factory", "")), hub,
                   {v: str(e.get("onnx_sha256", "")) for v, e in versions.items()})
-
