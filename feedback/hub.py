@@ -38,6 +38,10 @@ READ_BATCH = 16
 # Events learnt from a read of the shared log between two yields to the event loop: a full page learnt
 # at once held the loop ~150 ms (10,000 events, 200 profiles held).
 LEARN_CHUNK = 1_000
+# Undecided lists whose events a following replica keeps for the decision it may read next
+# (`Policy.hold_undecided`): a list's impressions reach the gateway's replica as soon as the list is
+# shown, up to a follow interval before its decision does. 10,000 lists is ten seconds at 1,000 lists/s.
+HOLD_LISTS = 10_000
 
 
 class FeedbackHub:
@@ -97,6 +101,7 @@ class FeedbackHub:
         if self.tail is None or self._following:
             return
         self.tail.own.active = True  # this replica's commits claim their positions from now on
+        self.policy.hold_undecided(HOLD_LISTS)
 
         async def loop() -> None:
             while True:

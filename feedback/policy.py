@@ -72,6 +72,9 @@ class PolicyCounts:
         return cls(**json.loads(text))
 
 
+HOLD_PER_LIST = 100  # events held per undecided list at most (`Policy.hold_undecided`)
+
+
 def request_seed(request_id: str, salt: str = "") -> int:
     return int.from_bytes(hashlib.sha1(f"{salt}:{request_id}".encode()).digest()[:8], "big")
 
@@ -93,12 +96,17 @@ class Policy:
         self.clicked: Counter[str] = Counter()
         # (list, item) shown -> the arm it was counted under; None once clicked. The newest ``tracked``.
         self._impressed: OrderedDict[tuple[str, int], str | None] = OrderedDict()
+        # Events on lists not decided here (yet), each with the arm its impression or click was counted
+        # under (None: not counted), for the decision another replica may still log (`hold_undecided`).
+        self._held: OrderedDict[str, list[tuple[Event, str | None]]] = OrderedDict()
+        self._hold_lists = 0
 
     def counts(self) -> PolicyCounts:
         b = self.bandit
         trials, successes = (None, None) if b is None else (b.trials.tolist(), b.successes.tolist())
-        return PolicyCounts(trials, successes, self.propensities.clicks.tolist(), dict(self.shown),
-                            dict(self.clicked))
+        return PolicyCounts(trials, successes, self.propensities.clicks.tolist(),
+                            {k: v for k, v in self.shown.items() if v},  # an arm whose counts moved
+                            {k: v for k, v in self.clicked.items() if v})
 
     def add_counts(self, c: PolicyCounts) -> None:
         """Add counts kept from lists no longer in the log (feedback.retention): as if replayed."""
@@ -133,6 +141,13 @@ class Policy:
         self.record([decision])
         return decision
 
+    def hold_undecided(self, lists: int) -> None:
+        """Keep the events of up to ``lists`` undecided lists (the newest) until their decision is
+        recorded, and then learn them as a replay of the log would, which joins each event to its
+        decision whatever came first: for replicas on one log, where a list's impressions and clicks can
+        reach another replica before the decision it reads from the ranking one (feedback.tail)."""
+        self._hold_lists = lists
+
     def record(self, decisions: Iterable[Decision]) -> int:
         """Take decisions as served (online) or as logged (replay): each is one trial of its arm; a
         request already recorded is not counted again. Returns how many were new."""
@@ -147,12 +162,42 @@ class Policy:
             while len(self._decisions) > self._tracked:
                 old, _ = self._decisions.popitem(last=False)
                 self._rewarded.discard(old)
+            if (held := self._held.pop(d.request_id, None)) is not None:
+                self._settle(d, held)
         return new
 
     def learn(self, events: Iterable[Event]) -> None:
         """Committed events, each with its list's decision if that is still in the tracked window."""
         for e in events:
-            self._learn_one(e, self._decisions.get(e.request_id), self._rewarded)
+            d = self._decisions.get(e.request_id)
+            counted = self._learn_one(e, d, self._rewarded)
+            if d is None and self._hold_lists and e.request_id:
+                held = self._held.setdefault(e.request_id, [])
+                if len(held) < HOLD_PER_LIST:  # a list's shown items and what was done with them
+                    held.append((e, counted))
+                self._held.move_to_end(e.request_id)
+                if len(self._held) > self._hold_lists:
+                    self._held.popitem(last=False)
+
+    def _settle(self, d: Decision, held: list[tuple[Event, str | None]]) -> None:
+        """A decision recorded after events on its list: what they counted for the unpersonalised arm
+        moves to the list's (an impression of the list's user, and the first click on what it showed),
+        and its user's interactions reward it: as `_learn_one` with the decision joined."""
+        arm, moved = f"weight {d.weight:g}", set()
+        for e, counted in held:
+            key = (e.request_id, e.item_id)
+            ours = not e.user_id or e.user_id == d.user_id
+            if counted == "unpersonalised" and e.type == EventType.IMPRESSION and ours:
+                self.shown[counted] -= 1
+                self.shown[arm] += 1
+                moved.add(key)
+                if self._impressed.get(key) == counted:
+                    self._impressed[key] = arm  # a click still to come counts under the list's arm
+            elif counted == "unpersonalised" and key in moved:  # a click counts under its impression's arm
+                self.clicked[counted] -= 1
+                self.clicked[arm] += 1
+            if ours:
+                self._reward(e, d, self._rewarded)
 
     def rebuild(self, decisions: Iterable[Decision], events: Iterable[tuple[Event, Decision | None]],
                 kept: PolicyCounts | None = None) -> None:
@@ -169,17 +214,19 @@ class Policy:
             self._learn_one(e, d, rewarded)
         self._rewarded = {r for r in rewarded if r in self._decisions}
 
-    def _learn_one(self, e: Event, d: Decision | None, rewarded: set[str]) -> None:
+    def _learn_one(self, e: Event, d: Decision | None, rewarded: set[str]) -> str | None:
         """Impressions and first clicks counted by arm; on a decided list, clicks on a shuffled list
-        measure position bias, and the first interaction rewards its arm."""
+        measure position bias, and the first interaction rewards its arm. Returns the arm the event was
+        counted under (None: not counted, a repeated impression or a click after the first)."""
         if d is not None and e.user_id and e.user_id != d.user_id:
             d = None  # feedback naming another user's list: that user's list earns nothing from it
         arm = "unpersonalised" if d is None else f"weight {d.weight:g}"
         key = (e.request_id, e.item_id)
+        counted = None
         if e.type == EventType.IMPRESSION:
             if key not in self._impressed:
                 self.shown[arm] += 1
-                self._impressed[key] = arm
+                self._impressed[key] = counted = arm
                 if len(self._impressed) > self._tracked:
                     self._impressed.popitem(last=False)
         elif e.type == EventType.CLICK and (shown_under := self._impressed.get(key)) is not None:
@@ -187,7 +234,13 @@ class Policy:
             # under (a replica may learn the list's decision between the two): CTR stays a share.
             self.clicked[shown_under] += 1
             self._impressed[key] = None
-        if d is None or e.type not in INTERACTIONS:
+            counted = shown_under
+        if d is not None:
+            self._reward(e, d, rewarded)
+        return counted
+
+    def _reward(self, e: Event, d: Decision, rewarded: set[str]) -> None:
+        if e.type not in INTERACTIONS:
             return
         if d.explore and e.type == EventType.CLICK:
             self.propensities.observe_click(e.position)

@@ -191,3 +191,16 @@ def test_a_click_counts_under_the_arm_its_impression_was_counted_under() -> None
     policy.record([Decision("elsewhere", "u", 0, -1, 0.5, False)])
     policy.learn([Event("c", "elsewhere", "u", 1, EventType.CLICK, 2, 0)])
     assert policy.ctr() == {"unpersonalised": 0.25}
+
+
+def test_held_undecided_lists_are_the_newest_and_a_single_server_holds_none() -> None:
+    def run(hold: int) -> float:
+        policy = Policy(explore_share=0.0)
+        policy.hold_undecided(hold)
+        policy.learn([click(i, f"r{i}", 1) for i in range(3)])  # three lists, no decision yet
+        policy.record([Decision(f"r{i}", "u", 0, 2, 1.0, False) for i in range(3)])
+        assert policy.bandit is not None
+        return float(policy.bandit.successes.sum())
+
+    assert run(2) == 2  # r0 was dropped for r2: its click rewards nothing
+    assert run(0) == 0  # not following another replica: decisions come before their feedback

@@ -75,14 +75,59 @@ def test_a_click_sent_to_another_replica_reaches_the_one_that_ranked_the_list(
         assert await ranker.catch_up()
         assert ranker.policy.bandit.successes.sum() == 1  # the list's arm is rewarded where it was drawn
         assert ranker.profiles.get("alice").events == 2 and ranker.profiles.get("alice").centroid[2] > 0
-        # The other replica learns the ranker's list as a trial, and its own click only once.
-        successes = other.policy.bandit.successes.sum()
+        # The other replica learns the ranker's list as a trial, and then its own click on it rewards
+        # it there too, once (it held the click for the decision).
+        assert other.policy.bandit.successes.sum() == 0
         assert await other.catch_up()
-        assert other.policy.bandit.trials.sum() == 1 and other.policy.bandit.successes.sum() == successes
+        assert other.policy.bandit.trials.sum() == 1 and other.policy.bandit.successes.sum() == 1
         assert not await ranker.catch_up() and not await other.catch_up()  # nothing new: nothing learnt
         assert ranker.profiles.get("alice").events == 2 and ranker.policy.bandit.successes.sum() == 1
 
     run_replicas(tmp_path, dsn, scenario)
+
+
+def test_feedback_that_reaches_a_replica_before_its_lists_decision_counts_as_a_replay_would(
+        tmp_path: Path, dsn: str | None) -> None:
+    """A list's impressions and clicks reach the gateway's replica as soon as the list is shown, before
+    that replica has read the ranking replica's decision: once it has, both replicas' counts (trials,
+    rewards, randomised clicks by position, CTR by arm) are those of a replay of the whole log."""
+    hubs = [open_hub(tmp_path, ITEMS, policy=Policy(explore_share=0.5), capacity=8, dsn=dsn)
+            for _ in range(2)]
+
+    async def main() -> None:
+        ranker, other = hubs
+        for hub in hubs:
+            hub.follow(3600.0)
+        for k in range(12):
+            user = f"user{k % 3}"
+            await ranker.ingest([click(100 + k, f"history{k}", user=user, item=k % 6)])
+            ranker.served(ranker.draw(f"list{k}", user, await ranker.profile_for(user, (), 0)))
+        shown = [Event(f"i{k}-{p}", f"list{k}", f"user{k % 3}", p, EventType.IMPRESSION, p + 1, 5_000)
+                 for k in range(12) for p in range(4)]
+        acted = [click(200 + k, f"list{k}", user=f"user{k % 3}", item=k % 4) for k in range(0, 12, 2)]
+        acted += [click(300, "list1", user="user1", item=2, type_=EventType.PURCHASE),
+                  click(301, "list3", user="somebody else", item=1)]
+        await other.ingest(shown + acted)  # before it has read any of the ranker's decisions
+        await ranker.ingest([click(400, "flush", user="nobody")])  # the decisions ride this commit
+        assert await other.catch_up() and await ranker.catch_up()
+        replay = Policy(explore_share=0.5)
+        store = open_store(tmp_path, dsn=dsn)
+        try:
+            replay.rebuild(store.replay_decisions(), ((e, d) for _, e, d in store.replay_decided()))
+        finally:
+            store.close()
+        whole = replay.counts()
+        # Six lists clicked and one bought from, by their users; another user's click rewards nothing.
+        assert whole.successes is not None and sum(map(sum, whole.successes)) == 7
+        assert sum(whole.shown.values()) == 48 and "unpersonalised" not in whole.shown
+        assert other.policy.counts() == whole
+        assert ranker.policy.counts() == whole
+
+    try:
+        asyncio.run(main())
+    finally:
+        for hub in hubs:
+            hub.close()
 
 
 def test_a_profile_read_back_after_another_replicas_commit_counts_it_once(
