@@ -45,9 +45,12 @@ HOLD_LISTS = 10_000
 
 
 class FeedbackHub:
-    def __init__(self, log: EventLog, profiles: ProfileBook, policy: Policy, *, tail: LogTail | None = None
-                 ) -> None:
+    def __init__(self, log: EventLog, profiles: ProfileBook, policy: Policy, *, tail: LogTail | None = None,
+                 max_user_events: int | None = None) -> None:
         self.log = log
+        # A profile read back from the log holds the user's newest this many events (None: all): a
+        # user with an outsized history (a bot, a shared account) costs the reader no more than this.
+        self.max_user_events = max_user_events
         self.profiles = profiles
         self.policy = policy
         self.tail = tail  # where the shared log has been read up to (feedback.tail)
@@ -200,7 +203,8 @@ class FeedbackHub:
         """The users' rows and the profiles they make, both on the log's reader thread (`read_back`),
         with the position weights as they were when the read was asked for (the loop moves the live
         ones)."""
-        return {u: self.profiles.read_back(rows, weight) for u, rows in store.users_rows(users).items()}
+        return {u: self.profiles.read_back(rows, weight)
+                for u, rows in store.users_rows(users, self.max_user_events).items()}
 
     def _abandon(self, users: Sequence[str], exc: Exception | None) -> None:
         """Stop loading ``users``: their waiting requests get ``exc``, or are cancelled without one."""
@@ -231,7 +235,7 @@ class FeedbackHub:
 
 
 def open_hub(state_dir: Path, items: ItemColumns, *, policy: Policy, capacity: int, sync: str = "full",
-             dsn: str | None = None, half_life_s: float = 7 * 86400.0,
+             dsn: str | None = None, half_life_s: float = 7 * 86400.0, max_user_events: int | None = None,
              on_commit: Callable[[AppendResult, float], None] | None = None) -> FeedbackHub:
     """Open (or create) the log (under ``state_dir``, or the PostgreSQL database ``dsn`` names) and
     rebuild the policy from it (blocking). Profiles are read per user when first needed, and the
@@ -250,7 +254,7 @@ def open_hub(state_dir: Path, items: ItemColumns, *, policy: Policy, capacity: i
             on_commit(result, seconds)
 
     log = EventLog(store, reader=reader, on_commit=committed, claim=tail.own.claim)
-    hub = FeedbackHub(log, profiles, policy, tail=tail)
+    hub = FeedbackHub(log, profiles, policy, tail=tail, max_user_events=max_user_events)
     return hub
 
 

@@ -146,11 +146,14 @@ class PostgresEventStore:
         for row in self._rows(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"):
             yield Event.from_row(row)
 
-    def users_rows(self, user_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+    def users_rows(self, user_ids: Sequence[str], limit: int | None = None) -> dict[str, list[EventRow]]:
+        # Each user's newest rows (LIMIT NULL: all), walking the index backwards from the newest.
+        sql = (f"SELECT {EVENT_COLUMNS} FROM unnest(%s::text[]) AS u(id) CROSS JOIN LATERAL "
+               f"(SELECT seq, {EVENT_COLUMNS} FROM events WHERE user_id = u.id ORDER BY seq DESC LIMIT %s) e "
+               "ORDER BY user_id, seq")
         try:
             with self._db.cursor() as cur:
-                rows = cur.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ANY(%s) "
-                                   "ORDER BY user_id, seq", (list(user_ids),)).fetchall()
+                rows = cur.execute(sql, (list(dict.fromkeys(user_ids)), limit)).fetchall()
         except self._errors as exc:
             raise StoreUnavailable(f"event log (PostgreSQL): {exc}") from exc
         return rows_by_user(user_ids, rows)

@@ -84,6 +84,7 @@ INSERT = ("INSERT INTO events (event_id, request_id, user_id, item_id, type, pos
 INSERT_DECISION = (f"INSERT INTO decisions ({DECISION_COLUMNS}, decided_ms) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING")
 SYNC = {"full": "FULL", "normal": "NORMAL"}
+UNION_USERS = 200  # users per compound SELECT of `users_rows` with a limit (SQLite allows 500 terms)
 
 
 class SqliteEventStore:
@@ -174,12 +175,26 @@ class SqliteEventStore:
         for row in cur:
             yield Event.from_row(row)
 
-    def users_rows(self, user_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+    def users_rows(self, user_ids: Sequence[str], limit: int | None = None) -> dict[str, list[EventRow]]:
         users = tuple(dict.fromkeys(user_ids))
+        if limit is not None:  # each user's newest rows, walking the index backwards from the newest
+            return {u: rows for part in range(0, len(users), UNION_USERS)
+                    for u, rows in self._newest_rows(users[part : part + UNION_USERS], limit).items()}
         marks = ",".join("?" * len(users))
         try:
             rows = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id IN ({marks}) "
                                     "ORDER BY user_id, seq", users).fetchall()  # the index's order
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
+        return rows_by_user(users, rows)
+
+    def _newest_rows(self, users: tuple[str, ...], limit: int) -> dict[str, list[EventRow]]:
+        newest = (f"SELECT * FROM (SELECT seq, {EVENT_COLUMNS} FROM events WHERE user_id = ? "
+                  "ORDER BY seq DESC LIMIT ?)")
+        union = " UNION ALL ".join([newest] * len(users))
+        try:
+            rows = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM ({union}) ORDER BY user_id, seq",
+                                    tuple(a for u in users for a in (u, limit))).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"event log {self.path}: {exc}") from exc
         return rows_by_user(users, rows)

@@ -32,10 +32,10 @@ class EventStore(Protocol):
 
     def replay(self) -> Iterator[Event]: ...
 
-    def users_rows(self, user_ids: Sequence[str]) -> dict[str, list[EventRow]]:
-        """Each user's committed events in commit order (one indexed query; [] for a user without any):
-        how profiles are rebuilt on demand. Rows, not `Event` objects: the read runs beside ingest and
-        holds the GIL while it builds them."""
+    def users_rows(self, user_ids: Sequence[str], limit: int | None = None) -> dict[str, list[EventRow]]:
+        """Each user's committed events in commit order, the newest ``limit`` of them (None: all; one
+        indexed query; [] for a user without any): how profiles are rebuilt on demand. Rows, not `Event`
+        objects: the read runs beside ingest and holds the GIL while it builds them."""
         ...
 
     def replay_decisions(self) -> Iterator[Decision]: ...

@@ -162,6 +162,10 @@ class Settings(_Locations):
     # Users whose profiles stay in memory (least recently used dropped); another is rebuilt from the
     # log when it next searches. A profile is ~10-80 KiB (docs/personalization.md).
     profile_cache_users: int = Field(20_000, ge=1)
+    # A profile read back from the log is built from the user's newest this many events: a bot's or a
+    # shared account's history costs a read no more than this (at a 7-day half-life older events of such
+    # a user weigh little).
+    profile_max_events: int = Field(10_000, ge=1)
 
     # Where the cross-encoder runs: "triton" (INT8 ONNX on Triton, the CPU deployment) or "torch" (the
     # trained model in process with PyTorch, e.g. FP16 on a GPU; engines.torch_rerank).

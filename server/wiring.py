@@ -99,7 +99,7 @@ def load_pipeline(settings: Settings, triton_url: str | None, *,
                         fixed_weight=settings.personal_weight, explore_share=settings.explore_share)
         hub = open_hub(Path(settings.state_dir), columns, policy=policy,  # type: ignore[arg-type]
                        sync=settings.feedback_sync, dsn=settings.feedback_dsn,
-                       half_life_s=settings.profile_half_life_s,
+                       half_life_s=settings.profile_half_life_s, max_user_events=settings.profile_max_events,
                        capacity=settings.profile_cache_users, on_commit=on_commit)
     return Loaded(pipeline, loaded.columns.categories(), str(loaded.meta.get("factory", "")), hub,
                   {v: str(e.get("onnx_sha256", "")) for v, e in versions.items()})

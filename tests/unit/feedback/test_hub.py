@@ -40,9 +40,9 @@ class SlowReads:
     def append(self, *args: object) -> AppendResult:
         return self.store.append(*args)
 
-    def users_rows(self, user_ids: list[str]) -> dict[str, list[EventRow]]:
+    def users_rows(self, user_ids: list[str], limit: int | None = None) -> dict[str, list[EventRow]]:
         time.sleep(0.003)
-        logged = self.store.users_rows(user_ids)
+        logged = self.store.users_rows(user_ids, limit)
         time.sleep(0.003)
         return logged
 
@@ -102,8 +102,8 @@ def test_a_commit_after_the_reads_snapshot_reaches_the_profile_it_installs(tmp_p
         def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
             self.loop = loop
 
-        def users_rows(self, user_ids: list[str]) -> dict[str, list[EventRow]]:
-            rows = reader.users_rows(user_ids)
+        def users_rows(self, user_ids: list[str], limit: int | None = None) -> dict[str, list[EventRow]]:
+            rows = reader.users_rows(user_ids, limit)
             asyncio.run_coroutine_threadsafe(hub.ingest([late]), self.loop).result(10)
             return rows
 
@@ -148,9 +148,9 @@ def test_cold_users_asked_for_together_are_read_back_in_few_queries(tmp_path: Pa
     reader, reads = hub.log.reader, []
 
     class Counted:
-        def users_rows(self, user_ids: list[str]) -> dict[str, list[EventRow]]:
+        def users_rows(self, user_ids: list[str], limit: int | None = None) -> dict[str, list[EventRow]]:
             reads.append(len(user_ids))
-            return reader.users_rows(user_ids)
+            return reader.users_rows(user_ids, limit)
 
         def close(self) -> None:
             reader.close()
@@ -228,3 +228,18 @@ def test_a_history_is_rebuilt_off_the_event_loop(tmp_path: Path) -> None:
     asyncio.run(main())
     hub.close()
     assert book.threads and threading.main_thread().name not in book.threads
+
+
+def test_a_profile_read_back_holds_the_users_newest_events_only(tmp_path: Path) -> None:
+    events = [e for e in stream(400) if e.user_id == "u1"]
+    store = open_store(tmp_path)
+    store.append(stream(400))
+    store.close()
+    hub = open_hub(tmp_path, ITEMS, policy=Policy(bandit=False), capacity=4, max_user_events=20)
+    profile = asyncio.run(hub.profile_for("u1", (), 0))
+    hub.close()
+    newest = ProfileBook(ITEMS)
+    newest.apply(events[-20:], Policy(bandit=False).click_weight)
+    assert len(events) > 60 and profile is not None and profile.events == 20
+    assert np.allclose(profile.centroid, newest.get("u1").centroid)  # type: ignore[union-attr]
+    assert profile.last_ms == events[-1].timestamp_ms

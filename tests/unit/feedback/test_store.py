@@ -117,6 +117,20 @@ def test_users_rows_reads_each_users_events_in_commit_order(opener: Opener) -> N
     assert [row[0] for row in rows["a"]] == ["e1", "e2", "e4", "e5", "e7", "e8", "e10", "e11"]
     assert tuple(rows["b"][1]) == event(3, user="b").row()  # every field round-trips
     assert store.users_rows(["b"]) == {"b": rows["b"]}
+    # The newest rows of each user, still in commit order; a limit past the history takes it all.
+    newest = store.users_rows(["a", "b", "nobody", "a"], limit=3)
+    assert list(newest) == ["a", "b", "nobody"] and newest["nobody"] == []
+    assert [row[0] for row in newest["a"]] == ["e8", "e10", "e11"]
+    assert [row[0] for row in newest["b"]] == ["e6", "e9", "e20"]
+    assert tuple(newest["b"][0]) == event(6, user="b").row()
+    assert store.users_rows(["a"], limit=100) == {"a": rows["a"]}
+
+
+def test_users_rows_with_a_limit_reads_many_users_at_once(opener: Opener) -> None:
+    store = opener()
+    store.append([event(i, user=f"u{i % 450}") for i in range(900)])  # more users than one SQL union
+    rows = store.users_rows([f"u{k}" for k in range(450)], limit=1)
+    assert [r[0][0] for r in rows.values()] == [f"e{k + 450}" for k in range(450)]
 
 
 def test_replay_decided_joins_each_event_to_its_lists_decision(opener: Opener) -> None:
