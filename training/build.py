@@ -66,7 +66,8 @@ def build_reranker(
     with torch_threads(cfg.threads if cfg.device == "cpu" else None):
         data = load_rerank_data(catalog_dir)
         tuned_on, held_out = holdout_for_head(data, cfg.head_holdout_classes)
-        inputs = finetune_inputs(tuned_on, cfg, seed=seed, progress=progress)
+        inputs = finetune_inputs(tuned_on, cfg, seed=seed, progress=progress,
+                                 exclude_texts=set(data.queries["query"].astype(str)))  # every split's
         model, train = finetune_soup(base, inputs, cfg, seed=seed, progress=progress)
         model.save(out_dir / "hf")
         report_json = json.loads(train.to_json()) | {"head_holdout_query_ids": held_out}

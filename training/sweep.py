@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from training.data import load_rerank_data
+from training.data import RerankData, load_rerank_data
 from training.finetune import (
     FinetuneConfig,
     FinetuneInputs,
@@ -35,11 +35,27 @@ from training.splits import held_out_class_mask
 PREPARED_AUGMENT = 2000  # synthetic queries in the augmented training set `prepare` builds
 
 
+def add_pseudo(blob: dict, data: RerankData, shares: list[float], exclude: set[str]) -> None:
+    """Training sets with pseudo-queries (training.pseudo) beside `prepare`'s plain one, one per share:
+    the plain set's lists plus the pseudo ones (no pseudo-query is a text of ``exclude``)."""
+    from training.pseudo import with_pseudo_lists
+
+    plain: FinetuneInputs = blob["plain"]
+    for share in shares:
+        sampler = with_pseudo_lists(plain.sampler, data, share, exclude=exclude, progress=True)
+        blob[pseudo_key(share)] = replace(plain, sampler=sampler)
+
+
+def pseudo_key(share: float) -> str:
+    return f"plain_pseudo_{share:g}"
+
+
 def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneConfig,
-            holdout_classes: float = 0.0) -> None:
+            holdout_classes: float = 0.0, pseudo_shares: list[float] | None = None) -> None:
     from training.data import labelled_candidate_lists
 
     data = load_rerank_data(catalog)
+    every_query = set(data.queries["query"].astype(str))  # before the hold-out: no pseudo-query is one
     held: list = []
     if holdout_classes > 0:
         # Train queries of a share of classes leave training and become a selection set
@@ -49,6 +65,7 @@ def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneC
         data = replace(data, queries=data.queries[~mask])
     # The training sets a grid can pick: with synthetic queries (`augment_queries`) and without, and
     # without them and with every class's negatives (`all_class_negatives`).
+    cfg = replace(cfg, pseudo_share=0.0)  # pseudo-query sets are the plain one's lists plus theirs
     inputs = finetune_inputs(data, replace(cfg, augment_queries=PREPARED_AUGMENT), progress=True)
     plain = finetune_inputs(data, replace(cfg, augment_queries=0), progress=True)
     all_neg = finetune_inputs(data, replace(cfg, augment_queries=0, all_class_negatives=True), progress=True)
@@ -57,6 +74,7 @@ def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneC
     blob: dict = {"inputs": inputs, "plain": plain, "plain_all_class_negatives": all_neg, "report": report}
     if held:
         blob["select"] = {"held_out_classes": held}
+    add_pseudo(blob, data, sorted(set(pseudo_shares or []) - {0.0}), every_query)
     if fresh_catalog is not None:
         fresh = load_rerank_data(fresh_catalog)
         # Queries no run ever trains on: val and dev of the other catalog (dev holds unseen classes).
@@ -81,7 +99,13 @@ def grid_points(grid: dict | list[dict]) -> list[dict]:
 
 
 def prepared_key(cfg: FinetuneConfig) -> str:
-    """Which of `prepare`'s training sets a config reads (an error for one it did not build)."""
+    """Which of `prepare`'s training sets a config reads (an error for one it did not build: `run`
+    checks the key is in the file)."""
+    if cfg.pseudo_share:
+        if cfg.augment_queries or cfg.all_class_negatives:
+            raise ValueError("`prepare` builds augment_queries and all_class_negatives without "
+                             "pseudo-queries only: add pseudo_share 0 to the grid point")
+        return pseudo_key(cfg.pseudo_share)
     if cfg.augment_queries not in (0, PREPARED_AUGMENT):
         raise ValueError(f"augment_queries must be 0 or {PREPARED_AUGMENT} (what `prepare` built)")
     if cfg.augment_queries and cfg.all_class_negatives:
@@ -99,7 +123,9 @@ def run(inputs_file: Path, base: Path, grid: dict | list[dict], out: Path, devic
     results = []
     for point in grid_points(grid):
         cfg = replace(FinetuneConfig(device=device, evals=3), **point)
-        inputs: FinetuneInputs = blob[prepared_key(cfg)]
+        if (key := prepared_key(cfg)) not in blob:
+            raise ValueError(f"{inputs_file} has no {key!r} training set (prepare it: --pseudo-shares)")
+        inputs: FinetuneInputs = blob[key]
         t0 = time.perf_counter()
         model, rep = finetune(base, inputs, cfg, seed=seed, progress=False)
         model.to(device)
@@ -123,6 +149,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--holdout-classes", type=float, default=0.0,
                    help="share of classes whose train queries become a selection set, not training")
+    p.add_argument("--pseudo-shares", type=float, nargs="*", default=[],
+                   help="also training sets with this many pseudo-query lists per train list")
+    a = sub.add_parser("add-pseudo", help="add pseudo-query training sets to a prepared file")
+    a.add_argument("--inputs", type=Path, required=True)
+    a.add_argument("--catalog", type=Path, required=True, help="the catalog `prepare` read")
+    a.add_argument("--shares", type=float, nargs="+", required=True)
+    a.add_argument("--out", type=Path, required=True)
     r = sub.add_parser("run")
     r.add_argument("--inputs", type=Path, required=True)
     r.add_argument("--base", type=Path, required=True)
@@ -132,7 +165,15 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.cmd == "prepare":
-        prepare(args.catalog, args.fresh_catalog, args.out, FinetuneConfig(), args.holdout_classes)
+        prepare(args.catalog, args.fresh_catalog, args.out, FinetuneConfig(), args.holdout_classes,
+                args.pseudo_shares)
+    elif args.cmd == "add-pseudo":
+        with open(args.inputs, "rb") as f:
+            blob = pickle.load(f)
+        data = load_rerank_data(args.catalog)
+        add_pseudo(blob, data, args.shares, set(data.queries["query"].astype(str)))
+        with open(args.out, "wb") as f:
+            pickle.dump(blob, f)
     else:
         run(args.inputs, args.base, json.loads(args.grid.read_text()), args.out, args.device, args.seed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,16 @@ def test_grid_points_expand_each_grid_in_order() -> None:
 
 
 def test_each_config_reads_the_training_set_prepare_built_for_it() -> None:
-    assert prepared_key(FinetuneConfig()) == "plain"
-    assert prepared_key(FinetuneConfig(all_class_negatives=True)) == "plain_all_class_negatives"
-    assert prepared_key(FinetuneConfig(augment_queries=2000)) == "inputs"
+    plain = FinetuneConfig()
+    assert prepared_key(plain) == "plain"
+    assert prepared_key(replace(plain, all_class_negatives=True)) == "plain_all_class_negatives"
+    assert prepared_key(replace(plain, augment_queries=2000)) == "inputs"
     with pytest.raises(ValueError, match="all_class_negatives"):
-        prepared_key(FinetuneConfig(augment_queries=2000, all_class_negatives=True))
+        prepared_key(replace(plain, augment_queries=2000, all_class_negatives=True))
+    assert prepared_key(FinetuneConfig(pseudo_share=0.5)) == "plain_pseudo_0.5"
+    assert prepared_key(FinetuneConfig(pseudo_share=2.0)) == "plain_pseudo_2"
+    with pytest.raises(ValueError, match="pseudo_share 0"):
+        prepared_key(FinetuneConfig(pseudo_share=1.0, all_class_negatives=True))
 
 
 def test_run_reports_every_point(data: RerankData, tmp_path: Path) -> None:
@@ -47,3 +53,5 @@ def test_run_reports_every_point(data: RerankData, tmp_path: Path) -> None:
     # Only the two prepared training sets exist: another synthetic-query count is refused, not faked.
     with pytest.raises(ValueError, match="augment_queries"):
         run(tmp_path / "in.pkl", gt_minilm.MODEL_DIR, {"augment_queries": [5]}, tmp_path / "x.json", "cpu", 0)
+    with pytest.raises(ValueError, match="no 'plain_pseudo_1' training set"):
+        run(tmp_path / "in.pkl", gt_minilm.MODEL_DIR, {"pseudo_share": [1.0]}, tmp_path / "x.json", "cpu", 0)
