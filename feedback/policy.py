@@ -72,7 +72,9 @@ class PolicyCounts:
         return cls(**json.loads(text))
 
 
-HOLD_PER_LIST = 100  # events held per undecided list at most (`Policy.hold_undecided`)
+# Events held per undecided list, on average (`Policy.hold_undecided`): the oldest lists go when the
+# total passes this times the lists held. At ~450 B an event, 10,000 lists hold at most ~45 MB.
+HOLD_PER_LIST = 10
 
 
 def request_seed(request_id: str, salt: str = "") -> int:
@@ -100,6 +102,7 @@ class Policy:
         # under (None: not counted), for the decision another replica may still log (`hold_undecided`).
         self._held: OrderedDict[str, list[tuple[Event, str | None]]] = OrderedDict()
         self._hold_lists = 0
+        self._held_events = 0
 
     def counts(self) -> PolicyCounts:
         b = self.bandit
@@ -163,6 +166,7 @@ class Policy:
                 old, _ = self._decisions.popitem(last=False)
                 self._rewarded.discard(old)
             if (held := self._held.pop(d.request_id, None)) is not None:
+                self._held_events -= len(held)
                 self._settle(d, held)
         return new
 
@@ -171,13 +175,15 @@ class Policy:
         for e in events:
             d = self._decisions.get(e.request_id)
             counted = self._learn_one(e, d, self._rewarded)
-            if d is None and self._hold_lists and e.request_id:
-                held = self._held.setdefault(e.request_id, [])
-                if len(held) < HOLD_PER_LIST:  # a list's shown items and what was done with them
-                    held.append((e, counted))
+            # Held: what a decision can still change, an impression it counted or any interaction.
+            if d is None and self._hold_lists and e.request_id and (counted or e.type in INTERACTIONS):
+                self._held.setdefault(e.request_id, []).append((e, counted))
                 self._held.move_to_end(e.request_id)
-                if len(self._held) > self._hold_lists:
-                    self._held.popitem(last=False)
+                self._held_events += 1
+                cap = self._hold_lists * HOLD_PER_LIST
+                while len(self._held) > self._hold_lists or self._held_events > cap:
+                    _, dropped = self._held.popitem(last=False)
+                    self._held_events -= len(dropped)
 
     def _settle(self, d: Decision, held: list[tuple[Event, str | None]]) -> None:
         """A decision recorded after events on its list: what they counted for the unpersonalised arm

@@ -204,3 +204,17 @@ def test_held_undecided_lists_are_the_newest_and_a_single_server_holds_none() ->
 
     assert run(2) == 2  # r0 was dropped for r2: its click rewards nothing
     assert run(0) == 0  # not following another replica: decisions come before their feedback
+
+
+def test_a_long_list_held_for_its_decision_keeps_its_late_click_and_the_hold_is_bounded() -> None:
+    policy = Policy(explore_share=0.0)
+    policy.hold_undecided(3)  # at most 3 lists and 30 events
+    shown = [Event(f"i{p}", "long", "u", p, EventType.IMPRESSION, p, 0) for p in range(1, 26)]
+    repeats = [Event(f"j{p}", "long", "u", p, EventType.IMPRESSION, p, 1) for p in range(1, 26)]
+    policy.learn([*shown, *repeats, click(99, "long", 3)])  # 25 impressions counted, 25 repeats not
+    assert policy._held_events == 26  # the repeats changed nothing and are not held
+    policy.record([Decision("long", "u", 0, 2, 1.0, False)])
+    assert policy.bandit is not None and policy.bandit.successes.sum() == 1
+    assert policy.counts().shown == {"weight 1": 25} and policy.counts().clicked == {"weight 1": 1}
+    policy.learn([click(100 + i, "other", 1) for i in range(31)])  # past the events bound
+    assert policy._held_events <= 30 and "other" not in policy._held
