@@ -41,7 +41,8 @@ def curve_point(catalog: Path, fresh_catalog: Path, share: float, seed: int, *, 
     from training.finetune import FinetuneConfig, finetune, finetune_inputs, list_ndcg, retrieval_ndcg
 
     t0 = time.perf_counter()
-    cfg = FinetuneConfig(steps=steps, head_holdout_classes=0.0)
+    # No pseudo-queries: the curve is of judged training classes (as session 12 measured it).
+    cfg = FinetuneConfig(steps=steps, head_holdout_classes=0.0, pseudo_share=0.0)
     data = load_rerank_data(catalog)
     held_mask = held_out_class_mask(data.queries, holdout)
     held = labelled_candidate_lists(replace(data, queries=data.queries[held_mask]), ("train",))["train"]

@@ -67,11 +67,11 @@ class FinetuneConfig:
     # 0.847, and 0.854 vs 0.859 on another seed's catalog; docs/quality.md).
     augment_queries: int = 0
     augment_per_query: float = 8.0
-    # Pseudo-queries of every catalog class labelled by the catalog's classes (training.pseudo), this
-    # many per judged train list; 0 disables. Off: at 0.5 the model alone gained on both selection sets
-    # (val +0.003, held-out classes +0.019, two seeds), but the build's served pipeline lost 0.015 on
-    # val and the transformer's share went negative (docs/quality.md, session 15).
-    pseudo_share: float = 0.0
+    # Pseudo-queries of the catalog's classes labelled by the catalog's classes (training.pseudo), this
+    # many per judged train list; 0 disables. 0.5: in one fine-tune it raised both selection sets (val
+    # +0.003, held-out classes +0.019, two seeds); the build with it, the head's held-out classes left
+    # out of them, raised val's cross-encoder 0.858 -> 0.866 (docs/quality.md, session 15).
+    pseudo_share: float = 0.5
     # Share of train classes whose queries the fine-tune never sees: their lists are scored by a model
     # that never trained on them, so the list-fusion head learns how far to trust the model on a class it
     # does not know (out-of-fold stacking). With the head fitted on in-fold lists only it over-trusted the
@@ -123,7 +123,8 @@ class FinetuneInputs:
 
 
 def finetune_inputs(data: RerankData, cfg: FinetuneConfig, *, seed: int = 0, progress: bool = False,
-                    exclude_texts: set[str] | None = None) -> FinetuneInputs:
+                    exclude_texts: set[str] | None = None, pseudo_skip: frozenset[str] = frozenset()
+                    ) -> FinetuneInputs:
     """The train-list sampler (judged + retriever-mined lists of train queries, and pseudo-queries) and
     val's served lists. ``exclude_texts``: query texts no pseudo-query may be (default: ``data``'s)."""
     tdata, augment = augmented_data(data, cfg.augment_queries, cfg.augment_per_query, seed=seed,
@@ -136,7 +137,7 @@ def finetune_inputs(data: RerankData, cfg: FinetuneConfig, *, seed: int = 0, pro
         from training.pseudo import with_pseudo_lists  # faiss: only where lists are mined
 
         sampler = with_pseudo_lists(sampler, data, cfg.pseudo_share, seed=seed, exclude=exclude_texts,
-                                    progress=progress)
+                                    skip_classes=pseudo_skip, progress=progress)
     val = labelled_candidate_lists(data, ("val",), progress=progress)["val"]
     return FinetuneInputs(sampler, tdata.texts, tdata.product_class, val, data.texts, augment)
 

@@ -53,7 +53,8 @@ def score_sets(catalog: Path, fresh_catalog: Path, share: float, out: Path, seed
     d0, d1 = load_rerank_data(catalog), load_rerank_data(fresh_catalog)
     tuned, held_ids = holdout_for_head(d0, share)  # the build's own split
     held = replace(d0, queries=d0.queries[d0.queries.query_id.isin(held_ids)])
-    cfg = FinetuneConfig(head_holdout_classes=0.0)  # already held out above
+    # Already held out above; no pseudo-queries, as the study was measured (session 5).
+    cfg = FinetuneConfig(head_holdout_classes=0.0, pseudo_share=0.0)
     model, report = finetune(default_base_model(), finetune_inputs(tuned, cfg, seed=seed), cfg, seed=seed,
                              progress=True)
     model.eval()

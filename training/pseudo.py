@@ -56,14 +56,15 @@ def _title_words(title: str, product_class: str) -> list[str]:
             if len(w) >= 3 and w not in _STOP and w not in inside and w.rstrip("s") not in inside]
 
 
-def pseudo_queries(products: pd.DataFrame, n: int, exclude: set[str], rng: np.random.Generator
-                   ) -> list[PseudoQuery]:
-    """``n`` queries over the catalog's classes, each class equally likely; none whose normalised text
-    is in ``exclude``."""
+def pseudo_queries(products: pd.DataFrame, n: int, exclude: set[str], rng: np.random.Generator,
+                   skip_classes: frozenset[str] = frozenset()) -> list[PseudoQuery]:
+    """``n`` queries over the catalog's classes but ``skip_classes``, each class equally likely; none
+    whose normalised text is in ``exclude``."""
     members: dict[str, list[int]] = {}
     for pid, value in zip(products["product_id"].tolist(), products["product_class"].tolist(), strict=True):
         for c in classes_of(value):
-            members.setdefault(c, []).append(int(pid))
+            if c not in skip_classes:
+                members.setdefault(c, []).append(int(pid))
     classes = sorted(members)
     out: list[PseudoQuery] = []
     seen = set(exclude)
@@ -108,7 +109,8 @@ def pseudo_lists(queries: list[PseudoQuery], candidates: list[np.ndarray], produ
 
 
 def with_pseudo_lists(sampler: ListSampler, data: RerankData, share: float, *, seed: int = 0,
-                      exclude: set[str] | None = None, progress: bool = False) -> ListSampler:
+                      exclude: set[str] | None = None, skip_classes: frozenset[str] = frozenset(),
+                      progress: bool = False) -> ListSampler:
     """``sampler`` plus about ``share`` pseudo-query lists per judged list, from ``data``'s catalog and
     the served retriever; no pseudo-query is a text of ``exclude`` (default: every query of ``data``)."""
     from training.mining import hybrid_candidates
@@ -118,7 +120,7 @@ def with_pseudo_lists(sampler: ListSampler, data: RerankData, share: float, *, s
     texts = exclude if exclude is not None else set(data.queries["query"].astype(str))
     rng = np.random.default_rng(PSEUDO_SEED + seed)
     queries = pseudo_queries(data.products, round(share * len(sampler.lists)),
-                             {normalise_query(t) for t in texts}, rng)
+                             {normalise_query(t) for t in texts}, rng, skip_classes)
     cands = hybrid_candidates(data.products, list(data.texts), [q.text for q in queries], progress=progress)
     return replace(sampler, lists={**sampler.lists, **pseudo_lists(queries, cands, data.product_class,
                                                                     data.texts)})

@@ -74,7 +74,9 @@ def prepare(catalog: Path, fresh_catalog: Path | None, out: Path, cfg: FinetuneC
     blob: dict = {"inputs": inputs, "plain": plain, "plain_all_class_negatives": all_neg, "report": report}
     if held:
         blob["select"] = {"held_out_classes": held}
-    add_pseudo(blob, data, sorted(set(pseudo_shares or []) - {0.0}), every_query)
+    # The default config's share always, so a grid that leaves pseudo_share alone runs.
+    shares = sorted({*(pseudo_shares or []), FinetuneConfig().pseudo_share} - {0.0})
+    add_pseudo(blob, data, shares, every_query)
     if fresh_catalog is not None:
         fresh = load_rerank_data(fresh_catalog)
         # Queries no run ever trains on: val and dev of the other catalog (dev holds unseen classes).
@@ -168,6 +170,8 @@ def main() -> None:
         prepare(args.catalog, args.fresh_catalog, args.out, FinetuneConfig(), args.holdout_classes,
                 args.pseudo_shares)
     elif args.cmd == "add-pseudo":
+        if min(args.shares) <= 0:
+            ap.error("--shares must be positive (0 is the plain set `prepare` built)")
         with open(args.inputs, "rb") as f:
             blob = pickle.load(f)
         data = load_rerank_data(args.catalog)

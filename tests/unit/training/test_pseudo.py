@@ -28,6 +28,8 @@ def test_queries_come_from_every_class_but_never_from_an_empty_one_nor_the_query
     assert len(set(texts)) == len(texts) and not exclude & set(texts)
     assert {q.product_class for q in qs} == {"Bar Stools", "Sofas", "End Tables", "Ottomans"}
     assert all(q.product_id != 4 for q in qs)  # its class is empty: it makes no query
+    skipped = pseudo_queries(PRODUCTS, 30, set(), np.random.default_rng(1), frozenset({"Bar Stools"}))
+    assert skipped and "Bar Stools" not in {q.product_class for q in skipped}  # the head's held-out
     for q in qs:
         assert q.product_class in classes_of(CLASSES[q.product_id])
         if q.word is not None:  # a title word of its own product, not a word of the class name
