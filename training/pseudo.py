@@ -10,7 +10,8 @@ class holding the query's title word is relevant (2), one of its class without i
 class not (0); the product the query was built from is relevant.
 
 Catalog-agnostic: titles are free text (no word position is assumed), a class may be empty (its products
-give no query) or multi-valued (``A|B``: a product belongs to each), and attributes are not read. No
+give no query) or multi-valued (``A|B``: a product belongs to each), and no attribute family is parsed
+(the word check is a substring of the item text the model reads: "oak" also matches "soaked"). No
 text of the query file (any split) is ever a pseudo-query, so no val or dev query is trained on, even
 unlabelled. The label rule — same class, and the query's word — is the usual shape of e-commerce
 relevance and also the shape of the generated catalog's Exact rule (docs/catalog.md), so a gain measured
