@@ -37,6 +37,7 @@ from training.data import (
     training_sampler,
 )
 from training.metrics import nanmean, ndcg_at_k
+from training.pseudo import PSEUDO_QID
 from training.sampling import ListSampler, swap_negatives
 
 
@@ -97,13 +98,14 @@ class FinetuneReport:
     initial_val_ndcg10: float
     best_step: int
     steps: int
-    train_queries: int
+    train_queries: int  # judged train queries drawn from (pseudo-queries apart)
     val_queries: int
     final_loss: float
     config: dict
     history: list[dict] = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)  # a soup's runs: seed, best step, val NDCG@10 each
     finetuned_val_ndcg10: float | None = None  # before WiSE-FT moved the weights back (training.soup)
+    pseudo_queries: int = 0  # pseudo-query lists drawn from (training.pseudo)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -284,7 +286,8 @@ def finetune(
     model.to("cpu").eval()
     report = FinetuneReport(
         base_model=str(base_model), val_ndcg10=best, initial_val_ndcg10=initial, best_step=best_step,
-        steps=cfg.steps, train_queries=len(inputs.sampler.lists), val_queries=len(inputs.val),
+        steps=cfg.steps, train_queries=sum(q < PSEUDO_QID for q in inputs.sampler.lists),
+        pseudo_queries=sum(q >= PSEUDO_QID for q in inputs.sampler.lists), val_queries=len(inputs.val),
         final_loss=loss_ema, config=asdict(cfg), history=history,
     )
     return model, report

@@ -69,6 +69,7 @@ def test_the_head_learns_on_classes_the_fine_tune_never_saw(artifacts) -> None:
     assert held and held < train_ids
     assert held <= set(fusion["train_query_ids"])
     assert train["train_queries"] <= len(train_ids - held)  # the fine-tune never drew them
+    assert train["pseudo_queries"] > 0  # the default build's pseudo-queries, counted apart
     held_classes = set(queries[queries.query_id.isin(held)].query_class)
     tuned = queries[queries.query_id.isin(train_ids - held)]
     assert not held_classes & set(tuned.query_class)  # whole classes, not a sample of queries
