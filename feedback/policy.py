@@ -77,6 +77,14 @@ class PolicyCounts:
 HOLD_PER_LIST = 10
 
 
+UNPERSONALISED = "unpersonalised"  # the CTR arm of a list without a decision
+
+
+def arm_of(d: Decision | None) -> str:
+    """The arm a list's impressions and clicks count under (`Policy.ctr`)."""
+    return UNPERSONALISED if d is None else f"weight {d.weight:g}"
+
+
 def request_seed(request_id: str, salt: str = "") -> int:
     return int.from_bytes(hashlib.sha1(f"{salt}:{request_id}".encode()).digest()[:8], "big")
 
@@ -189,17 +197,17 @@ class Policy:
         """A decision recorded after events on its list: what they counted for the unpersonalised arm
         moves to the list's (an impression of the list's user, and the first click on what it showed),
         and its user's interactions reward it: as `_learn_one` with the decision joined."""
-        arm, moved = f"weight {d.weight:g}", set()
+        arm, moved = arm_of(d), set()
         for e, counted in held:
             key = (e.request_id, e.item_id)
             ours = not e.user_id or e.user_id == d.user_id
-            if counted == "unpersonalised" and e.type == EventType.IMPRESSION and ours:
+            if counted == UNPERSONALISED and e.type == EventType.IMPRESSION and ours:
                 self.shown[counted] -= 1
                 self.shown[arm] += 1
                 moved.add(key)
                 if self._impressed.get(key) == counted:
                     self._impressed[key] = arm  # a click still to come counts under the list's arm
-            elif counted == "unpersonalised" and key in moved:  # a click counts under its impression's arm
+            elif counted == UNPERSONALISED and key in moved:  # a click counts under its impression's arm
                 self.clicked[counted] -= 1
                 self.clicked[arm] += 1
             if ours:
@@ -226,7 +234,7 @@ class Policy:
         counted under (None: not counted, a repeated impression or a click after the first)."""
         if d is not None and e.user_id and e.user_id != d.user_id:
             d = None  # feedback naming another user's list: that user's list earns nothing from it
-        arm = "unpersonalised" if d is None else f"weight {d.weight:g}"
+        arm = arm_of(d)
         key = (e.request_id, e.item_id)
         counted = None
         if e.type == EventType.IMPRESSION:

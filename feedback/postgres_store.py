@@ -31,6 +31,8 @@ from feedback.queries import (
     DECIDED_EVENTS,
     DECISION_COLUMNS,
     HIGH_WATER,
+    KEEP,
+    KEPT,
     REPLAY_DECISIONS,
     Fold,
     decided_row,
@@ -207,10 +209,9 @@ class PostgresEventStore:
                 old = expiring(cur.execute(read_decisions, (ids,)).fetchall(),
                                cur.execute(read_events, (ids, before_ms)).fetchall(), before_ms)
                 if old.lists:
-                    prev = cur.execute("SELECT value FROM compacted WHERE name = 'policy'").fetchone()
+                    prev = cur.execute(KEPT).fetchone()
                     kept = fold(None if prev is None else prev[0], old.decisions, old.events)
-                    cur.execute("INSERT INTO compacted VALUES ('policy', %s) ON CONFLICT (name) DO UPDATE "
-                                "SET value = excluded.value", (kept,))
+                    cur.execute(KEEP.format("%s"), (kept,))
                     cur.execute("DELETE FROM decisions WHERE seq = ANY(%s)", (old.decision_seqs,))
                     cur.execute("DELETE FROM events WHERE seq = ANY(%s)", (old.event_seqs,))
         except self._errors as exc:
@@ -219,7 +220,7 @@ class PostgresEventStore:
 
     def kept(self) -> str | None:
         with self._db.cursor() as cur:
-            row = cur.execute("SELECT value FROM compacted WHERE name = 'policy'").fetchone()
+            row = cur.execute(KEPT).fetchone()
         return None if row is None else row[0]
 
     def stats(self) -> LogStats:

@@ -102,3 +102,9 @@ def expiring(decisions: Sequence[Sequence], events: Sequence[Sequence], before_m
     lists = len({d[1] for d in kept_d} | {e[2] for e in kept_e})
     return Expiring(lists, list(decided.values()), joined, [int(d[0]) for d in kept_d],
                     [int(e[0]) for e in kept_e])
+
+
+# What compaction kept of the lists it deleted (`EventStore.kept`), and its replacement in `compact`
+# (``KEEP.format(mark)`` with the driver's placeholder).
+KEPT = "SELECT value FROM compacted WHERE name = 'policy'"
+KEEP = "INSERT INTO compacted VALUES ('policy', {}) ON CONFLICT (name) DO UPDATE SET value = excluded.value"

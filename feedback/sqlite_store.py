@@ -37,6 +37,8 @@ from feedback.queries import (
     DECIDED_EVENTS,
     DECISION_COLUMNS,
     HIGH_WATER,
+    KEEP,
+    KEPT,
     REPLAY_DECISIONS,
     Fold,
     decided_row,
@@ -243,10 +245,9 @@ class SqliteEventStore:
             old = expiring(db.execute(read_decisions, request_ids).fetchall(),
                            db.execute(read_events, (*request_ids, before_ms)).fetchall(), before_ms)
             if old.lists:
-                prev = db.execute("SELECT value FROM compacted WHERE name = 'policy'").fetchone()
+                prev = db.execute(KEPT).fetchone()
                 kept = fold(None if prev is None else prev[0], old.decisions, old.events)
-                db.execute("INSERT INTO compacted VALUES ('policy', ?) ON CONFLICT (name) DO UPDATE "
-                           "SET value = excluded.value", (kept,))
+                db.execute(KEEP.format("?"), (kept,))
                 db.executemany("DELETE FROM decisions WHERE seq = ?", [(q,) for q in old.decision_seqs])
                 db.executemany("DELETE FROM events WHERE seq = ?", [(q,) for q in old.event_seqs])
             db.execute("COMMIT")
@@ -261,7 +262,7 @@ class SqliteEventStore:
         db = self._db
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'compacted'").fetchone() is None:
             return None  # a log from before retention, opened read-only
-        row = db.execute("SELECT value FROM compacted WHERE name = 'policy'").fetchone()
+        row = db.execute(KEPT).fetchone()
         return None if row is None else row[0]
 
     def stats(self) -> LogStats:
